@@ -16,6 +16,8 @@ def _share_files() -> list[tuple[str, list[str]]]:
     """Install config/ and launch/ under <prefix>/share/bisenetformer_ros, the same place colcon puts them."""
     out: list[tuple[str, list[str]]] = []
     for top in ("config", "launch"):
+        if not (HERE / top).is_dir():
+            continue
         for directory in sorted(p for p in (HERE / top).rglob("*") if p.is_dir()) + [HERE / top]:
             files = sorted(str(f.relative_to(HERE)) for f in directory.iterdir() if f.is_file())
             if files:
