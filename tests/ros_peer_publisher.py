@@ -1,0 +1,42 @@
+"""Peer process for the DDS tests: publishes every sample message on /foundation/<Type> until killed.
+
+Run as ``python tests/ros_peer_publisher.py``; the checking test subscribes from its own process, so the messages
+cross a real process boundary over Fast DDS.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import rclpy  # noqa: E402
+from msg_samples import sample_messages  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+
+
+def main() -> None:
+    rclpy.init()
+    node = rclpy.create_node("foundation_peer_publisher")
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    samples = sample_messages()
+    pubs = {name: node.create_publisher(type(msg), f"/foundation/{name}", qos) for name, msg in samples.items()}
+
+    def tick() -> None:
+        for name, pub in pubs.items():
+            pub.publish(samples[name])
+
+    node.create_timer(0.1, tick)
+    print("publishing", flush=True)
+    try:
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
