@@ -1,0 +1,358 @@
+"""Turn the network's query predictions into semantic, panoptic and instance outputs (Mask2Former semantics).
+
+Every output is produced at each image's ORIGINAL resolution: mask logits are up-sampled to the padded batch size,
+the padding is cropped away using :class:`~bisenetformer_ros.model.preprocess.PreprocessMeta`, then the content is
+resized to the original size — the order used by the reference implementation, so padding can never leak in. Work
+stays in torch on the logits' device; queries are processed in chunks so that peak memory is ``chunk x H x W``
+rather than ``Q x H x W`` (100 full-resolution Cityscapes masks would be 800 MB). Only the final maps and small
+tables are copied to the host.
+
+* semantic: ``argmax_k sum_q softmax(class_q)[k] * sigmoid(mask_q)`` over the K real classes (no-object dropped).
+* panoptic: keep queries whose best class is not no-object and whose score exceeds ``object_mask_threshold``; each
+  pixel goes to the kept query with the highest ``score * mask_prob`` if that query's mask_prob >= ``mask_threshold``;
+  a query whose won area is below ``overlap_threshold`` x its own (mask_prob >= threshold) area is dropped (it is
+  mostly hidden behind others); stuff queries of one class are merged into one segment. Ids are 1..n in query order,
+  0 = void. For merged stuff segments the score is the best of the merged queries.
+* instance: top-k over (query, thing class) pairs of the class probabilities; masks = mask_prob >= ``mask_threshold``;
+  score = class probability x mean mask probability inside the mask; empty masks are dropped; sorted by score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bisenetformer_ros.data.classes import ClassTable
+from bisenetformer_ros.model.preprocess import PreprocessMeta
+
+TASKS: tuple[str, ...] = ("semantic", "panoptic", "instance")
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Thresholds of the merging rules (defaults of Mask2Former / the paper)."""
+
+    object_mask_threshold: float = 0.8
+    overlap_threshold: float = 0.8
+    mask_threshold: float = 0.5
+    instance_topk: int = 100
+    # Queries handled at once at full resolution; bounds peak memory (chunk x H x W floats).
+    chunk_size: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("object_mask_threshold", "overlap_threshold", "mask_threshold"):
+            v = getattr(self, name)
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"PostprocessConfig.{name} must be in [0, 1], got {v!r}")
+        if int(self.instance_topk) < 1:
+            raise ValueError(f"PostprocessConfig.instance_topk must be >= 1, got {self.instance_topk!r}")
+        if int(self.chunk_size) < 1:
+            raise ValueError(f"PostprocessConfig.chunk_size must be >= 1, got {self.chunk_size!r}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One panoptic segment: ``bbox = (x, y, w, h)`` in pixels, ``centroid = (x, y)`` mean pixel position."""
+
+    id: int
+    class_id: int
+    is_thing: bool
+    score: float
+    area: int
+    bbox: tuple[int, int, int, int]
+    centroid: tuple[float, float]
+
+
+@dataclass
+class PanopticResult:
+    """``id_map`` uint16 HxW (0 = void, otherwise a ``Segment.id``) and the segment table."""
+
+    id_map: np.ndarray
+    segments: list[Segment] = field(default_factory=list)
+
+
+@dataclass
+class InstanceResult:
+    """N thing instances sorted by score: ``masks`` bool [N,H,W], ``classes`` int64 [N], ``scores`` float32 [N],
+    ``boxes`` int64 [N,4] as (x, y, w, h) like ``Segment.bbox``."""
+
+    masks: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.classes.shape[0])
+
+
+@dataclass
+class SegmentationOutput:
+    """Per-image result; a field is ``None`` when its task was not requested."""
+
+    semantic: np.ndarray | None
+    panoptic: PanopticResult | None = None
+    instances: InstanceResult | None = None
+
+
+def masks_to_original(mask_logits: torch.Tensor, meta: PreprocessMeta) -> torch.Tensor:
+    """``[N,h,w]`` mask logits (batch grid, 1/8) -> ``[N,orig_h,orig_w]``: up to padded size, crop pad, resize."""
+    x = F.interpolate(mask_logits[None].float(), size=meta.padded_size, mode="bilinear", align_corners=False)
+    x = x[:, :, : meta.resized_size[0], : meta.resized_size[1]]
+    if tuple(meta.resized_size) != tuple(meta.orig_size):
+        x = F.interpolate(x, size=meta.orig_size, mode="bilinear", align_corners=False)
+    return x[0]
+
+
+def semantic_inference(
+    pred_logits: torch.Tensor, pred_masks: torch.Tensor, meta: PreprocessMeta, chunk_size: int = 16
+) -> torch.Tensor:
+    """Class-id map ``[H,W]`` (int64, on the logits' device) for one image (``pred_logits [Q,K+1]``)."""
+    probs = pred_logits.float().softmax(-1)[:, :-1]
+    num_classes = probs.shape[1]
+    h, w = meta.orig_size
+    acc = torch.zeros((num_classes, h * w), dtype=torch.float32, device=pred_logits.device)
+    for s in range(0, probs.shape[0], chunk_size):
+        m = masks_to_original(pred_masks[s : s + chunk_size], meta).sigmoid().flatten(1)
+        acc.addmm_(probs[s : s + chunk_size].t(), m)
+    return acc.argmax(0).reshape(h, w)
+
+
+def _segment_stats(id_map: torch.Tensor, n: int) -> dict[str, list]:
+    """Area, bbox and centroid of ids 1..n in ``id_map`` with scatter reductions (one pass, no per-segment loop)."""
+    h, w = id_map.shape
+    dev = id_map.device
+    flat = id_map.reshape(-1).long()
+    xs = torch.arange(w, device=dev).repeat(h)
+    ys = torch.arange(h, device=dev).repeat_interleave(w)
+    area = torch.bincount(flat, minlength=n + 1)
+    sx = torch.bincount(flat, weights=xs.double(), minlength=n + 1)
+    sy = torch.bincount(flat, weights=ys.double(), minlength=n + 1)
+    big = max(h, w)
+    x0 = torch.full((n + 1,), big, device=dev, dtype=torch.long).scatter_reduce(0, flat, xs, "amin")
+    y0 = torch.full((n + 1,), big, device=dev, dtype=torch.long).scatter_reduce(0, flat, ys, "amin")
+    x1 = torch.full((n + 1,), -1, device=dev, dtype=torch.long).scatter_reduce(0, flat, xs, "amax")
+    y1 = torch.full((n + 1,), -1, device=dev, dtype=torch.long).scatter_reduce(0, flat, ys, "amax")
+    denom = area.clamp(min=1).double()
+    return {
+        "area": area.tolist(),
+        "cx": (sx / denom).tolist(),
+        "cy": (sy / denom).tolist(),
+        "x0": x0.tolist(),
+        "y0": y0.tolist(),
+        "x1": x1.tolist(),
+        "y1": y1.tolist(),
+    }
+
+
+def panoptic_inference(
+    pred_logits: torch.Tensor,
+    pred_masks: torch.Tensor,
+    meta: PreprocessMeta,
+    is_thing: Sequence[bool],
+    config: PostprocessConfig | None = None,
+) -> PanopticResult:
+    """Panoptic id map + segment table for one image (see the module docstring for the rules)."""
+    cfg = config or PostprocessConfig()
+    h, w = meta.orig_size
+    dev = pred_logits.device
+    probs = pred_logits.float().softmax(-1)
+    num_classes = probs.shape[-1] - 1
+    scores, labels = probs.max(-1)
+    keep = (labels != num_classes) & (scores > cfg.object_mask_threshold)
+    kept = torch.nonzero(keep).flatten()
+    n = int(kept.numel())
+    if n == 0:
+        return PanopticResult(id_map=np.zeros((h, w), dtype=np.uint16), segments=[])
+    if n > 65535:
+        raise ValueError(f"{n} kept queries exceed the uint16 id range of the panoptic map")
+    kept_scores = scores[kept]
+    # Running arg-max of score * mask_prob over chunks; strict '>' keeps the first maximum like a global argmax.
+    best_val = torch.full((h * w,), -1.0, device=dev)
+    best_idx = torch.zeros((h * w,), dtype=torch.long, device=dev)
+    best_prob = torch.zeros((h * w,), device=dev)
+    original_area = torch.zeros((n,), dtype=torch.long, device=dev)
+    for s in range(0, n, cfg.chunk_size):
+        m = masks_to_original(pred_masks[kept[s : s + cfg.chunk_size]], meta).sigmoid().flatten(1)
+        original_area[s : s + m.shape[0]] = (m >= cfg.mask_threshold).sum(1)
+        weighted = kept_scores[s : s + m.shape[0], None] * m
+        val, idx = weighted.max(0)
+        better = val > best_val
+        best_val = torch.where(better, val, best_val)
+        best_idx = torch.where(better, idx + s, best_idx)
+        best_prob = torch.where(better, m.gather(0, idx[None])[0], best_prob)
+    owned = best_prob >= cfg.mask_threshold  # pixel inside its winner's own binary mask
+    won_area = torch.bincount(best_idx, minlength=n)
+    final_area = torch.bincount(best_idx[owned], minlength=n)
+
+    classes = labels[kept].tolist()
+    score_list = kept_scores.tolist()
+    won, orig, fin = won_area.tolist(), original_area.tolist(), final_area.tolist()
+    lut = [0] * n  # query (kept order) -> segment id
+    seg_class: list[int] = []
+    seg_score: list[float] = []
+    stuff_segment: dict[int, int] = {}
+    for k in range(n):
+        if won[k] == 0 or orig[k] == 0 or fin[k] == 0:
+            continue
+        if won[k] / orig[k] < cfg.overlap_threshold:
+            continue
+        cls = int(classes[k])
+        thing = bool(is_thing[cls])
+        if not thing and cls in stuff_segment:
+            sid = stuff_segment[cls]
+            seg_score[sid - 1] = max(seg_score[sid - 1], float(score_list[k]))
+            lut[k] = sid
+            continue
+        seg_class.append(cls)
+        seg_score.append(float(score_list[k]))
+        sid = len(seg_class)
+        lut[k] = sid
+        if not thing:
+            stuff_segment[cls] = sid
+    lut_t = torch.tensor(lut, dtype=torch.long, device=dev)
+    id_map = torch.where(owned, lut_t[best_idx], torch.zeros_like(best_idx)).reshape(h, w)
+    num_segments = len(seg_class)
+    segments: list[Segment] = []
+    if num_segments:
+        st = _segment_stats(id_map, num_segments)
+        for sid in range(1, num_segments + 1):
+            x0, y0, x1, y1 = st["x0"][sid], st["y0"][sid], st["x1"][sid], st["y1"][sid]
+            segments.append(
+                Segment(
+                    id=sid,
+                    class_id=seg_class[sid - 1],
+                    is_thing=bool(is_thing[seg_class[sid - 1]]),
+                    score=seg_score[sid - 1],
+                    area=int(st["area"][sid]),
+                    bbox=(int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)),
+                    centroid=(float(st["cx"][sid]), float(st["cy"][sid])),
+                )
+            )
+    return PanopticResult(id_map=id_map.to(torch.int32).cpu().numpy().astype(np.uint16), segments=segments)
+
+
+def instance_inference(
+    pred_logits: torch.Tensor,
+    pred_masks: torch.Tensor,
+    meta: PreprocessMeta,
+    is_thing: Sequence[bool],
+    config: PostprocessConfig | None = None,
+) -> InstanceResult:
+    """Top-k thing instances for one image (see the module docstring)."""
+    cfg = config or PostprocessConfig()
+    h, w = meta.orig_size
+    dev = pred_logits.device
+    thing_ids = [i for i, t in enumerate(is_thing) if t]
+    if not thing_ids:
+        return _empty_instances(h, w)
+    probs = pred_logits.float().softmax(-1)[:, :-1]
+    cols = torch.tensor(thing_ids, dtype=torch.long, device=dev)
+    cand = probs[:, cols]  # [Q, T]
+    k = min(int(cfg.instance_topk), cand.numel())
+    top_scores, flat_idx = cand.flatten().topk(k)
+    query_idx = torch.div(flat_idx, len(thing_ids), rounding_mode="floor")
+    class_idx = cols[flat_idx % len(thing_ids)]
+
+    masks, mask_scores, boxes = [], [], []
+    for s in range(0, k, cfg.chunk_size):
+        m = masks_to_original(pred_masks[query_idx[s : s + cfg.chunk_size]], meta).sigmoid()
+        binary = m >= cfg.mask_threshold
+        area = binary.flatten(1).sum(1)
+        mask_scores.append((m * binary).flatten(1).sum(1) / (area.float() + 1e-6))
+        boxes.append(_mask_boxes(binary))
+        masks.append(binary)
+    mask_t = torch.cat(masks)
+    box_t = torch.cat(boxes)
+    final = top_scores * torch.cat(mask_scores)
+    nonempty = mask_t.flatten(1).any(1)
+    order = torch.argsort(torch.where(nonempty, final, torch.full_like(final, -1.0)), descending=True)
+    order = order[: int(nonempty.sum())]
+    return InstanceResult(
+        masks=mask_t[order].cpu().numpy(),
+        classes=class_idx[order].cpu().numpy().astype(np.int64),
+        scores=final[order].cpu().numpy().astype(np.float32),
+        boxes=box_t[order].cpu().numpy().astype(np.int64),
+    )
+
+
+def _mask_boxes(binary: torch.Tensor) -> torch.Tensor:
+    """``[N,H,W]`` bool -> ``[N,4]`` (x, y, w, h); zeros for empty masks."""
+    _n, h, w = binary.shape
+    rows = binary.any(2)
+    cols = binary.any(1)
+    ar_h = torch.arange(h, device=binary.device)
+    ar_w = torch.arange(w, device=binary.device)
+    y0 = torch.where(rows, ar_h, h).amin(1)
+    y1 = torch.where(rows, ar_h, -1).amax(1)
+    x0 = torch.where(cols, ar_w, w).amin(1)
+    x1 = torch.where(cols, ar_w, -1).amax(1)
+    empty = ~rows.any(1)
+    box = torch.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], dim=1)
+    return torch.where(empty[:, None], torch.zeros_like(box), box)
+
+
+def _empty_instances(h: int, w: int) -> InstanceResult:
+    return InstanceResult(
+        masks=np.zeros((0, h, w), dtype=bool),
+        classes=np.zeros((0,), dtype=np.int64),
+        scores=np.zeros((0,), dtype=np.float32),
+        boxes=np.zeros((0, 4), dtype=np.int64),
+    )
+
+
+def postprocess_batch(
+    pred_logits: torch.Tensor,
+    pred_masks: torch.Tensor,
+    metas: Sequence[PreprocessMeta],
+    tasks: Sequence[str] = ("semantic", "panoptic"),
+    config: PostprocessConfig | None = None,
+    class_table: ClassTable | None = None,
+) -> list[SegmentationOutput]:
+    """Post-process a batch: ``pred_logits [B,Q,K+1]``, ``pred_masks [B,Q,h,w]``, one meta per image.
+
+    ``class_table`` supplies the thing/stuff split and is required for 'panoptic' and 'instance'.
+    """
+    cfg = config or PostprocessConfig()
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
+    if pred_logits.dim() != 3 or pred_masks.dim() != 4:
+        raise ValueError(
+            f"expected pred_logits [B,Q,K+1] and pred_masks [B,Q,h,w], got {tuple(pred_logits.shape)} and "
+            f"{tuple(pred_masks.shape)}"
+        )
+    b, q = pred_logits.shape[:2]
+    if pred_masks.shape[:2] != (b, q):
+        raise ValueError(f"pred_logits {tuple(pred_logits.shape)} and pred_masks {tuple(pred_masks.shape)} disagree")
+    if len(metas) != b:
+        raise ValueError(f"{len(metas)} metas for a batch of {b} predictions")
+    num_classes = pred_logits.shape[-1] - 1
+    needs_table = any(t in tasks for t in ("panoptic", "instance"))
+    is_thing: Sequence[bool] = ()
+    if needs_table:
+        if class_table is None:
+            raise ValueError("panoptic/instance post-processing needs a class_table (thing/stuff split)")
+        if class_table.num_classes != num_classes:
+            raise ValueError(
+                f"class table '{class_table.dataset}' has {class_table.num_classes} classes but the model predicts "
+                f"{num_classes}; use the class table stored with the model"
+            )
+        is_thing = class_table.is_thing
+    sem_dtype = np.uint8 if num_classes <= 255 else np.uint16
+    outputs = []
+    with torch.no_grad():
+        for i, meta in enumerate(metas):
+            sem = pan = ins = None
+            if "semantic" in tasks:
+                sem_t = semantic_inference(pred_logits[i], pred_masks[i], meta, cfg.chunk_size)
+                sem = sem_t.to(torch.int32).cpu().numpy().astype(sem_dtype)
+            if "panoptic" in tasks:
+                pan = panoptic_inference(pred_logits[i], pred_masks[i], meta, is_thing, cfg)
+            if "instance" in tasks:
+                ins = instance_inference(pred_logits[i], pred_masks[i], meta, is_thing, cfg)
+            outputs.append(SegmentationOutput(semantic=sem, panoptic=pan, instances=ins))
+    return outputs
