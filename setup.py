@@ -18,7 +18,7 @@ def _share_files() -> list[tuple[str, list[str]]]:
     for top in ("config", "launch"):
         if not (HERE / top).is_dir():
             continue
-        for directory in sorted(p for p in (HERE / top).rglob("*") if p.is_dir()) + [HERE / top]:
+        for directory in [*sorted(p for p in (HERE / top).rglob("*") if p.is_dir()), HERE / top]:
             files = sorted(str(f.relative_to(HERE)) for f in directory.iterdir() if f.is_file())
             if files:
                 out.append((f"share/bisenetformer_ros/{directory.relative_to(HERE)}", files))

@@ -10,12 +10,12 @@ from typing import Any
 
 def sample_messages() -> dict[str, Any]:
     """One message of each of the package's types, every field set to a non-default value."""
-    from bisenetformer_ros.msg import ClassTable, PanopticSegment, PanopticSegmentation
+    import numpy as np
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import Image, RegionOfInterest
     from std_msgs.msg import ColorRGBA, Header
 
-    import numpy as np
+    from bisenetformer_ros.msg import ClassTable, PanopticSegment, PanopticSegmentation
 
     header = Header(stamp=Time(sec=1_700_000_123, nanosec=456_789), frame_id="camera_optical_frame")
     ids = np.array([[1, 1, 2, 2, 0], [1, 1, 1, 2, 0], [0, 2, 2, 2, 0]], dtype="<u2")

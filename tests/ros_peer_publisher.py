@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import rclpy  # noqa: E402
-from msg_samples import sample_messages  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+import rclpy
+from msg_samples import sample_messages
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 
 def main() -> None:

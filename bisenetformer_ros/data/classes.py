@@ -105,10 +105,10 @@ class ClassTable:
         diffs: list[str] = []
         if self.num_classes != other.num_classes:
             diffs.append(f"number of classes {self.num_classes} != {other.num_classes}")
-        for i, (a, b) in enumerate(zip(self.names, other.names)):
+        for i, (a, b) in enumerate(zip(self.names, other.names, strict=False)):
             if a != b:
                 diffs.append(f"class {i}: name '{a}' != '{b}'")
-        for i, (a, b) in enumerate(zip(self.is_thing, other.is_thing)):
+        for i, (a, b) in enumerate(zip(self.is_thing, other.is_thing, strict=False)):
             if a != b:
                 diffs.append(f"class {i}: is_thing {a} != {b}")
         if self.ignore_label != other.ignore_label:
@@ -169,8 +169,4 @@ def _load_builtin_tables() -> None:
     import importlib
 
     for mod in ("bisenetformer_ros.data.ade20k_classes", "bisenetformer_ros.data.synthetic"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # pragma: no cover - only while a module is being written
-            if exc.name != mod:
-                raise
+        importlib.import_module(mod)

@@ -162,7 +162,7 @@ class _Layout:
 def _stuff_layer(layout: _Layout, h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     img = np.zeros((h, w, 3), np.float32)
     sem = np.full((h, w), GROUND, np.uint8)
-    hy = int(round(layout.horizon * h))
+    hy = round(layout.horizon * h)
     sem[:hy] = SKY
     if layout.has_wall:
         x0, x1, top = layout.wall
@@ -337,7 +337,7 @@ def write_dataset(
         )
     categories = [
         {"id": i, "name": n, "isthing": int(t), "color": list(c)}
-        for i, (n, t, c) in enumerate(zip(SYNTHETIC.names, SYNTHETIC.is_thing, SYNTHETIC.colors))
+        for i, (n, t, c) in enumerate(zip(SYNTHETIC.names, SYNTHETIC.is_thing, SYNTHETIC.colors, strict=False))
     ]
     meta = {
         "info": {"description": "bisenetformer_ros synthetic scenes", "seed": seed, "split": split},
