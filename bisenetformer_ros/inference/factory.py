@@ -1,0 +1,105 @@
+"""``create_backend``: pick a backend by name so the node, evaluator and CLI never care which one runs.
+
+Every backend accepts the same ``.pt`` model file: ONNX Runtime exports it to ONNX once (cached by the file's hash),
+TensorRT additionally builds an engine once (cached by GPU, TensorRT version, precision and input profile). An
+``.onnx`` file (from ``bisenetformer export``) works for ONNX Runtime and TensorRT, and a TensorRT engine file for
+TensorRT. Backend modules are imported lazily: ``onnxruntime`` or ``tensorrt`` are only needed when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bisenetformer_ros.data.classes import ClassTable
+from bisenetformer_ros.inference.base import Backend
+
+#: name -> "module:Class"
+BACKENDS: dict[str, str] = {
+    "torch": "bisenetformer_ros.inference.torch_backend:TorchBackend",
+    "onnxruntime": "bisenetformer_ros.inference.onnxruntime_backend:OnnxRuntimeBackend",
+    "tensorrt": "bisenetformer_ros.inference.tensorrt_backend:TensorRTBackend",
+}
+
+_ALIASES = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt"}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered under ``name`` (aliases: pytorch, ort/onnx, trt)."""
+    key = _ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
+    if key not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}'; choose one of {sorted(BACKENDS)}")
+    module, cls = BACKENDS[key].split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(
+            f"the {key} backend needs the Python package '{exc.name}', which is not installed; install it "
+            f"(see README, 'Backends') or choose another backend"
+        ) from None
+    return getattr(mod, cls)
+
+
+def available_backends() -> dict[str, str]:
+    """Backend name -> 'ok' or the reason it cannot run here (missing package, no GPU)."""
+    out: dict[str, str] = {"torch": "ok"}
+    try:
+        importlib.import_module("onnxruntime")
+        out["onnxruntime"] = "ok"
+    except ImportError as exc:
+        out["onnxruntime"] = f"not installed ({exc})"
+    try:
+        importlib.import_module("tensorrt")
+        out["tensorrt"] = "ok" if torch.cuda.is_available() else "tensorrt installed but no CUDA GPU visible to torch"
+    except ImportError:
+        out["tensorrt"] = "the 'tensorrt' Python package is not installed"
+    return out
+
+
+def resolve_model_path(model_path: str | Path | None) -> Path:
+    """``None`` -> the embedded default model; otherwise the path, which must exist."""
+    if model_path is None or str(model_path) == "":
+        from bisenetformer_ros.resources import default_model_path
+
+        return default_model_path()
+    path = Path(model_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model file '{path}' does not exist; pass the path of a .pt model (or an .onnx / TensorRT engine "
+            f"exported by 'bisenetformer export'), or leave it empty to use the embedded default model"
+        )
+    return path
+
+
+def create_backend(
+    name: str = "torch",
+    model_path: str | Path | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    class_table: ClassTable | None = None,
+    load: bool = True,
+    **options: Any,
+) -> Backend:
+    """Instantiate (and by default load) a backend.
+
+    ``class_table``: the label space the caller expects; a model trained for another one is refused.
+    ``options``: backend-specific keywords (see each backend's constructor); unknown ones are an error.
+    ``inference_delay_ms`` (any backend): fixed extra latency per batch, for load/latency tests (see
+    :attr:`Backend.inference_delay_ms`).
+    """
+    cls = backend_class(name)
+    path = resolve_model_path(model_path)
+    delay_ms = options.pop("inference_delay_ms", 0.0) or 0.0
+    try:
+        backend = cls(path, device=device, precision=precision, class_table=class_table, **options)
+    except TypeError as exc:
+        if "unexpected keyword argument" in str(exc):
+            raise ValueError(f"{cls.NAME} backend: {exc}") from None
+        raise
+    backend.inference_delay_ms = delay_ms
+    if load:
+        backend.load()
+    return backend
