@@ -1,0 +1,761 @@
+"""``bisenetformer_node``: cameras in; semantic labels, overlays and panoptic segments out (ROS 2 lifecycle node).
+
+A thin adapter over the ROS-free core. Threads and data flow:
+
+* executor thread: subscription callbacks check a message's header in O(1) (malformed ones are counted and skipped
+  so they never displace a good frame), then put it into its camera's newest-frame slot and return; parameter,
+  lifecycle and diagnostics callbacks also run here, so none of them ever waits for inference.
+* worker thread: takes the newest frame of every camera, drops those older than ``max_age``, decodes, runs one
+  batched inference for all cameras, renders (:func:`~bisenetformer_ros.inference.outputs.render_outputs`) and
+  publishes with each input's own header.
+
+Lifecycle: ``configure`` loads the model and creates publishers (a failure is logged with its cause and leaves the
+node unconfigured, ready to be configured again), ``activate`` subscribes and starts the worker, ``deactivate``
+stops both, ``cleanup`` releases the model. With ``autostart`` (default) the node configures and activates itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from bisenetformer_ros.ros.parameters import (
+    BUILTIN_PARAMETERS,
+    PARAMETERS,
+    SPECS,
+    check_combination,
+    help_text,
+    suggest,
+)
+
+#: Output name -> topic (relative to the camera namespace).
+OUTPUT_TOPICS: dict[str, str] = {
+    "semantic": "semantic",
+    "semantic_color": "semantic/color",
+    "overlay": "overlay",
+    "panoptic": "panoptic",
+    "panoptic_color": "panoptic/color",
+    "detections": "detections",
+}
+CAMERA_INFO_OUT = "segmentation/camera_info"
+SEMANTIC_OUTPUTS = frozenset({"semantic", "semantic_color", "overlay"})
+PANOPTIC_OUTPUTS = frozenset({"panoptic", "panoptic_color", "detections"})
+
+
+def _ns_join(ns: str, topic: str) -> str:
+    """Topic ``topic`` inside camera namespace ``ns`` ('' = the node's namespace; relative names stay relative)."""
+    ns = ns.rstrip("/")
+    return f"{ns}/{topic}" if ns else topic
+
+
+@dataclass
+class PendingFrame:
+    """A received camera message waiting for the worker."""
+
+    msg: Any
+    receipt: float  # time.monotonic() at arrival
+    receipt_ros_ns: int  # node clock at arrival (ns)
+
+
+@dataclass
+class Camera:
+    """One camera namespace: its topics, publishers, last camera_info and statistics."""
+
+    index: int
+    ns: str
+    label: str
+    stats: Any
+    subscriptions: list[Any] = field(default_factory=list)
+    publishers: dict[str, Any] = field(default_factory=dict)
+    info_publisher: Any = None
+    latched: list[Any] = field(default_factory=list)  # class_info (+ label_info)
+    camera_info: Any = None
+
+
+def _tasks_for(wanted: set[str], task: str, edges: bool) -> set[str]:
+    """Post-processing tasks needed for the ``wanted`` outputs under the ``task`` parameter."""
+    tasks: set[str] = set()
+    if task in ("all", "semantic") and wanted & SEMANTIC_OUTPUTS:
+        tasks.add("semantic")
+    if task in ("all", "panoptic") and (wanted & PANOPTIC_OUTPUTS or ("overlay" in wanted and task == "panoptic")):
+        tasks.add("panoptic")
+    if task == "all" and "overlay" in wanted and edges:
+        tasks.add("panoptic")  # instance outlines in the overlay come from the panoptic result
+    return tasks
+
+
+def _allowed_by_task(name: str, task: str) -> bool:
+    if task == "semantic":
+        return name in SEMANTIC_OUTPUTS
+    if task == "panoptic":
+        return name in PANOPTIC_OUTPUTS or name == "overlay"
+    return True
+
+
+def _node_class() -> type:
+    """Define the node class on first use so that importing this module (``--help``) does not import rclpy."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from rcl_interfaces.msg import (
+        FloatingPointRange,
+        IntegerRange,
+        ParameterDescriptor,
+        ParameterType,
+        SetParametersResult,
+    )
+    from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+    from std_msgs.msg import Header
+
+    from bisenetformer_ros.image import ImageFormatError, check_layout
+    from bisenetformer_ros.inference.outputs import OUTPUT_NAMES, render_outputs
+    from bisenetformer_ros.msg import ClassTable as ClassTableMsg
+    from bisenetformer_ros.msg import PanopticSegmentation
+    from bisenetformer_ros.ros import messages as M
+    from bisenetformer_ros.ros.qos import diagnostics_qos, latched_qos, stream_qos
+    from bisenetformer_ros.ros.stats import STAGES, CameraStats, CauseThrottle
+
+    ptypes = {
+        "bool": ParameterType.PARAMETER_BOOL,
+        "integer": ParameterType.PARAMETER_INTEGER,
+        "double": ParameterType.PARAMETER_DOUBLE,
+        "string": ParameterType.PARAMETER_STRING,
+        "string_array": ParameterType.PARAMETER_STRING_ARRAY,
+    }
+
+    class BiSeNetFormerNode(LifecycleNode):
+        """See the module docstring."""
+
+        def __init__(self, node_name: str = "bisenetformer", **kwargs: Any) -> None:
+            super().__init__(node_name, **kwargs)
+            self._params: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
+            self._declaring = True
+            self._configured = False
+            self._active = False
+            self._segmenter: Any = None
+            self._vm = M.vision_msgs_module()
+            self._cameras: list[Camera] = []
+            self._pending: dict[int, PendingFrame] = {}
+            self._cond = threading.Condition()
+            self._stop = threading.Event()
+            self._worker: threading.Thread | None = None
+            self._throttle = CauseThrottle(10.0)
+            self._network_calls = 0
+            self._errors = 0
+            self._last_error = ""
+            self._configure_error = ""
+            self._state_label = "unconfigured"
+            self.finalized = False
+            self.add_on_set_parameters_callback(self._on_set_parameters)
+            self._declare_all()
+            self._declaring = False
+            self._warn_unknown_overrides()
+            self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", diagnostics_qos())
+            self._diag_timer = self.create_timer(float(self._params["diagnostics.period"]), self._publish_diagnostics)
+            if self._vm is None:
+                self.get_logger().info("vision_msgs is not installed: 'detections' and 'label_info' are not offered")
+
+        # ------------------------------------------------------------------------------------------- parameters
+        def _declare_all(self) -> None:
+            for spec in PARAMETERS:
+                desc = ParameterDescriptor(
+                    name=spec.name,
+                    type=ptypes[spec.type],
+                    description=spec.description.replace("`", ""),
+                    additional_constraints=(
+                        f"one of: {', '.join(spec.choices)}" if spec.choices else f"applies: {spec.when}"
+                    ),
+                    read_only=spec.startup,
+                )
+                if spec.type == "integer" and spec.minimum is not None and spec.maximum is not None:
+                    desc.integer_range = [
+                        IntegerRange(from_value=int(spec.minimum), to_value=int(spec.maximum), step=1)
+                    ]
+                elif spec.type == "double" and spec.minimum is not None and spec.maximum is not None:
+                    desc.floating_point_range = [
+                        FloatingPointRange(from_value=float(spec.minimum), to_value=float(spec.maximum), step=0.0)
+                    ]
+                self.declare_parameter(spec.name, spec.default, desc)
+                self._params[spec.name] = self.get_parameter(spec.name).value
+            problems = check_combination(self._params)
+            if problems:
+                raise ValueError("; ".join(problems))
+
+        def _warn_unknown_overrides(self) -> None:
+            overrides = getattr(self, "_parameter_overrides", {}) or {}
+            for name in overrides:
+                if name not in SPECS and name not in BUILTIN_PARAMETERS:
+                    self.get_logger().warning(f"ignoring unknown parameter '{name}'{suggest(name)}")
+
+        def _on_set_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
+            new = dict(self._params)
+            for p in params:
+                spec = SPECS.get(p.name)
+                if spec is None:
+                    continue
+                if p.type_ == Parameter.Type.NOT_SET:
+                    return SetParametersResult(successful=False, reason=f"parameter '{p.name}' cannot be unset")
+                value = list(p.value) if spec.type == "string_array" else p.value
+                reason = spec.check(value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+                if not self._declaring and value != self._params.get(p.name):
+                    if spec.startup:
+                        return SetParametersResult(
+                            successful=False, reason=f"parameter '{p.name}' is read only at start-up"
+                        )
+                    if not spec.tunable and self._configured:
+                        return SetParametersResult(
+                            successful=False,
+                            reason=(
+                                f"parameter '{p.name}' needs a reload and cannot change while the node is "
+                                f"{self._state_label}: deactivate and clean up the node, set it, then configure "
+                                "(and activate) again"
+                            ),
+                        )
+                new[p.name] = value
+            if not self._declaring:
+                problems = check_combination(new)
+                if problems:
+                    return SetParametersResult(successful=False, reason="; ".join(problems))
+            self._params = new
+            return SetParametersResult(successful=True)
+
+        # ------------------------------------------------------------------------------------------- lifecycle
+        def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+            from bisenetformer_ros.ros.pipeline import build_segmenter
+
+            p = dict(self._params)
+            log = self.get_logger()
+            log.info(
+                f"configuring: model '{p['model'] or '(embedded default)'}', backend {p['backend']}, "
+                f"device {p['device']}, precision {p['precision']}"
+            )
+            t0 = time.perf_counter()
+            seg = None
+            try:
+                seg = build_segmenter(p)
+                if p["warmup"]:
+                    h = int(p["input_height"]) or 480
+                    w = int(p["input_width"]) or 640
+                    seg.warmup(h, w, batch=1, iterations=1)
+            except Exception as exc:  # any load problem: report, stay unconfigured, allow another configure
+                if seg is not None:
+                    seg.close()
+                self._configure_error = f"{type(exc).__name__}: {exc}"
+                log.error(
+                    f"configure failed: {self._configure_error}. Fix the parameter(s) and trigger 'configure' again"
+                )
+                return TransitionCallbackReturn.FAILURE
+            self._segmenter = seg
+            self._configure_error = ""
+            try:
+                self._create_cameras(p)
+            except Exception as exc:
+                self._configure_error = f"{type(exc).__name__}: {exc}"
+                log.error(f"configure failed while creating topics: {self._configure_error}")
+                self._release()
+                return TransitionCallbackReturn.FAILURE
+            self._configured = True
+            self._state_label = "inactive"
+            info = seg.backend.info
+            log.info(
+                f"model loaded in {time.perf_counter() - t0:.1f} s: {info.describe()}, classes "
+                f"'{seg.class_table.dataset}' ({seg.class_table.num_classes}); cameras: "
+                + ", ".join(c.label for c in self._cameras)
+            )
+            return TransitionCallbackReturn.SUCCESS
+
+        def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+            p = self._params
+            qos = stream_qos(p["input_qos"], p["input_qos_depth"])
+            compressed = p["input_transport"] == "compressed"
+            for cam in self._cameras:
+                cam.stats = CameraStats(cam.label)  # fresh counters for this activation
+                if compressed:
+                    topic = _ns_join(cam.ns, "image/compressed")
+                    cb = self._make_compressed_callback(cam)
+                    cam.subscriptions.append(self.create_subscription(CompressedImage, topic, cb, qos))
+                else:
+                    topic = _ns_join(cam.ns, "image")
+                    cam.subscriptions.append(
+                        self.create_subscription(Image, topic, self._make_image_callback(cam), qos)
+                    )
+                if p["camera_info_passthrough"]:
+                    cam.subscriptions.append(
+                        self.create_subscription(
+                            CameraInfo, _ns_join(cam.ns, "camera_info"), self._make_info_callback(cam), qos
+                        )
+                    )
+            self._publish_class_tables()
+            self._stop.clear()
+            self._worker = threading.Thread(target=self._worker_loop, name="bisenetformer_worker", daemon=True)
+            self._worker.start()
+            self._active = True
+            self._state_label = "active"
+            self.get_logger().info("active: processing camera frames")
+            return super().on_activate(state)
+
+        def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+            self._stop_processing()
+            self._state_label = "inactive"
+            self.get_logger().info("inactive: camera subscriptions closed")
+            return super().on_deactivate(state)
+
+        def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+            self._release()
+            self.get_logger().info("cleaned up: model released")
+            return TransitionCallbackReturn.SUCCESS
+
+        def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+            self.teardown()
+            self.finalized = True  # main() leaves its spin loop: a finalized lifecycle node has nothing left to do
+            self.get_logger().info("shut down (finalized)")
+            return TransitionCallbackReturn.SUCCESS
+
+        def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+            self.get_logger().error("error during a transition: releasing everything, back to unconfigured")
+            self.teardown()
+            return TransitionCallbackReturn.SUCCESS
+
+        def autostart(self) -> bool:
+            """Configure + activate (the ``autostart`` parameter); False if configuring failed."""
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                return False
+            return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+        def teardown(self) -> None:
+            """Stop the worker and release the model whatever the state (shutdown, errors, process exit)."""
+            self._stop_processing()
+            self._release()
+
+        def _stop_processing(self) -> None:
+            self._active = False
+            self._stop.set()
+            with self._cond:
+                self._cond.notify_all()
+            if self._worker is not None:
+                self._worker.join(timeout=60.0)
+                self._worker = None
+            with self._cond:
+                for idx in list(self._pending):
+                    self._cameras[idx].stats.count("dropped_inactive")
+                self._pending.clear()
+            for cam in self._cameras:
+                for sub in cam.subscriptions:
+                    self.destroy_subscription(sub)
+                cam.subscriptions.clear()
+
+        def _release(self) -> None:
+            for cam in self._cameras:
+                for pub in [*cam.publishers.values(), cam.info_publisher, *cam.latched]:
+                    if pub is not None:
+                        self.destroy_publisher(pub)
+            self._cameras = []
+            if self._segmenter is not None:
+                try:
+                    self._segmenter.close()
+                except Exception as exc:  # pragma: no cover - closing must not prevent cleanup
+                    self.get_logger().warning(f"closing the backend failed: {exc}")
+                self._segmenter = None
+                gc.collect()
+            self._configured = False
+            self._state_label = "unconfigured"
+
+        def _create_cameras(self, p: dict[str, Any]) -> None:
+            out_qos = stream_qos(p["output_qos"], p["output_qos_depth"])
+            image_topic = "image/compressed" if p["input_transport"] == "compressed" else "image"
+            for i, ns in enumerate(p["cameras"]):
+                # Named by the resolved input topic (remappings applied), which is what a user recognises.
+                label = self.resolve_topic_name(_ns_join(ns, image_topic))
+                cam = Camera(index=i, ns=ns, label=label, stats=CameraStats(label))
+                for name, topic in OUTPUT_TOPICS.items():
+                    if name == "detections":
+                        if self._vm is None:
+                            continue
+                        msg_type = self._vm.Detection2DArray
+                    elif name == "panoptic":
+                        msg_type = PanopticSegmentation
+                    else:
+                        msg_type = Image
+                    cam.publishers[name] = self.create_publisher(msg_type, _ns_join(ns, topic), out_qos)
+                cam.info_publisher = self.create_publisher(CameraInfo, _ns_join(ns, CAMERA_INFO_OUT), out_qos)
+                cam.latched.append(self.create_publisher(ClassTableMsg, _ns_join(ns, "class_info"), latched_qos()))
+                if self._vm is not None and hasattr(self._vm, "LabelInfo"):
+                    cam.latched.append(
+                        self.create_publisher(self._vm.LabelInfo, _ns_join(ns, "label_info"), latched_qos())
+                    )
+                self._cameras.append(cam)
+
+        def _publish_class_tables(self) -> None:
+            table = self._segmenter.class_table
+            header = Header()
+            header.stamp = self.get_clock().now().to_msg()
+            for cam in self._cameras:
+                cam.latched[0].publish(M.class_table_msg(header, table))
+                if len(cam.latched) > 1:
+                    msg = M.label_info_msg(self._vm, header, table, float(self._params["object_mask_threshold"]))
+                    if msg is not None:
+                        cam.latched[1].publish(msg)
+
+        # ------------------------------------------------------------------------------------------- callbacks
+        def _wanted_outputs(self, cam: Camera, p: dict[str, Any]) -> set[str]:
+            """Outputs to produce for ``cam`` now: enabled, allowed by ``task``, and subscribed when lazy."""
+            wanted = set()
+            lazy = p["lazy"]
+            for name, pub in cam.publishers.items():
+                if not p[f"outputs.{name}"] or not _allowed_by_task(name, p["task"]):
+                    continue
+                if lazy and pub.get_subscription_count() == 0:
+                    continue
+                wanted.add(name)
+            return wanted
+
+        def _enqueue(self, cam: Camera, msg: Any) -> None:
+            p = self._params
+            if not self._wanted_outputs(cam, p):
+                cam.stats.count("idle")
+                return
+            frame = PendingFrame(msg, time.monotonic(), self.get_clock().now().nanoseconds)
+            with self._cond:
+                replaced = cam.index in self._pending
+                self._pending[cam.index] = frame
+                self._cond.notify()
+            cam.stats.count("accepted")
+            if replaced:
+                cam.stats.count("dropped_superseded")
+
+        def _make_image_callback(self, cam: Camera) -> Any:
+            def on_image(msg: Image) -> None:
+                cam.stats.count("received")
+                if not self._active:
+                    cam.stats.count("dropped_inactive")
+                    return
+                try:
+                    check_layout(
+                        msg.encoding,
+                        msg.height,
+                        msg.width,
+                        msg.step,
+                        len(msg.data),
+                        max_pixels=int(self._params["max_image_pixels"]),
+                    )
+                except ImageFormatError as exc:
+                    self._bad_input(cam, exc.cause, str(exc))
+                    return
+                self._enqueue(cam, msg)
+
+            return on_image
+
+        def _make_compressed_callback(self, cam: Camera) -> Any:
+            def on_compressed(msg: CompressedImage) -> None:
+                cam.stats.count("received")
+                if not self._active:
+                    cam.stats.count("dropped_inactive")
+                    return
+                if len(msg.data) == 0:
+                    self._bad_input(cam, "empty_data", "compressed image has no data")
+                    return
+                self._enqueue(cam, msg)
+
+            return on_compressed
+
+        def _make_info_callback(self, cam: Camera) -> Any:
+            def on_info(msg: CameraInfo) -> None:
+                cam.camera_info = msg
+
+            return on_info
+
+        def _bad_input(self, cam: Camera, cause: str, text: str) -> None:
+            cam.stats.bad(cause)
+            log_now, suppressed = self._throttle.should_log(f"{cam.label}:{cause}")
+            if log_now:
+                more = f" ({suppressed} more since the last report)" if suppressed else ""
+                self.get_logger().warning(f"[{cam.label}] skipped a malformed frame ({cause}): {text}{more}")
+
+        # ------------------------------------------------------------------------------------------- worker
+        def _worker_loop(self) -> None:
+            while not self._stop.is_set():
+                with self._cond:
+                    while not self._pending and not self._stop.is_set():
+                        self._cond.wait(0.5)
+                    if self._stop.is_set():
+                        return
+                    frames = [(self._cameras[i], f) for i, f in sorted(self._pending.items())]
+                    self._pending.clear()
+                try:
+                    self._process(frames)
+                except Exception as exc:  # never let the worker die: report and continue with the next frames
+                    self._errors += 1
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                    for cam, _ in frames:
+                        cam.stats.count("errors")
+                    self.get_logger().error(f"processing failed: {self._last_error}\n{traceback.format_exc()}")
+
+        def _age(self, f: PendingFrame, p: dict[str, Any]) -> float:
+            if p["max_age_reference"] == "stamp":
+                st = f.msg.header.stamp
+                stamp_ns = int(st.sec) * 1_000_000_000 + int(st.nanosec)
+                if stamp_ns > 0:
+                    return (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
+            return time.monotonic() - f.receipt
+
+        def _process(self, frames: list[tuple[Camera, PendingFrame]]) -> None:
+            from bisenetformer_ros.ros.pipeline import postprocess_config_from, resize_to_network
+
+            p = self._params
+            seg = self._segmenter
+            if seg is None:
+                return
+            max_age = float(p["max_age"])
+            items: list[tuple[Camera, PendingFrame, np.ndarray, set[str]]] = []
+            for cam, f in frames:
+                if max_age > 0 and self._age(f, p) > max_age:
+                    cam.stats.count("dropped_stale")
+                    continue
+                wanted = self._wanted_outputs(cam, p)
+                if not wanted:
+                    cam.stats.count("idle")
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    rgb = M.message_to_rgb(f.msg, int(p["max_image_pixels"]), p["image_16bit_scaling"])
+                except ImageFormatError as exc:
+                    self._bad_input(cam, exc.cause, str(exc))
+                    continue
+                except Exception as exc:  # a decoder bug must not stop the node: count it as bad input
+                    self._bad_input(cam, "decode_error", f"{type(exc).__name__}: {exc}")
+                    continue
+                if p["output_resolution"] == "network":
+                    rgb = resize_to_network(seg, rgb)
+                cam.stats.latency("decode", time.perf_counter() - t0)
+                items.append((cam, f, rgb, wanted))
+            if not items:
+                return
+            edges = bool(p["overlay_instance_edges"])
+            tasks: set[str] = set()
+            for _, _, _, wanted in items:
+                tasks |= _tasks_for(wanted, p["task"], edges)
+            order = tuple(t for t in ("semantic", "panoptic") if t in tasks)
+            if not order:
+                for cam, _, _, _ in items:
+                    cam.stats.count("idle")
+                return
+            seg.postprocess_config = postprocess_config_from(p)
+            self._network_calls += 1
+            try:
+                results = seg.run([rgb for _, _, rgb, _ in items], tasks=order)
+            except Exception as exc:  # one failing batch is reported; the next frames are processed normally
+                self._errors += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log_now, suppressed = self._throttle.should_log(f"inference:{type(exc).__name__}")
+                if log_now:
+                    more = f" ({suppressed} more since the last report)" if suppressed else ""
+                    self.get_logger().error(f"inference failed on {len(items)} frame(s): {self._last_error}{more}")
+                for cam, _, _, _ in items:
+                    cam.stats.count("errors")
+                return
+            table = seg.class_table
+            for (cam, f, rgb, wanted), r in zip(items, results, strict=True):
+                for stage in ("preprocess", "inference", "postprocess"):
+                    if stage in r.timings:
+                        cam.stats.latency(stage, r.timings[stage])
+                cam.stats.count("processed")
+                t0 = time.perf_counter()
+                render = {n for n in wanted if n in OUTPUT_NAMES}
+                if "detections" in wanted:
+                    render.add("panoptic")
+                outs = render_outputs(
+                    r, rgb, table, float(p["overlay_alpha"]), outputs=render, draw_instance_edges=edges
+                )
+                t1 = time.perf_counter()
+                cam.stats.latency("render", t1 - t0)
+                if self._publish(cam, f, outs, wanted, p):
+                    cam.stats.count("published")
+                t2 = time.perf_counter()
+                cam.stats.latency("publish", t2 - t1)
+                cam.stats.latency("age", time.monotonic() - f.receipt)
+
+        def _publish(self, cam: Camera, f: PendingFrame, outs: Any, wanted: set[str], p: dict[str, Any]) -> bool:
+            if not self._active:
+                return False
+            header = f.msg.header
+            sent = M.publish_outputs(
+                cam.publishers,
+                header,
+                outs,
+                wanted,
+                self._segmenter.class_table,
+                float(p["detection_min_score"]),
+                self._vm,
+            )
+            info = cam.camera_info
+            if sent and info is not None and (not p["lazy"] or cam.info_publisher.get_subscription_count() > 0):
+                size = outs.size
+                if size is not None:
+                    cam.info_publisher.publish(M.scaled_camera_info(info, header, size[1], size[0]))
+            return sent
+
+        # ------------------------------------------------------------------------------------------- diagnostics
+        def _publish_diagnostics(self) -> None:
+            try:
+                msg = self._diagnostics()
+            except Exception as exc:  # pragma: no cover - diagnostics must never take the node down
+                self.get_logger().error(f"diagnostics failed: {exc}")
+                return
+            self._diag_pub.publish(msg)
+
+        def _diagnostics(self) -> DiagnosticArray:
+            p = self._params
+            window = float(p["diagnostics.window"])
+            name = self.get_fully_qualified_name()
+            arr = DiagnosticArray()
+            arr.header.stamp = self.get_clock().now().to_msg()
+
+            def kv(k: str, v: Any) -> KeyValue:
+                return KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
+
+            top = DiagnosticStatus(name=f"{name}: pipeline", hardware_id=name)
+            values = [
+                kv("state", self._state_label),
+                kv("network_calls", self._network_calls),
+                kv("errors", self._errors),
+            ]
+            seg = self._segmenter
+            if seg is not None:
+                info = seg.backend.info
+                values += [
+                    kv("backend", info.name),
+                    kv("device", info.device),
+                    kv("precision", info.precision),
+                    kv("model", p["model"] or "(embedded default)"),
+                    kv("classes", seg.class_table.dataset),
+                    kv("num_classes", seg.class_table.num_classes),
+                ]
+            if self._last_error:
+                values.append(kv("last_error", self._last_error))
+            if self._configure_error:
+                top.level = DiagnosticStatus.ERROR
+                top.message = f"configure failed: {self._configure_error}"
+                values.append(kv("configure_error", self._configure_error))
+            else:
+                top.level = DiagnosticStatus.OK
+                top.message = self._state_label
+            top.values = values
+            arr.status.append(top)
+            warn_fps, error_fps = float(p["diagnostics.warn_fps"]), float(p["diagnostics.error_fps"])
+            for cam in list(self._cameras):
+                s = cam.stats.snapshot(window)
+                st = DiagnosticStatus(name=f"{name}: camera {cam.label}", hardware_id=name)
+                vals = [kv("state", self._state_label), kv("input_fps", s.input_fps), kv("output_fps", s.output_fps)]
+                vals += [kv(k, v) for k, v in s.counters.items()]
+                vals += [kv(f"bad_input.{k}", v) for k, v in sorted(s.bad_input.items())]
+                for stage in STAGES:
+                    if stage in s.latency_ms:
+                        p50, p99, mx = s.latency_ms[stage]
+                        vals += [
+                            kv(f"latency.{stage}.p50_ms", p50),
+                            kv(f"latency.{stage}.p99_ms", p99),
+                            kv(f"latency.{stage}.max_ms", mx),
+                        ]
+                st.values = vals
+                level, problems = DiagnosticStatus.OK, []
+                busy = s.input_fps > 0 and s.counters["idle"] < s.counters["received"]
+                if s.window_errors:
+                    level = DiagnosticStatus.ERROR
+                    problems.append(f"{s.window_errors} inference error(s)")
+                if busy and error_fps > 0 and s.output_fps < error_fps:
+                    level = DiagnosticStatus.ERROR
+                    problems.append(f"output {s.output_fps:.1f} fps < {error_fps:g}")
+                elif busy and warn_fps > 0 and s.output_fps < warn_fps:
+                    level = max(level, DiagnosticStatus.WARN)
+                    problems.append(f"output {s.output_fps:.1f} fps < {warn_fps:g}")
+                if s.window_bad_input:
+                    level = max(level, DiagnosticStatus.WARN)
+                    problems.append(f"{s.window_bad_input} malformed frame(s)")
+                st.level = level
+                if problems:
+                    st.message = "; ".join(problems)
+                elif not self._active:
+                    st.message = self._state_label
+                elif s.input_fps == 0:
+                    st.message = "no frames"
+                elif not busy:
+                    st.message = "idle: no subscribers"
+                else:
+                    st.message = f"{s.output_fps:.1f} fps"
+                arr.status.append(st)
+            return arr
+
+    return BiSeNetFormerNode
+
+
+def __getattr__(name: str) -> Any:
+    """``BiSeNetFormerNode`` on first access (imports rclpy only then)."""
+    if name == "BiSeNetFormerNode":
+        cls = _node_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
+
+
+def _wants_help(argv: Sequence[str]) -> bool:
+    head = list(argv)
+    if "--ros-args" in head:
+        head = head[: head.index("--ros-args")]
+    return any(a in ("-h", "--help") for a in head)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script ``bisenetformer_node``: ``--help``, or run the node until SIGINT/SIGTERM."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _wants_help(args):
+        print(help_text())
+        return 0
+    import rclpy
+    from rclpy.exceptions import (
+        InvalidParameterTypeException,
+        InvalidParameterValueException,
+        ParameterException,
+    )
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    with contextlib.suppress(AttributeError):  # older OpenCV builds lack the logging API
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # corrupt-JPEG warnings: we count those
+    rclpy.init(args=["bisenetformer_node", *args])
+    node_cls = _node_class()
+    try:
+        node = node_cls()
+    except (InvalidParameterTypeException, InvalidParameterValueException, ParameterException, ValueError) as exc:
+        print(f"bisenetformer_node: invalid parameter: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if node.get_parameter("autostart").value and not node.autostart():
+            node.get_logger().error("autostart failed; the node stays unconfigured (configure it again via lifecycle)")
+        while rclpy.ok() and not node.finalized:
+            executor.spin_once(timeout_sec=0.25)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.teardown()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""render_outputs: the arrays the node publishes (and the bag writer records) for one result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bisenetformer_ros.data.classes import CITYSCAPES, ClassTable
+from bisenetformer_ros.inference.outputs import (
+    EDGE_COLOR,
+    OUTPUT_NAMES,
+    colorize_panoptic,
+    instance_color,
+    render_outputs,
+)
+from bisenetformer_ros.model.postprocess import PanopticResult, Segment, SegmentationOutput
+
+H, W = 21, 30
+
+
+def _scene() -> tuple[np.ndarray, SegmentationOutput]:
+    """Road (stuff) everywhere, two touching cars (things) and a person, as a model would report them."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    sem = np.zeros((H, W), np.uint8)  # road
+    ids = np.ones((H, W), np.uint16)  # segment 1: road
+    ids[5:12, 3:10] = 2  # car A
+    ids[5:12, 10:16] = 3  # car B, touching A
+    ids[14:20, 20:25] = 4  # person
+    ids[0, :] = 0  # void row
+    sem[ids == 2] = sem[ids == 3] = 13
+    sem[ids == 4] = 11
+    segs = []
+    for sid, cls in ((1, 0), (2, 13), (3, 13), (4, 11)):
+        ys, xs = np.nonzero(ids == sid)
+        segs.append(
+            Segment(
+                sid,
+                cls,
+                CITYSCAPES.is_thing[cls],
+                0.9,
+                int(xs.size),
+                (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)),
+                (float(xs.mean()), float(ys.mean())),
+            )
+        )
+    return image, SegmentationOutput(semantic=sem, panoptic=PanopticResult(ids, segs))
+
+
+def test_semantic_and_colour_images() -> None:
+    image, out = _scene()
+    r = render_outputs(out, image, CITYSCAPES, alpha=0.5)
+    sem, enc = r.semantic
+    assert enc == "mono8" and sem is out.semantic
+    pal = np.asarray(CITYSCAPES.colors, np.uint8)
+    np.testing.assert_array_equal(r.semantic_color, pal[out.semantic])
+    assert r.semantic_color.flags.c_contiguous and r.semantic_color.dtype == np.uint8
+    assert r.size == (H, W)
+    np.testing.assert_array_equal(r.panoptic_ids, out.panoptic.id_map)
+    assert [s.id for s in r.segments] == [1, 2, 3, 4]
+
+
+def test_overlay_blend_and_instance_outlines() -> None:
+    image, out = _scene()
+    pal = np.asarray(CITYSCAPES.colors, np.uint8)
+    r0 = render_outputs(out, image, CITYSCAPES, alpha=0.0, draw_instance_edges=False)
+    np.testing.assert_array_equal(r0.overlay, image)
+    r1 = render_outputs(out, image, CITYSCAPES, alpha=1.0, draw_instance_edges=False)
+    np.testing.assert_array_equal(r1.overlay, pal[out.semantic])
+    rh = render_outputs(out, image, CITYSCAPES, alpha=0.3, draw_instance_edges=False)
+    expect = np.clip(np.rint(0.7 * image + 0.3 * pal[out.semantic]), 0, 255)
+    assert np.abs(rh.overlay.astype(float) - expect).max() <= 1
+    # Outlines: on the border between the two touching cars and around the person, never inside stuff.
+    re = render_outputs(out, image, CITYSCAPES, alpha=0.3, draw_instance_edges=True)
+    edge = (re.overlay == EDGE_COLOR).all(-1) & ~(rh.overlay == EDGE_COLOR).all(-1)
+    ids = out.panoptic.id_map
+    assert edge[5:12, 9].all() and edge[5:12, 10].all()  # both sides of the car A | car B border
+    assert edge[14, 20:25].all()  # top row of the person
+    assert not edge[8, 6] and not edge[16, 22]  # instance interiors stay blended
+    assert not edge[ids == 1].any()  # only the thing side of a border is painted: road stays blended
+
+
+def test_panoptic_colours_are_per_segment_and_stable() -> None:
+    image, out = _scene()
+    r = render_outputs(out, image, CITYSCAPES)
+    ids = out.panoptic.id_map
+    col = r.panoptic_color
+    assert (col[ids == 0] == 0).all()  # void is black
+    assert (col[ids == 1] == CITYSCAPES.colors[0]).all()  # stuff keeps its class colour
+    car_a = col[ids == 2][0]
+    car_b = col[ids == 3][0]
+    assert (col[ids == 2] == car_a).all() and (col[ids == 3] == car_b).all()
+    assert tuple(car_a) != tuple(car_b)  # two instances of one class are told apart
+    assert tuple(car_a) == instance_color(2, 13, CITYSCAPES)  # deterministic across calls and tools
+    np.testing.assert_array_equal(colorize_panoptic(out.panoptic, CITYSCAPES), col)
+
+
+def test_only_requested_outputs_are_rendered() -> None:
+    image, out = _scene()
+    r = render_outputs(out, image, CITYSCAPES, outputs={"semantic"})
+    assert r.semantic is not None and r.overlay is None and r.semantic_color is None
+    assert r.panoptic_ids is None and r.panoptic_color is None and r.segments == []
+    r = render_outputs(out, image, CITYSCAPES, outputs={"panoptic_color"})
+    assert r.panoptic_color is not None and r.semantic is None
+    with pytest.raises(ValueError, match="unknown output"):
+        render_outputs(out, image, CITYSCAPES, outputs={"depth"})
+    with pytest.raises(ValueError, match="alpha"):
+        render_outputs(out, image, CITYSCAPES, alpha=1.5)
+    with pytest.raises(ValueError, match="but the image is"):
+        render_outputs(out, image[:-1], CITYSCAPES)
+
+
+def test_panoptic_only_overlay_keeps_void_pixels() -> None:
+    image, out = _scene()
+    pan_only = SegmentationOutput(semantic=None, panoptic=out.panoptic)
+    r = render_outputs(pan_only, image, CITYSCAPES, alpha=1.0, draw_instance_edges=False)
+    ids = out.panoptic.id_map
+    np.testing.assert_array_equal(r.overlay[ids == 0], image[ids == 0])
+    np.testing.assert_array_equal(r.overlay[ids > 0], r.panoptic_color[ids > 0])
+    assert r.semantic is None and r.semantic_color is None
+
+
+def test_more_than_255_classes_use_mono16() -> None:
+    k = 300
+    table = ClassTable(
+        "many",
+        tuple(f"c{i}" for i in range(k)),
+        tuple((i % 256, (7 * i) % 256, 3) for i in range(k)),
+        tuple(i % 2 == 0 for i in range(k)),
+        ignore_label=65535,
+    )
+    sem = np.arange(H * W, dtype=np.uint16).reshape(H, W) % k
+    r = render_outputs(SegmentationOutput(semantic=sem), np.zeros((H, W, 3), np.uint8), table)
+    assert r.semantic[1] == "mono16"
+    np.testing.assert_array_equal(r.semantic_color, np.asarray(table.colors, np.uint8)[sem])
+
+
+def test_with_a_real_model_result(tmp_path: Path) -> None:
+    """A FrameResult of the real pipeline (random tiny model) renders consistently with its own outputs."""
+    from bisenetformer_ros.inference import Segmenter
+    from bisenetformer_ros.model import ModelConfig, build_model, save_model
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    cfg = ModelConfig(
+        backbone="stdc1",
+        num_classes=19,
+        num_queries=8,
+        hidden_dim=32,
+        nheads=4,
+        dim_feedforward=64,
+        dec_layers=2,
+        stdc_base=16,
+        context_dim=16,
+        mask_dim=16,
+    )
+    path = tmp_path / "tiny.pt"
+    save_model(path, build_model(cfg), cfg, CITYSCAPES)
+    from bisenetformer_ros.model import PostprocessConfig
+
+    seg = Segmenter.from_model(path, device="cpu", postprocess_config=PostprocessConfig(object_mask_threshold=0.0))
+    img = np.random.default_rng(3).integers(0, 256, (45, 61, 3), dtype=np.uint8)
+    [res] = seg.run([img])
+    r = render_outputs(res, img, seg.class_table, alpha=0.4)
+    assert set(OUTPUT_NAMES) == {"semantic", "semantic_color", "overlay", "panoptic", "panoptic_color"}
+    assert r.size == (45, 61)
+    assert int(r.semantic[0].max()) < seg.class_table.num_classes
+    ids = r.panoptic_ids
+    for s in r.segments:
+        assert int((ids == s.id).sum()) == s.area
+    assert set(np.unique(ids).tolist()) <= {0} | {s.id for s in r.segments}
