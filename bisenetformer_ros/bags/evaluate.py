@@ -1,0 +1,489 @@
+"""``bisenetformer bag evaluate``: run the model over every frame of a bag, offline and batched, and score it.
+
+No DDS is involved: frames are read with rosbags, decoded with the node's image converter, run through the same
+:class:`~bisenetformer_ros.inference.Segmenter` the node uses, rendered with the node's
+:func:`~bisenetformer_ros.inference.outputs.render_outputs` and — with ``--write-bag`` — written as the node's
+output topics with the input frames' stamps. Ground truth comes from a label topic, a panoptic topic or a folder of
+label images, matched to frames by header stamp (or frame index for files).
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bisenetformer_ros.bags import msgconv as mc
+from bisenetformer_ros.bags.bagio import LATCHED_QOS, SENSOR_QOS, BagMessage, BagReader, BagWriter
+from bisenetformer_ros.bags.report import headline, write_report
+from bisenetformer_ros.bags.scoring import (
+    SKIP_GT_BAD,
+    SKIP_IMAGE,
+    SKIP_INFER,
+    SKIP_NO_GT,
+    FrameEval,
+    Scorer,
+)
+from bisenetformer_ros.bags.typestore import (
+    CAMERA_INFO,
+    CLASS_TABLE,
+    COMPRESSED_IMAGE,
+    IMAGE,
+    PANOPTIC_SEGMENTATION,
+)
+
+#: How many later image messages an image waits for its ground truth before it is processed without it.
+GT_LOOKAHEAD = 32
+
+#: Camera info of the outputs (the node's name for it).
+CAMERA_INFO_OUT = "segmentation/camera_info"
+
+#: Output topics (relative to the output namespace), as the node publishes them.
+OUTPUT_TOPICS = {
+    "semantic": IMAGE,
+    "semantic/color": IMAGE,
+    "overlay": IMAGE,
+    "panoptic": PANOPTIC_SEGMENTATION,
+    "panoptic/color": IMAGE,
+    "class_info": CLASS_TABLE,
+}
+
+
+@dataclass
+class BagEvalConfig:
+    bag: str
+    image_topic: str
+    gt_semantic_topic: str | None = None
+    gt_panoptic_topic: str | None = None
+    gt_dir: str | None = None
+    model: str | None = None
+    backend: str = "torch"
+    device: str = "auto"
+    precision: str = "fp32"
+    input_size: Any = None
+    batch: int = 4
+    max_frames: int | None = None
+    out_dir: str | None = None
+    write_bag: str | None = None
+    write_storage: str = "sqlite3"
+    output_namespace: str = "/bisenetformer"
+    camera_info_topic: str | None = None  # default: <image topic's namespace>/camera_info when present
+    overlay_alpha: float = 0.5
+    overwrite: bool = False
+    progress: bool = True
+    grid_frames: int = 8
+    worst_frames: int = 4
+    segmenter: Any = None  # an already built Segmenter (tests, demo); else built from model/backend/device
+    extra_warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    index: int
+    stamp: int
+    image: BagMessage
+    gt: dict[str, BagMessage] = field(default_factory=dict)
+
+
+def _ns_join(ns: str, rel: str) -> str:
+    ns = "/" + ns.strip("/") if ns.strip("/") else ""
+    return f"{ns}/{rel}"
+
+
+def pair_frames(
+    reader: BagReader, image_topic: str, gt_topics: list[str], max_frames: int | None = None
+) -> Iterator[_Pending]:
+    """Images in bag order, each with the ground-truth messages (one per ``gt_topics``) of the same header stamp.
+
+    Ground truth may be recorded just before or after its image; an image waits for it over the next
+    ``GT_LOOKAHEAD`` images, which bounds memory on long bags (later ground truth counts as missing).
+    """
+    pending: deque[_Pending] = deque()
+    early: dict[tuple[str, int], BagMessage] = {}  # ground truth that arrived before its image
+    by_stamp: dict[int, _Pending] = {}
+    index = 0
+    for m in reader.messages([image_topic, *gt_topics]):
+        stamp = mc.stamp_ns(m.msg.header)
+        if m.topic == image_topic:
+            if max_frames is not None and index >= max_frames:
+                break
+            p = _Pending(index, stamp, m)
+            for t in gt_topics:
+                if (t, stamp) in early:
+                    p.gt[t] = early.pop((t, stamp))
+            index += 1
+            pending.append(p)
+            by_stamp[stamp] = p
+        elif stamp in by_stamp and m.topic not in by_stamp[stamp].gt:
+            by_stamp[stamp].gt[m.topic] = m
+        else:
+            early[(m.topic, stamp)] = m
+            if len(early) > 4 * GT_LOOKAHEAD * max(1, len(gt_topics)):  # GT of images we never see: bound memory
+                early.pop(next(iter(early)))
+        while pending and (len(pending[0].gt) == len(gt_topics) or len(pending) > GT_LOOKAHEAD):
+            p = pending.popleft()
+            by_stamp.pop(p.stamp, None)
+            yield p
+    while pending:
+        yield pending.popleft()
+
+
+class GroundTruthDir:
+    """Label images in a folder, by frame stamp (``<stamp_ns>.png``) or frame index (``000012.png``).
+
+    Semantic class-id PNGs (8- or 16-bit, ignore = the class table's ignore label).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"--gt-dir {self.path} is not a directory")
+        self.files = {p.stem: p for p in self.path.iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff")}
+        if not self.files:
+            raise ValueError(
+                f"--gt-dir {self.path} holds no label images (.png); name them <stamp_ns>.png or "
+                "<frame index>.png (e.g. 000000.png)"
+            )
+
+    def lookup(self, index: int, stamp: int) -> Path | None:
+        for key in (str(stamp), f"{index:06d}", str(index)):
+            if key in self.files:
+                return self.files[key]
+        return None
+
+    @staticmethod
+    def load(path: Path) -> np.ndarray:
+        import cv2
+
+        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise ValueError(f"cannot read label image {path}")
+        if arr.ndim == 3:
+            raise ValueError(f"label image {path} has {arr.shape[2]} channels; expected one channel of class ids")
+        return arr
+
+
+def _build_segmenter(cfg: BagEvalConfig) -> Any:
+    if cfg.segmenter is not None:
+        return cfg.segmenter
+    from bisenetformer_ros.inference import Segmenter
+
+    return Segmenter.from_model(
+        model_path=cfg.model,
+        backend=cfg.backend,
+        device=cfg.device,
+        precision=cfg.precision,
+        input_size=cfg.input_size,
+    )
+
+
+def _validate(cfg: BagEvalConfig, reader: BagReader) -> None:
+    if cfg.batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {cfg.batch}")
+    if cfg.max_frames is not None and cfg.max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {cfg.max_frames}")
+    if cfg.gt_dir and (cfg.gt_semantic_topic or cfg.gt_panoptic_topic):
+        raise ValueError("give ground truth either as topics (--gt-semantic-topic/--gt-panoptic-topic) or --gt-dir")
+    reader.require_topic(cfg.image_topic, [IMAGE, COMPRESSED_IMAGE], what="image topic")
+    if cfg.gt_semantic_topic:
+        reader.require_topic(cfg.gt_semantic_topic, [IMAGE], what="ground-truth topic")
+    if cfg.gt_panoptic_topic:
+        reader.require_topic(cfg.gt_panoptic_topic, [PANOPTIC_SEGMENTATION], what="ground-truth topic")
+    if reader.topics[cfg.image_topic].count == 0:
+        raise ValueError(f"image topic '{cfg.image_topic}' in bag {reader.path} has no messages")
+
+
+def _bag_class_tables(reader: BagReader) -> list[tuple[str, Any]]:
+    out = []
+    topics = [t for t, s in reader.topics.items() if s.msgtype == CLASS_TABLE and s.known_type]
+    for m in reader.messages(topics):
+        out.append((m.topic, mc.class_table_from_msg(m.msg)))
+    return out
+
+
+class OutputBag:
+    """Writes the node's output topics for each frame, with the input image's header, as the node publishes them.
+
+    ``camera_infos`` are the input bag's ``(bag time, CameraInfo)``: like the node, each output frame gets the
+    latest camera_info received before its image, re-stamped with the image header, on ``segmentation/camera_info``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        storage: str,
+        namespace: str,
+        overwrite: bool,
+        class_table: Any,
+        camera_infos: list[tuple[int, Any]],
+    ) -> None:
+        self.writer = BagWriter(path, storage=storage, overwrite=overwrite).open()
+        self.ns = namespace
+        self.ts = self.writer.typestore
+        self.table = class_table
+        for rel, msgtype in OUTPUT_TOPICS.items():
+            qos = LATCHED_QOS if rel == "class_info" else SENSOR_QOS
+            self.writer.add_topic(_ns_join(namespace, rel), msgtype, [qos])
+        self.infos = camera_infos
+        self._info_times = [t for t, _ in camera_infos]
+        if camera_infos:
+            self.writer.add_topic(_ns_join(namespace, CAMERA_INFO_OUT), CAMERA_INFO, [SENSOR_QOS])
+        self._table_written = False
+
+    def write_frame(self, header: Any, timestamp: int, outputs: Any) -> None:
+        ts, t, ns = self.ts, timestamp, self.ns
+        if not self._table_written:
+            self.writer.write(_ns_join(ns, "class_info"), t, mc.class_table_msg(ts, header, self.table))
+            self._table_written = True
+        sem, enc = outputs.semantic
+        self.writer.write(_ns_join(ns, "semantic"), t, mc.image_msg(ts, header, sem, enc))
+        self.writer.write(_ns_join(ns, "semantic/color"), t, mc.image_msg(ts, header, outputs.semantic_color, "rgb8"))
+        self.writer.write(_ns_join(ns, "overlay"), t, mc.image_msg(ts, header, outputs.overlay, "rgb8"))
+        self.writer.write(
+            _ns_join(ns, "panoptic"), t, mc.panoptic_msg(ts, header, outputs.panoptic_ids, outputs.segments)
+        )
+        self.writer.write(_ns_join(ns, "panoptic/color"), t, mc.image_msg(ts, header, outputs.panoptic_color, "rgb8"))
+        i = bisect.bisect_right(self._info_times, timestamp) - 1
+        if i >= 0:
+            h, w = sem.shape[:2]
+            self.writer.write(
+                _ns_join(ns, CAMERA_INFO_OUT), t, mc.scaled_camera_info(ts, self.infos[i][1], header, w, h)
+            )
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def evaluate_bag(cfg: BagEvalConfig) -> dict[str, Any]:
+    """Run the evaluation described by ``cfg``; writes the report (and output bag) and returns the report dict."""
+    from bisenetformer_ros import __version__
+
+    gt_dir = GroundTruthDir(cfg.gt_dir) if cfg.gt_dir else None
+    gt_topics = [t for t in (cfg.gt_semantic_topic, cfg.gt_panoptic_topic) if t]
+    warnings: list[str] = list(cfg.extra_warnings)
+    with BagReader(cfg.bag) as reader:
+        _validate(cfg, reader)
+        segmenter = _build_segmenter(cfg)
+        table = segmenter.class_table
+        for topic, bag_table in _bag_class_tables(reader):
+            diffs = table.differences(bag_table)
+            if diffs:
+                raise ValueError(
+                    f"the model's class table ({table.dataset}) does not match the class table in the bag on "
+                    f"{topic} ({bag_table.dataset}): {'; '.join(diffs[:5])}; evaluate with a model trained on this "
+                    "label space"
+                )
+        n_images = reader.topics[cfg.image_topic].count
+        total_hint = min(n_images, cfg.max_frames) if cfg.max_frames else n_images
+        scorer = Scorer(
+            table,
+            semantic_gt=bool(cfg.gt_semantic_topic or gt_dir),
+            panoptic_gt=bool(cfg.gt_panoptic_topic),
+            total_hint=total_hint,
+            grid_frames=cfg.grid_frames,
+            worst_frames=cfg.worst_frames,
+        )
+        info_topic = cfg.camera_info_topic or cfg.image_topic.rsplit("/", 1)[0] + "/camera_info"
+        has_info = info_topic in reader.topics and reader.topics[info_topic].msgtype == CAMERA_INFO
+        out_bag = None
+        if cfg.write_bag:
+            infos = [(m.timestamp, m.msg) for m in reader.messages([info_topic])] if has_info else []
+            out_bag = OutputBag(cfg.write_bag, cfg.write_storage, cfg.output_namespace, cfg.overwrite, table, infos)
+        try:
+            wall, processed = _run(cfg, reader, segmenter, scorer, gt_topics, gt_dir, out_bag, total_hint)
+        except BaseException:
+            if out_bag is not None:
+                out_bag.abort()
+            raise
+        if out_bag is not None:
+            out_bag.close()
+        issues = reader.issues
+        if issues.stopped_early:
+            warnings.append(f"reading stopped early: {issues.stopped_early}; frames after that point are missing")
+        for topic, n in issues.undecodable.items():
+            warnings.append(f"{n} message(s) on {topic} could not be deserialised and were skipped")
+        backend_info = getattr(getattr(segmenter, "backend", None), "info", None)
+
+    for reason, n in scorer.skipped.items():
+        warnings.append(f"{n} frame(s) skipped: {reason} (first: {scorer.skip_examples.get(reason, '')})")
+    sem, pan = scorer.metrics()
+    report: dict[str, Any] = {
+        "title": f"BiSeNetFormer on {Path(cfg.bag).name}",
+        "kind": "bag_evaluate",
+        "version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source": {
+            "bag": str(cfg.bag),
+            "image_topic": cfg.image_topic,
+            "ground_truth": ", ".join(gt_topics) or cfg.gt_dir or "none",
+            "model": str(cfg.model or "embedded default"),
+            "backend": getattr(backend_info, "name", cfg.backend),
+            "device": getattr(backend_info, "device", cfg.device),
+            "precision": getattr(backend_info, "precision", cfg.precision),
+            "batch": cfg.batch,
+            "class_table": table.dataset,
+            "output_bag": cfg.write_bag or "",
+        },
+        "class_names": list(table.names),
+        "frames": scorer.frames_summary(),
+        "warnings": warnings,
+        "semantic": sem,
+        "panoptic": pan,
+        "latency": scorer.latency(wall, processed),
+        "per_frame": scorer.frames,
+    }
+    report["latency"]["note"] = (
+        f"Offline, batches of {cfg.batch}: a frame's latency is its decode time plus the whole batch's "
+        "pre-process, inference and post-process, plus its rendering; throughput = frames per second of wall time "
+        "after a warm-up run."
+    )
+    if cfg.out_dir:
+        write_report(
+            report,
+            cfg.out_dir,
+            class_table=table,
+            latency_series=scorer.stages,
+            total_latency_ms=scorer.total_ms,
+            grid=scorer.grid,
+            worst=scorer.worst,
+        )
+    report["headline"] = headline(report)
+    return report
+
+
+def _decode_gt(pending: _Pending, cfg: BagEvalConfig, gt_dir: GroundTruthDir | None, f: FrameEval) -> None:
+    """Ground truth of one frame into ``f``; a missing or broken one marks the frame as skipped (with the cause)."""
+    if gt_dir is not None:
+        path = gt_dir.lookup(pending.index, pending.stamp)
+        if path is None:
+            f.skip = f.skip or SKIP_NO_GT
+            return
+        try:
+            f.gt_semantic = GroundTruthDir.load(path)
+        except ValueError as exc:
+            f.skip, f.detail = f.skip or SKIP_GT_BAD, str(exc)
+        return
+    for topic, decode, attr in (
+        (cfg.gt_semantic_topic, mc.label_image_to_array, "gt_semantic"),
+        (cfg.gt_panoptic_topic, mc.panoptic_from_msg, "gt_panoptic"),
+    ):
+        if not topic:
+            continue
+        msg = pending.gt.get(topic)
+        if msg is None:
+            f.skip = f.skip or SKIP_NO_GT
+            continue
+        try:
+            setattr(f, attr, decode(msg.msg))
+        except ValueError as exc:
+            f.skip, f.detail = f.skip or SKIP_GT_BAD, f"{topic}: {exc}"
+
+
+def _run(
+    cfg: BagEvalConfig,
+    reader: BagReader,
+    segmenter: Any,
+    scorer: Scorer,
+    gt_topics: list[str],
+    gt_dir: GroundTruthDir | None,
+    out_bag: OutputBag | None,
+    total: int,
+) -> tuple[float, int]:
+    """The frame loop: decode, batch, infer, render, write, score. Returns (processing wall time, frames run)."""
+    from bisenetformer_ros.inference.outputs import render_outputs
+
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc="evaluate")
+    # Frames in input order; those that cannot be decoded ride along (img None) so the report keeps the order.
+    batch: list[tuple[_Pending, FrameEval, np.ndarray | None]] = []
+    processed = 0
+    wall = 0.0
+    warmed = False
+
+    def flush() -> None:
+        nonlocal processed, wall, warmed
+        if not batch:
+            return
+        images = [img for _, _, img in batch if img is not None]
+        results: list[Any] = []
+        t_batch = 0.0
+        error: Exception | None = None
+        if images:
+            if not warmed:  # the first call allocates and tunes kernels: keep it out of the latency numbers
+                segmenter.run(images)
+                warmed = True
+            t0 = time.perf_counter()
+            try:
+                results = segmenter.run(images)
+            except Exception as exc:  # a backend error on one batch is reported; the rest of the bag still runs
+                error = exc
+            t_batch = time.perf_counter() - t0
+        stage = {k: 0.0 for k in ("preprocess", "inference", "postprocess")}
+        for r in results:
+            for k, v in (getattr(r, "timings", None) or {}).items():
+                stage[k] = max(stage.get(k, 0.0), float(v))  # batch times: every frame waits for the whole batch
+        accounted = sum(stage.values())
+        it = iter(results)
+        for pending, f, img in batch:
+            if img is None:
+                scorer.add(f)
+                continue
+            if error is not None:
+                f.skip, f.detail = SKIP_INFER, f"{type(error).__name__}: {error}"
+                scorer.add(f)
+                continue
+            r = next(it)
+            out = r.output
+            f.pred_semantic = out.semantic
+            if out.panoptic is not None:
+                f.pred_panoptic = (out.panoptic.id_map, [mc.segment_record(s) for s in out.panoptic.segments])
+            t1 = time.perf_counter()
+            rendered = render_outputs(r, img, segmenter.class_table, cfg.overlay_alpha)
+            if out_bag is not None:
+                out_bag.write_frame(pending.image.msg.header, pending.image.timestamp, rendered)
+            t_render = time.perf_counter() - t1
+            wall += t_render
+            f.overlay = rendered.overlay
+            f.timings_ms.update({k: v * 1000.0 for k, v in stage.items()})
+            f.timings_ms["other"] = max(0.0, t_batch - accounted) * 1000.0
+            f.timings_ms["render"] = t_render * 1000.0
+            scorer.add(f)
+            processed += 1
+        wall += t_batch
+        if bar is not None:
+            bar.update(len(batch))
+        batch.clear()
+
+    for pending in pair_frames(reader, cfg.image_topic, gt_topics, cfg.max_frames):
+        f = FrameEval(index=pending.index, stamp=pending.stamp)
+        t0 = time.perf_counter()
+        try:
+            img: np.ndarray | None = mc.camera_image_to_rgb(pending.image.msg)
+        except (ValueError, RuntimeError) as exc:
+            img = None
+            f.skip, f.detail = SKIP_IMAGE, str(exc)
+        t_decode = time.perf_counter() - t0
+        if img is not None:
+            wall += t_decode
+            f.image = img
+            f.timings_ms["decode"] = t_decode * 1000.0
+            _decode_gt(pending, cfg, gt_dir, f)
+        batch.append((pending, f, img))
+        if sum(1 for _, _, i in batch if i is not None) >= cfg.batch:
+            flush()
+    flush()
+    if bar is not None:
+        bar.close()
+    return wall, processed
