@@ -14,7 +14,17 @@ import sys
 from bisenetformer_ros import __version__
 
 # Order = order in `bisenetformer --help`.
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "info",
+    "evaluate",
+    "predict",
+    "train",
+    "bag",
+    "export",
+    "benchmark",
+    "demo",
+    "make_synthetic",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,393 @@
+"""The training loop: AdamW with backbone multiplier, warm-up + step/poly schedule, gradient clipping, AMP,
+gradient accumulation, ``torchrun`` DDP, exact resume, TensorBoard, progress bar.
+
+Exact resume without saving data-loader state: the images of every step are a pure function of ``(seed, step)``
+(which dataset indices, which augmentation draws), so after a restart the loop simply continues at the saved step.
+Together with the model, optimiser, scheduler, scaler and torch RNG state in the checkpoint, an interrupted run ends
+with bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from bisenetformer_ros.data.classes import ClassTable
+from bisenetformer_ros.data.datasets import SampleDataset, build_dataset
+from bisenetformer_ros.data.sample import Sample, check_class_ids
+from bisenetformer_ros.data.transforms import Augmenter
+from bisenetformer_ros.model.bisenetformer import BiSeNetFormer, build_model
+from bisenetformer_ros.model.checkpoint import (
+    FORMAT,
+    atomic_torch_save,
+    load_state_dict_checked,
+    read_checkpoint,
+    save_model,
+)
+from bisenetformer_ros.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from bisenetformer_ros.train.config import TrainConfig, dump_config
+from bisenetformer_ros.train.criterion import SetCriterion
+from bisenetformer_ros.train.targets import Targets, build_targets
+
+LAST = "last.pt"
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group that ``torchrun`` describes in the environment (gloo on CPU, NCCL on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{name}' requested but CUDA is not available (use device=cpu)")
+    return device
+
+
+def param_groups(model: BiSeNetFormer, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: backbone at ``lr * backbone_lr_mult``; norms and embeddings without weight decay."""
+    o = cfg.optim
+    backbone = {id(p) for p in model.backbone_parameters()}
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    seen: set[int] = set()
+    for module in model.modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            lr = o.lr * (o.backbone_lr_mult if id(p) in backbone else 1.0)
+            wd = o.weight_decay
+            if isinstance(module, (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm, nn.SyncBatchNorm)):
+                wd = o.weight_decay_norm
+            elif isinstance(module, nn.Embedding) or "embed" in pname:
+                wd = o.weight_decay_embed
+            groups.setdefault((lr, wd), []).append(p)
+    return [{"params": ps, "lr": lr, "initial_lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def lr_factor(cfg: TrainConfig, it: int) -> float:
+    """Multiplier of the base learning rates at iteration ``it`` (warm-up, then step or poly decay)."""
+    o = cfg.optim
+    if o.schedule == "poly":
+        f = (1 - min(it, cfg.max_iters) / cfg.max_iters) ** o.poly_power
+    else:
+        f = o.gamma ** sum(it >= int(frac * cfg.max_iters) for frac in o.step_fractions)
+    if o.warmup_iters > 0 and it < o.warmup_iters:
+        alpha = it / o.warmup_iters
+        f *= o.warmup_factor * (1 - alpha) + alpha
+    return f
+
+
+def samples_to_batch(samples: list[Sample], device: torch.device) -> torch.Tensor:
+    """Stack equally sized RGB uint8 samples into an ImageNet-normalised float batch on ``device``."""
+    x = torch.from_numpy(np.stack([s.image for s in samples])).to(device).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class StepSource(torch.utils.data.Dataset):
+    """Item ``k`` = the augmented samples and targets of micro-batch ``k`` (a pure function of ``seed`` and ``k``)."""
+
+    def __init__(self, dataset: SampleDataset, augmenter: Augmenter, cfg: TrainConfig, dist_info: DistInfo) -> None:
+        self.dataset = dataset
+        self.augmenter = augmenter
+        self.cfg = cfg
+        self.dist = dist_info
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return self.cfg.max_iters * accumulation_steps(self.cfg, self.dist.world_size)
+
+    def __getitem__(self, k: int) -> tuple[list[Sample], list[Targets]]:
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, k, self.dist.rank])
+        samples, targets = [], []
+        while len(samples) < cfg.batch_per_step:
+            index = int(rng.integers(len(self.dataset)))
+            try:
+                sample = self.dataset[index]
+                check_class_ids(sample, cfg.model.num_classes, self.dataset.class_table.ignore_label)
+            except (OSError, ValueError) as exc:
+                if not cfg.data.skip_bad:
+                    raise
+                self.skipped += 1
+                if self.skipped > 100 and self.skipped > len(samples) * 10:
+                    raise RuntimeError(f"too many unreadable samples (last: {exc})") from exc
+                continue
+            sample = self.augmenter(sample, rng)
+            samples.append(sample)
+            targets.append(build_targets(sample, cfg.data.task, cfg.model.num_classes))
+        return samples, targets
+
+
+def accumulation_steps(cfg: TrainConfig, world_size: int) -> int:
+    per_step = cfg.batch_per_step * world_size
+    if cfg.batch_size % per_step != 0:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is not a multiple of batch_per_step ({cfg.batch_per_step}) x processes "
+            f"({world_size}); choose values whose product divides the global batch"
+        )
+    return cfg.batch_size // per_step
+
+
+def _dataset_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    if cfg.data.dataset == "synthetic":
+        return {"num_images": cfg.data.num_images, "image_size": cfg.data.image_size}
+    return {}
+
+
+class Trainer:
+    """``Trainer(cfg, run_dir).train()``; ``resume=True`` continues from ``run_dir/last.pt`` when it exists."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: bool = True) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        probe = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.dist = init_distributed(probe)
+        self.device = resolve_device(cfg.device, self.dist.local_rank)
+        self.accum = accumulation_steps(cfg, self.dist.world_size)
+        torch.manual_seed(cfg.seed + self.dist.rank)
+        if self.device.type == "cpu":
+            torch.set_flush_denormal(True)  # tiny gradients of a from-scratch net otherwise hit slow denormal paths
+        self.train_set = build_dataset(
+            cfg.data.dataset,
+            cfg.data.train_split,
+            cfg.data.root,
+            **_dataset_kwargs(cfg),
+        )
+        self.class_table: ClassTable = self.train_set.class_table
+        if self.class_table.num_classes != cfg.model.num_classes:
+            raise ValueError(
+                f"dataset '{cfg.data.dataset}' has {self.class_table.num_classes} classes but model.num_classes is "
+                f"{cfg.model.num_classes}"
+            )
+        self.model = build_model(cfg.model).to(self.device)
+        if cfg.pretrained:
+            from bisenetformer_ros.model.pretrained import load_backbone_weights
+
+            load_backbone_weights(self.model, cfg.pretrained)
+        self.ddp_model: nn.Module = self.model
+        if self.dist.world_size > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.criterion = SetCriterion(cfg.model.num_classes, cfg.criterion).to(self.device)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.optim.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(cfg, it))
+        self.amp_dtype = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        self.iteration = 0
+        self.writer = None
+        if resume and (self.run_dir / LAST).is_file():
+            self.load_checkpoint(self.run_dir / LAST)
+
+    # -- checkpoints -----------------------------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "model_config": self.cfg.model.to_dict(),
+            "class_table": self.class_table.to_dict(),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "extra": {"iteration": self.iteration, "train_config": dump_config(self.cfg), "task": self.cfg.data.task},
+            "train_state": {
+                "iteration": self.iteration,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+        }
+
+    def save_checkpoint(self, name: str = LAST) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        return atomic_torch_save(self.checkpoint_state(), self.run_dir / name)
+
+    def save_model(self, path: Path, half: bool = False) -> Path | None:
+        """Weights-only model file (no optimiser state): what the node, ``evaluate`` and ``export`` load."""
+        if not self.dist.is_main:
+            return None
+        extra = {"iteration": self.iteration, "task": self.cfg.data.task, "train_config": dump_config(self.cfg)}
+        return save_model(path, self.model, self.cfg.model, self.class_table, extra=extra, half=half)
+
+    def load_checkpoint(self, path: Path) -> None:
+        data = read_checkpoint(path, map_location="cpu")
+        saved = data["model_config"]
+        ours = self.cfg.model.to_dict()
+        diffs = [f"{k}: checkpoint {saved.get(k)!r} != config {v!r}" for k, v in ours.items() if saved.get(k) != v]
+        if diffs:
+            raise ValueError(f"'{path}' was trained with a different architecture: " + "; ".join(diffs))
+        table = ClassTable.from_dict(data["class_table"])
+        table_diffs = self.class_table.differences(table)
+        if table_diffs:
+            raise ValueError(f"'{path}' has a different class table: " + "; ".join(table_diffs))
+        load_state_dict_checked(self.model, data["state_dict"], source=str(path))
+        state = data.get("train_state")
+        if not isinstance(state, dict):
+            raise ValueError(f"'{path}' is a model file, not a training checkpoint (no train_state); cannot resume")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.iteration = int(state["iteration"])
+
+    # -- loop ------------------------------------------------------------------------------------------------------
+    def _loader(self) -> torch.utils.data.DataLoader:
+        source = StepSource(self.train_set, Augmenter(self.cfg.augment), self.cfg, self.dist)
+        start = self.iteration * self.accum
+        return torch.utils.data.DataLoader(
+            source,
+            batch_size=None,
+            sampler=range(start, len(source)),
+            num_workers=self.cfg.data.num_workers,
+            persistent_workers=False,
+        )
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "iter":
+                    self.writer.add_scalar(k if "/" in k else f"train/{k}", v, record["iter"])
+
+    def _image_panel(self, samples: list[Sample], outputs: dict[str, Any]) -> None:
+        """TensorBoard panel: input | ground truth | prediction (semantic colours) for the first image."""
+        if self.writer is None:
+            return
+        logits = outputs["pred_logits"][:1].detach().float().softmax(-1)[..., :-1]
+        masks = outputs["pred_masks"][:1].detach().float().sigmoid()
+        sem = torch.einsum("bqk,bqhw->bkhw", logits, masks)
+        h, w = samples[0].size
+        sem = torch.nn.functional.interpolate(sem, size=(h, w), mode="bilinear", align_corners=False)
+        pred = sem.argmax(1)[0].cpu().numpy()
+        palette = np.array(self.class_table.colors + ((0, 0, 0),) * (256 - self.class_table.num_classes), np.uint8)
+        gt = palette[np.minimum(samples[0].semantic, 255)]
+        panel = np.concatenate([samples[0].image, gt, palette[pred]], axis=1)
+        self.writer.add_image("train/input_gt_pred", panel, self.iteration, dataformats="HWC")
+
+    def train(self) -> Path:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(self.run_dir / "tb"))
+            except ImportError:  # tensorboard is optional ([train] extra)
+                self.writer = None
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=cfg.max_iters,
+            initial=self.iteration,
+            desc=cfg.name,
+            unit="it",
+            disable=not (self.progress and self.dist.is_main),
+            dynamic_ncols=True,
+        )
+        self.ddp_model.train()
+        t_start = time.monotonic()
+        t_last = t_start
+        micro = 0
+        sums: dict[str, float] = {}  # loss terms summed since the last log line (averaged when written)
+        steps_logged = 0
+        for samples, targets in self._loader():
+            if self.iteration >= cfg.max_iters:
+                break
+            images = samples_to_batch(samples, self.device)
+            targets = [t.to(self.device) for t in targets]
+            sync = micro == self.accum - 1
+            ctx = self.ddp_model.no_sync() if (self.dist.world_size > 1 and not sync) else contextlib.nullcontext()
+            with ctx:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    outputs = self.ddp_model(images)
+                losses = self.criterion(outputs, targets)
+                loss = losses["loss"] / self.accum
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at iteration {self.iteration}; lower optim.lr")
+                self.scaler.scale(loss).backward()
+            for k, v in losses.items():
+                if "_" not in k.removeprefix("loss_") or k == "loss":
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) / self.accum
+            micro += 1
+            if not sync:
+                continue
+            micro = 0
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip))
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.iteration += 1
+            steps_logged += 1
+            bar.update(1)
+            if self.iteration % cfg.log_every == 0 or self.iteration == cfg.max_iters:
+                now = time.monotonic()
+                record = {
+                    "iter": self.iteration,
+                    **{k: v / steps_logged for k, v in sums.items()},
+                    "grad_norm": grad_norm,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "sec_per_iter": (now - t_last) / steps_logged,
+                    "elapsed_min": (now - t_start) / 60,
+                }
+                sums = {}
+                steps_logged = 0
+                t_last = now
+                bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}")
+                self._log(record)
+            if self.iteration % cfg.image_every == 0:
+                self._image_panel(samples, outputs)
+            out_of_time = cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 >= cfg.max_minutes
+            if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.max_iters or out_of_time:
+                self.save_checkpoint()
+            if cfg.snapshot_every and self.iteration % cfg.snapshot_every == 0:
+                self.save_model(self.run_dir / "snapshots" / f"model_{self.iteration:07d}.pt", half=True)
+            if out_of_time:
+                break
+        bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        last = self.run_dir / LAST
+        if self.dist.is_main and not last.is_file():
+            self.save_checkpoint()
+        if self.dist.world_size > 1:
+            dist.barrier()
+        return last
