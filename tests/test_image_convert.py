@@ -17,6 +17,7 @@ import pytest
 from bisenetformer_ros.image import (
     SUPPORTED_ENCODINGS,
     ImageFormatError,
+    check_compressed,
     check_layout,
     decode_compressed,
     decode_image,
@@ -309,6 +310,20 @@ def test_corrupt_compressed_rejected(fmt: str, data: bytes, cause: str) -> None:
     with pytest.raises(ImageFormatError) as info:
         decode_compressed(fmt, data)
     assert info.value.cause == cause
+
+
+def test_header_check_without_decoding() -> None:
+    """The node's callback runs check_compressed on every message: same causes as decoding, bounded work."""
+    good = encode_compressed(RGB, "png")
+    assert check_compressed("png", good) == ("png", W, H)
+    with pytest.raises(ImageFormatError) as info:
+        check_compressed("jpeg", _png_with_size(60000, 60000))
+    assert info.value.cause == "too_large"
+    # Thousands of empty JPEG segments before any SOF: the header walk gives up instead of scanning them all.
+    crafted = b"\xff\xd8" + b"\xff\xe1\x00\x02" * 100_000
+    with pytest.raises(ImageFormatError) as info:
+        check_compressed("jpeg", crafted)
+    assert info.value.cause == "corrupt_compressed"
 
 
 def test_truncated_jpeg_is_rejected_or_decoded_never_crashes() -> None:

@@ -214,3 +214,30 @@ def test_postprocess_argument_errors() -> None:
         postprocess_batch(logits, masks, [meta(8, 16)], tasks=("instance",), class_table=wrong)
     with pytest.raises(ValueError, match="overlap_threshold"):
         PostprocessConfig(overlap_threshold=1.5)
+
+
+# ---------------------------------------------------------------------------------------------------- label_stride
+@pytest.mark.parametrize("stride", [2, 4])
+def test_label_stride_changes_only_boundaries_and_keeps_tables_consistent(stride: int) -> None:
+    """Coarse merging (the node's speed option) agrees with the exact rule away from mask boundaries, and the
+    segment table always describes the published (upsampled) id map."""
+    gen = torch.Generator().manual_seed(stride)
+    q, k, h8, w8 = 12, 3, 12, 20
+    logits = torch.randn(1, q, k + 1, generator=gen) * 3
+    low = torch.randn(1, q, h8 // 4, w8 // 4, generator=gen) * 6  # smooth masks: upsampled from a coarse grid
+    masks = torch.nn.functional.interpolate(low, size=(h8, w8), mode="bilinear", align_corners=False)
+    m = PreprocessMeta(orig_size=(96, 160), resized_size=(96, 160), padded_size=(96, 160))
+    base = PostprocessConfig(object_mask_threshold=0.0, overlap_threshold=0.0)
+    exact = postprocess_batch(logits, masks, [m], ("semantic", "panoptic"), base, TABLE)[0]
+    cfg = PostprocessConfig(object_mask_threshold=0.0, overlap_threshold=0.0, label_stride=stride)
+    fast = postprocess_batch(logits, masks, [m], ("semantic", "panoptic"), cfg, TABLE)[0]
+    assert fast.semantic.shape == exact.semantic.shape == (96, 160)
+    assert (fast.semantic == exact.semantic).mean() > 0.97
+    ids = fast.panoptic.id_map
+    assert ids.shape == (96, 160)
+    for s in fast.panoptic.segments:
+        ys, xs = np.nonzero(ids == s.id)
+        assert s.area == len(xs) > 0
+        assert s.bbox == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+    with pytest.raises(ValueError, match="label_stride"):
+        PostprocessConfig(label_stride=0)

@@ -3,7 +3,7 @@
 Used by the node (``bisenetformer_ros.ros``) and by the offline bag tools, so both read camera data the same way.
 """
 
-from bisenetformer_ros.image.compressed import decode_compressed, encode_compressed, probe_size
+from bisenetformer_ros.image.compressed import check_compressed, decode_compressed, encode_compressed, probe_size
 from bisenetformer_ros.image.convert import (
     DEFAULT_MAX_PIXELS,
     SCALING_MODES,
@@ -30,6 +30,7 @@ __all__ = [
     "SUPPORTED_ENCODINGS",
     "EncodingInfo",
     "ImageFormatError",
+    "check_compressed",
     "check_layout",
     "decode_compressed",
     "decode_image",

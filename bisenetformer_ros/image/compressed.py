@@ -18,6 +18,9 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOI = b"\xff\xd8"
 # JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic variants); C4/C8/CC are not SOF.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Real JPEGs reach their SOF within a few dozen segments (APPn, DQT, DHT, ...); the cap bounds the header walk, which
+# the node runs in its subscription callback, on crafted data made of thousands of empty segments.
+_MAX_JPEG_SEGMENTS = 1024
 
 
 def _as_bytes(data: Any) -> bytes | memoryview:
@@ -47,8 +50,11 @@ def probe_size(data: bytes | memoryview) -> tuple[int, int] | None:
         w, h = struct.unpack(">II", bytes(data[16:24]))
         return int(w), int(h)
     if codec == "jpeg":
-        i, n = 2, len(data)
+        i, n, segments = 2, len(data), 0
         while i + 4 <= n:
+            segments += 1
+            if segments > _MAX_JPEG_SEGMENTS:
+                return None
             if data[i] != 0xFF:
                 return None
             marker = data[i + 1]
@@ -72,14 +78,14 @@ def probe_size(data: bytes | memoryview) -> tuple[int, int] | None:
     return None
 
 
-def decode_compressed(
-    fmt: str, data: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, scaling: str = "shift"
-) -> np.ndarray:
-    """The fields of a sensor_msgs/CompressedImage -> ``HxWx3`` uint8 RGB.
+def check_compressed(fmt: str, data: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
+    """Everything about a CompressedImage that can be checked without decoding: ``(codec, width, height)``.
 
-    ``fmt`` is checked only to refuse what is not a colour/grey image (``compressedDepth`` streams carry a depth
-    header and are not camera images); the codec itself is taken from the data. 16-bit PNGs are scaled by
-    ``scaling`` like raw 16-bit images.
+    Reads only the format string, the magic bytes and the PNG IHDR / JPEG SOF header (a few segment headers, never
+    the entropy-coded data), so the node's subscription callback can afford it on every message: a corrupt or
+    bomb-sized frame is then counted and skipped on arrival instead of displacing the newest good frame that waits
+    for the worker. Raises :class:`ImageFormatError` with a stable cause (``unsupported_format``, ``empty_data``,
+    ``corrupt_compressed``, ``zero_size``, ``too_large``).
     """
     raw = _as_bytes(data)
     if "compresseddepth" in fmt.lower().replace(" ", ""):
@@ -103,6 +109,20 @@ def decode_compressed(
         raise ImageFormatError(
             "too_large", f"{codec} header declares {w}x{h}, above the limit of {max_pixels} pixels (max_image_pixels)"
         )
+    return codec, w, h
+
+
+def decode_compressed(
+    fmt: str, data: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, scaling: str = "shift"
+) -> np.ndarray:
+    """The fields of a sensor_msgs/CompressedImage -> ``HxWx3`` uint8 RGB.
+
+    ``fmt`` is checked only to refuse what is not a colour/grey image (``compressedDepth`` streams carry a depth
+    header and are not camera images); the codec itself is taken from the data. 16-bit PNGs are scaled by
+    ``scaling`` like raw 16-bit images.
+    """
+    raw = _as_bytes(data)
+    codec, _w, _h = check_compressed(fmt, raw, max_pixels=max_pixels)
     img = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise ImageFormatError("corrupt_compressed", f"{codec} data ({len(raw)} bytes) could not be decoded")

@@ -117,7 +117,7 @@ def _node_class() -> type:
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from std_msgs.msg import Header
 
-    from bisenetformer_ros.image import ImageFormatError, check_layout
+    from bisenetformer_ros.image import ImageFormatError, check_compressed, check_layout
     from bisenetformer_ros.inference.outputs import OUTPUT_NAMES, render_outputs
     from bisenetformer_ros.msg import ClassTable as ClassTableMsg
     from bisenetformer_ros.msg import PanopticSegmentation
@@ -463,8 +463,11 @@ def _node_class() -> type:
                 if not self._active:
                     cam.stats.count("dropped_inactive")
                     return
-                if len(msg.data) == 0:
-                    self._bad_input(cam, "empty_data", "compressed image has no data")
+                try:
+                    # Header only (no decoding): a corrupt or bomb-sized frame must not displace a good waiting one.
+                    check_compressed(msg.format, msg.data, max_pixels=int(self._params["max_image_pixels"]))
+                except ImageFormatError as exc:
+                    self._bad_input(cam, exc.cause, str(exc))
                     return
                 self._enqueue(cam, msg)
 

@@ -406,6 +406,19 @@ def _specs() -> list[ParameterSpec]:
             tunable=True,
         )
     )
+    add(
+        ParameterSpec(
+            "label_stride",
+            "integer",
+            1,
+            "Merge query masks on a grid this many times coarser than the output, then nearest-upsample the label "
+            "maps: 1 = exact; 2-4 cut post-processing 4-16x at camera resolution, changing only boundary pixels",
+            g,
+            minimum=1,
+            maximum=8,
+            tunable=True,
+        )
+    )
 
     g = "latency"
     add(

@@ -102,6 +102,7 @@ def postprocess_config_from(params: Mapping[str, Any]) -> PostprocessConfig:
         object_mask_threshold=float(params["object_mask_threshold"]),
         overlap_threshold=float(params["overlap_threshold"]),
         mask_threshold=float(params["mask_threshold"]),
+        label_stride=int(params.get("label_stride", 1)),
     )
 
 
