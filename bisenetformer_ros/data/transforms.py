@@ -54,14 +54,19 @@ class Augmenter:
 def resize(sample: Sample, height: int, width: int) -> Sample:
     """Resize image (bilinear) and labels (nearest) to ``height x width``."""
     image = cv2.resize(sample.image, (width, height), interpolation=cv2.INTER_LINEAR)
-    semantic = cv2.resize(sample.semantic, (width, height), interpolation=cv2.INTER_NEAREST)
-    panoptic = None
-    if sample.panoptic is not None:
-        # cv2 cannot resize int32 with NEAREST on all builds; index arithmetic is exact and fast.
-        ys = np.minimum((np.arange(height) + 0.5) * sample.panoptic.shape[0] / height, sample.panoptic.shape[0] - 1)
-        xs = np.minimum((np.arange(width) + 0.5) * sample.panoptic.shape[1] / width, sample.panoptic.shape[1] - 1)
-        panoptic = sample.panoptic[ys.astype(np.int64)[:, None], xs.astype(np.int64)[None, :]]
+    # Both label maps go through the same index arithmetic: cv2's INTER_NEAREST samples at ``floor(x * scale)``
+    # (no half-pixel centre), which would shift the semantic map against the panoptic one by up to a pixel.
+    semantic = _nearest(sample.semantic, height, width)
+    panoptic = None if sample.panoptic is None else _nearest(sample.panoptic, height, width)
     return _with(sample, image, semantic, panoptic)
+
+
+def _nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize with pixel-centre alignment (same grid as cv2's bilinear), for any integer dtype."""
+    h, w = labels.shape
+    ys = np.minimum((np.arange(height) + 0.5) * h / height, h - 1).astype(np.int64)
+    xs = np.minimum((np.arange(width) + 0.5) * w / width, w - 1).astype(np.int64)
+    return labels[ys[:, None], xs[None, :]]
 
 
 def random_resize(sample: Sample, base_size: int, scale_range: tuple[float, float], rng: np.random.Generator) -> Sample:

@@ -47,6 +47,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a model file should be readable like any other file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

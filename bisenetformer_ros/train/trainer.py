@@ -267,12 +267,16 @@ class Trainer:
     def _loader(self) -> torch.utils.data.DataLoader:
         source = StepSource(self.train_set, Augmenter(self.cfg.augment), self.cfg, self.dist)
         start = self.iteration * self.accum
+        # A DataLoader without its own generator draws its workers' base seed from the global torch RNG when it is
+        # iterated, i.e. once per (re)start: a resumed run would then continue from a different RNG state than an
+        # uninterrupted one (matcher and point sampling use that RNG) and exact resume would be lost.
         return torch.utils.data.DataLoader(
             source,
             batch_size=None,
             sampler=range(start, len(source)),
             num_workers=self.cfg.data.num_workers,
             persistent_workers=False,
+            generator=torch.Generator().manual_seed(self.cfg.seed),
         )
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -376,6 +380,12 @@ class Trainer:
             if self.iteration % cfg.image_every == 0:
                 self._image_panel(samples, outputs)
             out_of_time = cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 >= cfg.max_minutes
+            if cfg.max_minutes is not None and self.dist.world_size > 1:
+                # Each process has its own clock: one that stopped alone would leave the others waiting forever for
+                # its gradients. Stop together as soon as any process is out of time.
+                flag = torch.tensor([float(out_of_time)], device=self.device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                out_of_time = bool(flag.item())
             if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.max_iters or out_of_time:
                 self.save_checkpoint()
             if cfg.snapshot_every and self.iteration % cfg.snapshot_every == 0:
