@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--label-stride", type=int, default=1, help="node parameter label_stride (1 = exact merge)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -228,8 +229,15 @@ def main(argv: list[str] | None = None) -> int:
         input_size = (ih, iw)
     with tempfile.TemporaryDirectory() as tmp:
         model, model_note = _model_path(args.model, Path(tmp))
+        from bisenetformer_ros.model import PostprocessConfig
+
         seg = Segmenter.from_model(
-            model, backend=args.backend, device=args.device, precision=args.precision, input_size=input_size
+            model,
+            backend=args.backend,
+            device=args.device,
+            precision=args.precision,
+            input_size=input_size,
+            postprocess_config=PostprocessConfig(label_stride=args.label_stride),
         )
         ctx = rclpy.Context()
         rclpy.init(context=ctx)

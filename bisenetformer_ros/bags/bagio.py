@@ -10,7 +10,8 @@ counts it instead of dying half-way through an evaluation.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,6 +333,11 @@ class BagWriter:
 
     Use as a context manager; on an exception the partial bag is removed so that a half-written bag never looks
     like a good one.
+
+    Every storage call runs on one thread that the writer owns: sqlite3 objects may only be used by the thread that
+    created them, and a recorder adds topics from one thread (graph polling) and writes from another (the executor
+    that delivers messages, e.g. the demo's background spin). The writer is therefore safe to use from any thread,
+    and calls are serialised.
     """
 
     def __init__(
@@ -356,6 +362,7 @@ class BagWriter:
         self.version = version
         self.typestore = typestore if typestore is not None else default_typestore()
         self._writer: Any = None
+        self._thread: ThreadPoolExecutor | None = None
         self._connections: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
 
@@ -379,9 +386,30 @@ class BagWriter:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
-        self._writer = Writer(self.path, version=self.version, storage_plugin=plugin)  # type: ignore[arg-type]
-        self._writer.open()
+
+        def make() -> Any:
+            writer = Writer(self.path, version=self.version, storage_plugin=plugin)  # type: ignore[arg-type]
+            writer.open()
+            return writer
+
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bag-writer")
+        try:
+            self._writer = self._call(make)
+        except BaseException:
+            self._stop_thread()
+            raise
         return self
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` on the writer's own thread (see the class docstring) and return its result or raise."""
+        if self._thread is None:
+            raise BagError("bag writer is not open; use it as a context manager")
+        return self._thread.submit(fn, *args, **kwargs).result()
+
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
     def add_topic(
         self,
@@ -402,7 +430,8 @@ class BagWriter:
                 f"cannot record '{topic}': message type {msgtype} is unknown to rosbags and to this package; "
                 "it has no definition to store in the bag"
             )
-        conn = self._writer.add_connection(
+        conn = self._call(
+            self._writer.add_connection,
             topic,
             msgtype,
             typestore=self.typestore if msgdef is None else None,
@@ -424,7 +453,7 @@ class BagWriter:
     def write_raw(self, topic: str, timestamp: int, data: bytes | memoryview) -> None:
         """Store already serialised CDR bytes unchanged (what a recorder receives from DDS)."""
         conn = self._connection(topic)
-        self._writer.write(conn, int(timestamp), data)
+        self._call(self._writer.write, conn, int(timestamp), data)
         self.counts[topic] += 1
 
     def _connection(self, topic: str) -> Any:
@@ -436,20 +465,24 @@ class BagWriter:
     def set_custom_data(self, key: str, value: str) -> None:
         if self._writer is None:
             raise BagError("bag writer is not open")
-        self._writer.set_custom_data(key, value)
+        self._call(self._writer.set_custom_data, key, value)
 
     def close(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
-            writer.close()
+            try:
+                self._call(writer.close)
+            finally:
+                self._stop_thread()
 
     def abort(self) -> None:
         """Drop a partial bag (used on errors)."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
             try:
-                writer.abort()
+                self._call(writer.abort)
             finally:
+                self._stop_thread()
                 shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self) -> BagWriter:

@@ -155,13 +155,22 @@ def register(subparsers: Any) -> None:
     se.set_defaults(func=run_evaluate)
 
     # export
-    sx = sub.add_parser("export", help="write a bag's frames (and ground truth) as an image folder dataset")
+    sx = sub.add_parser(
+        "export",
+        help="write a bag's frames (and ground truth) as a 'folder' dataset (for evaluate/predict/train)",
+        description="Frames and ground truth paired by header stamp, as bag evaluate pairs them, written in the "
+        "layout of the 'folder' dataset loader: bisenetformer evaluate --dataset folder --root OUT then scores "
+        "the same frames that bag evaluate scores.",
+    )
     sx.add_argument("bag")
     sx.add_argument("--image-topic", required=True)
-    sx.add_argument("--gt-semantic-topic")
-    sx.add_argument("--gt-panoptic-topic")
+    sx.add_argument("--gt-semantic-topic", help="class-id label topic (mono8/mono16) -> semantic/<split>/")
+    sx.add_argument("--gt-panoptic-topic", help="PanopticSegmentation topic -> panoptic_<split>.json + PNGs")
     sx.add_argument("--out", required=True, help="output folder")
-    sx.add_argument("--max-frames", type=int)
+    sx.add_argument("--split", default="val", help="split name of the written dataset (default val)")
+    sx.add_argument("--class-table", help="built-in class table of the labels (default: the bag's class_info topic)")
+    sx.add_argument("--max-frames", type=int, help="export only the first N frames")
+    sx.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     sx.set_defaults(func=run_export)
 
 
@@ -299,6 +308,9 @@ def run_export(args: argparse.Namespace) -> int:
         gt_semantic_topic=args.gt_semantic_topic,
         gt_panoptic_topic=args.gt_panoptic_topic,
         max_frames=args.max_frames,
+        split=args.split,
+        class_table=args.class_table,
+        overwrite=args.overwrite,
     )
     print(json.dumps(info, indent=2))
     return 0

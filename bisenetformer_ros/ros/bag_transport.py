@@ -340,6 +340,9 @@ class BagPlayer:
         self.stats = PlaybackStats()
         self._executor: Any = None
         self._spin_thread: threading.Thread | None = None
+        #: An exception that ended the background spin (e.g. a recorder callback on the same node failed). Playback
+        #: stops with it instead of waiting out every frame's sync timeout with nobody left to receive answers.
+        self.spin_error: BaseException | None = None
 
     def _graph_type(self, topic: str, timeout: float = 30.0) -> str:
         """Type of a topic published by someone else (the sync output), waiting for it to appear."""
@@ -365,8 +368,25 @@ class BagPlayer:
             return
         self._executor = SingleThreadedExecutor(context=self.node.context)
         self._executor.add_node(self.node)
-        self._spin_thread = threading.Thread(target=self._executor.spin, daemon=True, name="bag-player-spin")
+        executor = self._executor
+
+        def spin() -> None:
+            try:
+                executor.spin()
+            except BaseException as exc:  # handed to the playing thread, which raises it
+                self.spin_error = exc
+                if self.sync_topic:
+                    with self._cond:
+                        self._cond.notify_all()
+
+        self._spin_thread = threading.Thread(target=spin, daemon=True, name="bag-player-spin")
         self._spin_thread.start()
+
+    def _check_spin(self) -> None:
+        if self.spin_error is not None:
+            raise RuntimeError(
+                f"the background ROS spin stopped: {type(self.spin_error).__name__}: {self.spin_error}"
+            ) from self.spin_error
 
     def shutdown(self) -> None:
         if self._executor is not None:
@@ -407,6 +427,7 @@ class BagPlayer:
         for done, m in enumerate(self.reader.messages(self.topics, deserialize=False), start=1):
             if stop.is_set():
                 return
+            self._check_spin()
             if bag_t0 is None:
                 bag_t0 = m.timestamp
             if self.rate > 0:
@@ -435,6 +456,7 @@ class BagPlayer:
         deadline = time.perf_counter() + self.sync_timeout
         with self._cond:
             while stamp not in self._responses and not stop.is_set():
+                self._check_spin()
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     self.stats.sync_timeouts += 1

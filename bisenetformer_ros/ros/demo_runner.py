@@ -64,7 +64,7 @@ class DemoConfig:
 
 def cache_dir(cfg: DemoConfig) -> Path:
     if cfg.cache_dir:
-        return Path(cfg.cache_dir)
+        return Path(cfg.cache_dir).expanduser().resolve()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "bisenetformer" / "demo"
 
@@ -313,13 +313,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                         t_play = time.perf_counter() - t0
                         if bar is not None:
                             bar.close()
-                        # Outputs other than the sync topic may still be in flight: wait until recording is quiet.
-                        quiet_since = time.monotonic()
-                        last_total = recorder.total
-                        while time.monotonic() - quiet_since < 1.0:
-                            time.sleep(0.1)
-                            if recorder.total != last_total:
-                                last_total, quiet_since = recorder.total, time.monotonic()
+                        _wait_until_quiet(recorder, session.stop)
                     finally:
                         player.shutdown()
             finally:
@@ -376,6 +370,29 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     }
     report["demo_wall_time_s"] = time.perf_counter() - t_start
     return report
+
+
+#: Recorded topics that a node publishes on a timer, whatever the input: they never fall quiet.
+PERIODIC_TOPICS = frozenset({"/diagnostics"})
+
+
+def _wait_until_quiet(recorder: Any, stop: threading.Event, quiet_s: float = 1.0, limit_s: float = 15.0) -> None:
+    """After playback, wait until the frame outputs other than the sync topic have stopped arriving.
+
+    Only per-frame outputs count: ``/diagnostics`` is published every second or so, and counting it kept the demo
+    waiting for ever on an idle machine. ``limit_s`` bounds the wait in any case and Ctrl-C (``stop``) ends it.
+    """
+
+    def frame_outputs() -> int:
+        return sum(t.count for name, t in list(recorder.recorded.items()) if name not in PERIODIC_TOPICS)
+
+    start = quiet_since = time.monotonic()
+    last = frame_outputs()
+    while time.monotonic() - quiet_since < quiet_s and time.monotonic() - start < limit_s and not stop.is_set():
+        time.sleep(0.1)
+        now = frame_outputs()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
 
 
 class _either:  # behaves like a threading.Event for BagPlayer.play
