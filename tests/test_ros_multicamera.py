@@ -118,8 +118,13 @@ def test_three_cameras_outputs_per_namespace_with_own_stamps(setup) -> None:
                 if t == "semantic":
                     assert label_array(m).max() < CITYSCAPES.num_classes
     # The cameras shared network calls: fewer calls than processed frames.
-    processed = sum(client.diag_value(f"camera {ns}/image", "processed", 0) for ns in CAMERAS.values())
-    calls = client.diag_value("pipeline", "network_calls", 0)
+    def counts() -> tuple[float, float]:
+        processed = sum(client.diag_value(f"camera {ns}/image", "processed", 0) for ns in CAMERAS.values())
+        return client.diag_value("pipeline", "network_calls", 0), processed
+
+    # /diagnostics is periodic: wait for a report that covers the frames above before judging the counters.
+    client.wait(lambda: counts()[1] >= 3 * rounds, 15)
+    calls, processed = counts()
     assert processed >= 3 and 0 < calls < processed, (calls, processed)
     for ns in CAMERAS.values():
         assert client.diagnostics(f"camera {ns}/image") is not None  # one diagnostics entry per camera
