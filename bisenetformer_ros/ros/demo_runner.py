@@ -263,6 +263,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     )
     env.pop("ROS_LOCALHOST_ONLY", None)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # Reliable QoS with 300 kB+ images over Fast DDS's default UDP transport loses a fragment now and then and waits
+    # for the 3 s heartbeat to resend it (measured: p99 3.1 s instead of 88 ms). LARGE_DATA uses shared memory / TCP
+    # for big samples; set before this process's rclpy starts (the player and recorder) and for the node.
+    for e in (env, os.environ):
+        e.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     node_log = out / "node.log"
     out_bag = out / "node_outputs"
     if out_bag.exists():
