@@ -239,5 +239,9 @@ def test_label_stride_changes_only_boundaries_and_keeps_tables_consistent(stride
         ys, xs = np.nonzero(ids == s.id)
         assert s.area == len(xs) > 0
         assert s.bbox == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+    # Nothing confident: the empty map still has the output size.
+    empty_cfg = PostprocessConfig(label_stride=stride, object_mask_threshold=1.0)
+    none = postprocess_batch(logits, masks, [m], ("panoptic",), empty_cfg, TABLE)[0]
+    assert none.panoptic.segments == [] and none.panoptic.id_map.shape == (96, 160)
     with pytest.raises(ValueError, match="label_stride"):
         PostprocessConfig(label_stride=0)

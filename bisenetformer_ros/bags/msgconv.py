@@ -17,6 +17,7 @@ import numpy as np
 
 from bisenetformer_ros.bags.typestore import CAMERA_INFO, CLASS_TABLE, IMAGE, PANOPTIC_SEGMENT, PANOPTIC_SEGMENTATION
 from bisenetformer_ros.data.classes import ClassTable
+from bisenetformer_ros.image.camera import scale_camera
 
 LABEL_ENCODINGS = {"mono8": np.uint8, "8UC1": np.uint8, "mono16": np.uint16, "16UC1": np.uint16}
 
@@ -231,22 +232,10 @@ def camera_info_msg(ts: Any, header: Any, width: int, height: int, fx: float, fy
 def scaled_camera_info(ts: Any, info: Any, header: Any, width: int, height: int) -> Any:
     """``info`` re-stamped with an output frame's header and scaled to ``width`` x ``height`` (K, P, ROI): the
     camera_info the node publishes next to its outputs, so overlays line up in RViz."""
-    sx = width / info.width if info.width else 1.0
-    sy = height / info.height if info.height else 1.0
-    k = np.array(info.k, dtype=np.float64)
-    p = np.array(info.p, dtype=np.float64)
-    if sx != 1.0 or sy != 1.0:
-        # Pixel centres: u' = (u + 0.5) * s - 0.5, so fx, cx, Tx scale with sx and fy, cy with sy.
-        k[0] *= sx
-        k[2] = (k[2] + 0.5) * sx - 0.5
-        k[4] *= sy
-        k[5] = (k[5] + 0.5) * sy - 0.5
-        p[0] *= sx
-        p[2] = (p[2] + 0.5) * sx - 0.5
-        p[3] *= sx
-        p[5] *= sy
-        p[6] = (p[6] + 0.5) * sy - 0.5
     roi = info.roi
+    cam = scale_camera(
+        info.k, info.p, (roi.x_offset, roi.y_offset, roi.width, roi.height), (info.width, info.height), (width, height)
+    )
     roi_t = ts.types["sensor_msgs/msg/RegionOfInterest"]
     return ts.types[CAMERA_INFO](
         header=header,
@@ -254,16 +243,12 @@ def scaled_camera_info(ts: Any, info: Any, header: Any, width: int, height: int)
         width=int(width),
         distortion_model=info.distortion_model,
         d=np.array(info.d, dtype=np.float64),
-        k=k,
+        k=np.array(cam.k, dtype=np.float64),
         r=np.array(info.r, dtype=np.float64),
-        p=p,
+        p=np.array(cam.p, dtype=np.float64),
         binning_x=info.binning_x,
         binning_y=info.binning_y,
         roi=roi_t(
-            x_offset=round(roi.x_offset * sx),
-            y_offset=round(roi.y_offset * sy),
-            height=round(roi.height * sy),
-            width=round(roi.width * sx),
-            do_rectify=roi.do_rectify,
+            x_offset=cam.roi[0], y_offset=cam.roi[1], height=cam.roi[3], width=cam.roi[2], do_rectify=roi.do_rectify
         ),
     )

@@ -177,7 +177,7 @@ def panoptic_inference(
     kept = torch.nonzero(keep).flatten()
     n = int(kept.numel())
     if n == 0:
-        return PanopticResult(id_map=np.zeros((h, w), dtype=np.uint16), segments=[])
+        return PanopticResult(id_map=np.zeros(tuple(out_size or (h, w)), dtype=np.uint16), segments=[])
     if n > 65535:
         raise ValueError(f"{n} kept queries exceed the uint16 id range of the panoptic map")
     kept_scores = scores[kept]

@@ -19,6 +19,7 @@ from std_msgs.msg import ColorRGBA, Header
 
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.image import decode_compressed, decode_image
+from bisenetformer_ros.image.camera import scale_camera
 from bisenetformer_ros.model.postprocess import Segment
 from bisenetformer_ros.msg import ClassTable as ClassTableMsg
 from bisenetformer_ros.msg import PanopticSegment, PanopticSegmentation
@@ -163,6 +164,10 @@ def label_info_msg(vm: Any, header: Header, table: ClassTable, threshold: float)
 
 def scaled_camera_info(info: CameraInfo, header: Header, width: int, height: int) -> CameraInfo:
     """``info`` re-stamped with an output frame's header and scaled to ``width`` x ``height`` (K, P, ROI)."""
+    roi = info.roi
+    cam = scale_camera(
+        info.k, info.p, (roi.x_offset, roi.y_offset, roi.width, roi.height), (info.width, info.height), (width, height)
+    )
     out = CameraInfo()
     out.header = header
     out.distortion_model = info.distortion_model
@@ -170,32 +175,12 @@ def scaled_camera_info(info: CameraInfo, header: Header, width: int, height: int
     out.r = list(info.r)
     out.binning_x = info.binning_x
     out.binning_y = info.binning_y
-    sx = width / info.width if info.width else 1.0
-    sy = height / info.height if info.height else 1.0
-    k = list(info.k)
-    p = list(info.p)
-    if sx != 1.0 or sy != 1.0:
-        # Pixel centres: u' = (u + 0.5) * s - 0.5, so fx, cx, Tx scale with sx and fy, cy with sy.
-        k[0] *= sx
-        k[2] = (k[2] + 0.5) * sx - 0.5
-        k[4] *= sy
-        k[5] = (k[5] + 0.5) * sy - 0.5
-        p[0] *= sx
-        p[2] = (p[2] + 0.5) * sx - 0.5
-        p[3] *= sx
-        p[5] *= sy
-        p[6] = (p[6] + 0.5) * sy - 0.5
-    out.k = k
-    out.p = p
+    out.k = cam.k
+    out.p = cam.p
     out.width = int(width)
     out.height = int(height)
-    roi = info.roi
     out.roi = RegionOfInterest(
-        x_offset=round(roi.x_offset * sx),
-        y_offset=round(roi.y_offset * sy),
-        width=round(roi.width * sx),
-        height=round(roi.height * sy),
-        do_rectify=roi.do_rectify,
+        x_offset=cam.roi[0], y_offset=cam.roi[1], width=cam.roi[2], height=cam.roi[3], do_rectify=roi.do_rectify
     )
     return out
 
