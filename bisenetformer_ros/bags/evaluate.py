@@ -21,7 +21,6 @@ import numpy as np
 
 from bisenetformer_ros.bags import msgconv as mc
 from bisenetformer_ros.bags.bagio import LATCHED_QOS, SENSOR_QOS, BagMessage, BagReader, BagWriter
-from bisenetformer_ros.bags.report import headline, write_report
 from bisenetformer_ros.bags.scoring import (
     SKIP_GT_BAD,
     SKIP_IMAGE,
@@ -265,7 +264,6 @@ class OutputBag:
 
 def evaluate_bag(cfg: BagEvalConfig) -> dict[str, Any]:
     """Run the evaluation described by ``cfg``; writes the report (and output bag) and returns the report dict."""
-    from bisenetformer_ros import __version__
 
     gt_dir = GroundTruthDir(cfg.gt_dir) if cfg.gt_dir else None
     gt_topics = [t for t in (cfg.gt_semantic_topic, cfg.gt_panoptic_topic) if t]
@@ -313,15 +311,10 @@ def evaluate_bag(cfg: BagEvalConfig) -> dict[str, Any]:
             warnings.append(f"{n} message(s) on {topic} could not be deserialised and were skipped")
         backend_info = getattr(getattr(segmenter, "backend", None), "info", None)
 
-    for reason, n in scorer.skipped.items():
-        warnings.append(f"{n} frame(s) skipped: {reason} (first: {scorer.skip_examples.get(reason, '')})")
-    sem, pan = scorer.metrics()
-    report: dict[str, Any] = {
-        "title": f"BiSeNetFormer on {Path(cfg.bag).name}",
-        "kind": "bag_evaluate",
-        "version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "source": {
+    return scorer.build_report(
+        title=f"BiSeNetFormer on {Path(cfg.bag).name}",
+        kind="bag_evaluate",
+        source={
             "bag": str(cfg.bag),
             "image_topic": cfg.image_topic,
             "ground_truth": ", ".join(gt_topics) or cfg.gt_dir or "none",
@@ -333,31 +326,16 @@ def evaluate_bag(cfg: BagEvalConfig) -> dict[str, Any]:
             "class_table": table.dataset,
             "output_bag": cfg.write_bag or "",
         },
-        "class_names": list(table.names),
-        "frames": scorer.frames_summary(),
-        "warnings": warnings,
-        "semantic": sem,
-        "panoptic": pan,
-        "latency": scorer.latency(wall, processed),
-        "per_frame": scorer.frames,
-    }
-    report["latency"]["note"] = (
-        f"Offline, batches of {cfg.batch}: a frame's latency is its decode time plus the whole batch's "
-        "pre-process, inference and post-process, plus its rendering; throughput = frames per second of wall time "
-        "after a warm-up run."
+        warnings=warnings,
+        latency=scorer.latency(wall, processed),
+        latency_note=(
+            f"Offline, batches of {cfg.batch}: a frame's latency is its decode time plus the whole batch's "
+            "pre-process, inference and post-process, plus its rendering; throughput = frames per second of wall "
+            "time after a warm-up run."
+        ),
+        out_dir=cfg.out_dir,
     )
-    if cfg.out_dir:
-        write_report(
-            report,
-            cfg.out_dir,
-            class_table=table,
-            latency_series=scorer.stages,
-            total_latency_ms=scorer.total_ms,
-            grid=scorer.grid,
-            worst=scorer.worst,
-        )
-    report["headline"] = headline(report)
-    return report
+
 
 
 def _decode_gt(pending: _Pending, cfg: BagEvalConfig, gt_dir: GroundTruthDir | None, f: FrameEval) -> None:

@@ -8,15 +8,12 @@ Frames the node never answered are counted as skipped, not dropped.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bisenetformer_ros.bags import msgconv as mc
 from bisenetformer_ros.bags.bagio import BagReader
-from bisenetformer_ros.bags.report import headline, write_report
 from bisenetformer_ros.bags.scoring import SKIP_GT_BAD, SKIP_IMAGE, SKIP_NO_GT, SKIP_NO_PRED, FrameEval, Scorer
 from bisenetformer_ros.bags.typestore import CLASS_TABLE, IMAGE, PANOPTIC_SEGMENTATION
 from bisenetformer_ros.data.classes import ClassTable
@@ -60,8 +57,6 @@ def _index_by_stamp(reader: BagReader, topic: str | None, decode: Any) -> tuple[
 
 def score_output_bag(cfg: OutputScoreConfig) -> dict[str, Any]:
     """Pair node outputs with input frames and ground truth; write the report; return the report dict."""
-    from bisenetformer_ros import __version__
-
     warnings = list(cfg.warnings)
     with BagReader(cfg.output_bag) as out_reader:
         out_reader.require_topic(cfg.semantic_topic, [IMAGE], what="node output topic")
@@ -121,16 +116,11 @@ def score_output_bag(cfg: OutputScoreConfig) -> dict[str, Any]:
             scorer.add(f)
         if in_reader.issues.stopped_early:
             warnings.append(in_reader.issues.stopped_early)
-    for reason, n in scorer.skipped.items():
-        warnings.append(f"{n} frame(s) skipped: {reason} (first: {scorer.skip_examples.get(reason, '')})")
-    sem, pan = scorer.metrics()
     answered = sum(1 for fr in scorer.frames if fr["skip_reason"] != SKIP_NO_PRED)
-    report: dict[str, Any] = {
-        "title": cfg.title,
-        "kind": "node_outputs",
-        "version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "source": {
+    return scorer.build_report(
+        title=cfg.title,
+        kind="node_outputs",
+        source={
             "input_bag": cfg.input_bag,
             "output_bag": cfg.output_bag,
             "image_topic": cfg.image_topic,
@@ -138,26 +128,8 @@ def score_output_bag(cfg: OutputScoreConfig) -> dict[str, Any]:
             "class_table": table.dataset,
             **cfg.source,
         },
-        "class_names": list(table.names),
-        "frames": scorer.frames_summary(),
-        "warnings": warnings,
-        "semantic": sem,
-        "panoptic": pan,
-        "latency": scorer.latency(cfg.wall_time_s, answered),
-        "per_frame": scorer.frames,
-    }
-    if cfg.latency_note:
-        report["latency"]["note"] = cfg.latency_note
-    if cfg.out_dir:
-        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-        write_report(
-            report,
-            cfg.out_dir,
-            class_table=table,
-            latency_series=scorer.stages,
-            total_latency_ms=scorer.total_ms,
-            grid=scorer.grid,
-            worst=scorer.worst,
-        )
-    report["headline"] = headline(report)
-    return report
+        warnings=warnings,
+        latency=scorer.latency(cfg.wall_time_s, answered),
+        latency_note=cfg.latency_note,
+        out_dir=cfg.out_dir,
+    )

@@ -9,15 +9,17 @@ accounted for: scored, or skipped with a counted reason — never silently dropp
 from __future__ import annotations
 
 import heapq
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bisenetformer_ros.bags.msgconv import SegmentRecord
-from bisenetformer_ros.bags.report import FrameThumb, frame_miou, latency_summary, thumbnail
+from bisenetformer_ros.bags.report import FrameThumb, frame_miou, headline, latency_summary, thumbnail, write_report
 from bisenetformer_ros.data.classes import ClassTable
 
 # Skip reasons (keys of report["frames"]["skipped"]).
@@ -245,3 +247,52 @@ class Scorer:
             out["fps"] = n / wall_time
             out["wall_time_s"] = wall_time
         return out
+
+    def build_report(
+        self,
+        *,
+        title: str,
+        kind: str,
+        source: dict[str, Any],
+        warnings: list[str],
+        latency: dict[str, Any],
+        latency_note: str | None = None,
+        out_dir: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """The report dict of both scoring paths (offline ``bag evaluate`` and recorded node outputs): skipped-frame
+        warnings, metrics, per-frame rows and the headline; written as JSON + HTML to ``out_dir`` when given."""
+        from bisenetformer_ros import __version__
+
+        warnings = list(warnings)
+        for reason, n in self.skipped.items():
+            warnings.append(f"{n} frame(s) skipped: {reason} (first: {self.skip_examples.get(reason, '')})")
+        sem, pan = self.metrics()
+        report: dict[str, Any] = {
+            "title": title,
+            "kind": kind,
+            "version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "source": source,
+            "class_names": list(self.table.names),
+            "frames": self.frames_summary(),
+            "warnings": warnings,
+            "semantic": sem,
+            "panoptic": pan,
+            "latency": latency,
+            "per_frame": self.frames,
+        }
+        if latency_note:
+            report["latency"]["note"] = latency_note
+        if out_dir:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            write_report(
+                report,
+                out_dir,
+                class_table=self.table,
+                latency_series=self.stages,
+                total_latency_ms=self.total_ms,
+                grid=self.grid,
+                worst=self.worst,
+            )
+        report["headline"] = headline(report)
+        return report
