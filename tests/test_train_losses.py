@@ -16,7 +16,7 @@ from inference_models import TINY
 
 from bisenetformer_ros.data.classes import IGNORE_LABEL
 from bisenetformer_ros.data.sample import Sample, SegmentInfo, semantic_from_panoptic
-from bisenetformer_ros.data.transforms import AugmentConfig, Augmenter, crop_at, pad_to
+from bisenetformer_ros.data.transforms import AugmentConfig, Augmenter, crop_at, pad_to, photometric_distortion
 from bisenetformer_ros.model import ModelConfig, build_model
 from bisenetformer_ros.train.criterion import CriterionConfig, SetCriterion
 from bisenetformer_ros.train.matcher import HungarianMatcher, pairwise_bce_cost, pairwise_dice_cost
@@ -338,3 +338,36 @@ def test_crop_drops_segments_that_leave_the_image() -> None:
     assert out.size == (BLOCK, 2 * BLOCK)
     # and the instance targets of the crop follow: only those two
     assert build_targets(out, "panoptic", num_classes=K).labels.numel() == 2
+
+
+class _CountingRng:
+    """A numpy Generator that counts the draws only hue (``integers``) and contrast/saturation (``uniform(0.5, 1.5)``)
+    make, so the frequency of each photometric step can be measured."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.hue = self.scale = 0
+
+    def random(self) -> float:
+        return float(self.rng.random())
+
+    def uniform(self, low: float, high: float) -> float:
+        self.scale += (low, high) == (0.5, 1.5)
+        return float(self.rng.uniform(low, high))
+
+    def integers(self, low: int, high: int) -> int:
+        self.hue += 1
+        return int(self.rng.integers(low, high))
+
+
+def test_photometric_steps_each_apply_with_probability_one_half() -> None:
+    """mmseg's recipe: contrast, saturation and hue each with probability 0.5 (not 0.5 of a 0.75 branch)."""
+    image = np.random.default_rng(0).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    n, hue, scale = 4000, 0, 0
+    for seed in range(n):
+        rng = _CountingRng(seed)
+        photometric_distortion(image, rng)  # type: ignore[arg-type]
+        hue += rng.hue
+        scale += rng.scale
+    assert abs(hue / n - 0.5) < 0.04
+    assert abs(scale / n - 1.0) < 0.06  # contrast 0.5 + saturation 0.5

@@ -132,11 +132,14 @@ def photometric_distortion(image: np.ndarray, rng: np.random.Generator) -> np.nd
     if contrast_first and rng.random() < 0.5:
         img *= rng.uniform(0.5, 1.5)
     img = np.clip(img, 0, 255)
-    if rng.random() < 0.5 or rng.random() < 0.5:
+    # Draw both coins first: the HSV round trip (lossy in uint8) is skipped when neither applies, and each of the
+    # two still happens with probability 0.5.
+    saturation, hue = rng.random() < 0.5, rng.random() < 0.5
+    if saturation or hue:
         hsv = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
-        if rng.random() < 0.5:
+        if saturation:
             hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.5, 1.5), 0, 255)
-        if rng.random() < 0.5:
+        if hue:
             hsv[..., 0] = (hsv[..., 0] + rng.integers(-9, 10)) % 180  # OpenCV hue is 0..179 (±18 degrees)
         img = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
     if not contrast_first and rng.random() < 0.5:
