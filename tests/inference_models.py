@@ -31,6 +31,11 @@ TINY = {
 }
 
 
+def tiny_config(num_classes: int, backbone: str = "stdc1", **overrides: int) -> ModelConfig:
+    """The ~0.1 s test architecture (:data:`TINY`) for ``num_classes`` classes, with ``overrides`` on top."""
+    return ModelConfig(backbone=backbone, num_classes=num_classes, **{**TINY, **overrides})
+
+
 def make_model_file(
     path: Path,
     backbone: str = "stdc1",
@@ -41,10 +46,11 @@ def make_model_file(
     seed: int = 0,
 ) -> Path:
     """Save a random-weight model (``tiny``: the ~0.1 s test size; else the paper's widths) to ``path``."""
-    kwargs = dict(TINY) if tiny else {}
-    if num_queries is not None:
-        kwargs["num_queries"] = num_queries
-    config = ModelConfig(backbone=backbone, num_classes=class_table.num_classes, **kwargs)
+    kwargs = {} if num_queries is None else {"num_queries": num_queries}
+    if tiny:
+        config = tiny_config(class_table.num_classes, backbone, **kwargs)
+    else:
+        config = ModelConfig(backbone=backbone, num_classes=class_table.num_classes, **kwargs)
     torch.manual_seed(seed)
     model = build_model(config).eval()
     if sharpen:

@@ -12,38 +12,24 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 VENV_BIN = Path(sys.executable).parent
 
 
 def save_tiny_model(path: Path, table: Any = None, seed: int = 0) -> Path:
     """A random-weight BiSeNetFormer small enough to run in a few milliseconds per frame on one CPU thread."""
-    import torch
+    from inference_models import make_model_file
 
     from bisenetformer_ros.data.classes import CITYSCAPES
-    from bisenetformer_ros.model import ModelConfig, build_model, save_model
 
-    table = table or CITYSCAPES
-    torch.manual_seed(seed)
-    cfg = ModelConfig(
-        backbone="stdc1",
-        num_classes=table.num_classes,
-        num_queries=8,
-        hidden_dim=32,
-        nheads=4,
-        dim_feedforward=64,
-        dec_layers=2,
-        stdc_base=16,
-        context_dim=16,
-        mask_dim=16,
-    )
-    save_model(path, build_model(cfg), cfg, table)
-    return path
+    return make_model_file(path, class_table=table or CITYSCAPES, sharpen=False, seed=seed)
 
 
 def _fmt(value: Any) -> str:
@@ -280,6 +266,53 @@ def latched_qos() -> Any:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+@contextmanager
+def running_node(
+    ros_env: dict[str, str],
+    tmp: Path,
+    params: dict[str, Any],
+    *,
+    namespace: str = "/",
+    client_name: str = "test_client",
+    wait_topics: Iterable[str] | None = None,
+    ready: Callable[[RosClient, NodeProcess], bool] | None = None,
+    timeout: float = 90.0,
+    forbid_traceback: bool = False,
+) -> Iterator[tuple[NodeProcess, RosClient]]:
+    """The node started with ``params`` (log in ``tmp/node.log``) and a test client, once the node is up.
+
+    Up means: every latched ``class_info`` in ``wait_topics`` (default ``<namespace>/class_info``) has arrived, or
+    ``ready(client, node)`` holds when given. A node that dies or is not up within ``timeout`` fails the test with
+    the tail of its log. On exit the client closes, the node is stopped with SIGINT and must exit with code 0 (and,
+    with ``forbid_traceback``, without a Traceback in its log).
+    """
+    node = NodeProcess(ros_env, tmp / "node.log", params, namespace=namespace)
+    client = RosClient(client_name)
+    if ready is None:
+        from bisenetformer_ros.msg import ClassTable
+
+        topics = [f"{namespace.rstrip('/')}/class_info"] if wait_topics is None else list(wait_topics)
+        inboxes = [client.subscribe(ClassTable, t, latched_qos()) for t in topics]
+
+        def ready(_client: RosClient, _node: NodeProcess) -> bool:
+            return all(inbox.snapshot() for inbox in inboxes)
+
+    up = client.wait(lambda: not node.alive() or ready(client, node), timeout)
+    if not up or not node.alive():
+        client.close()
+        node.stop()
+        pytest.fail(f"node did not come up:\n{node.log()[-3000:]}")
+    try:
+        yield node, client
+    finally:
+        client.close()
+        code = node.stop()
+        log = node.log()
+        assert code == 0, f"node exited with {code}:\n{log[-3000:]}"
+        if forbid_traceback:
+            assert "Traceback" not in log, log[-3000:]
 
 
 # --------------------------------------------------------------------------------------------------- messages

@@ -140,26 +140,13 @@ def test_more_than_255_classes_use_mono16() -> None:
 
 def test_with_a_real_model_result(tmp_path: Path) -> None:
     """A FrameResult of the real pipeline (random tiny model) renders consistently with its own outputs."""
-    from bisenetformer_ros.inference import Segmenter
-    from bisenetformer_ros.model import ModelConfig, build_model, save_model
+    from inference_models import make_model_file
 
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    cfg = ModelConfig(
-        backbone="stdc1",
-        num_classes=19,
-        num_queries=8,
-        hidden_dim=32,
-        nheads=4,
-        dim_feedforward=64,
-        dec_layers=2,
-        stdc_base=16,
-        context_dim=16,
-        mask_dim=16,
-    )
-    path = tmp_path / "tiny.pt"
-    save_model(path, build_model(cfg), cfg, CITYSCAPES)
+    from bisenetformer_ros.inference import Segmenter
     from bisenetformer_ros.model import PostprocessConfig
+
+    torch.set_num_threads(1)
+    path = make_model_file(tmp_path / "tiny.pt", class_table=CITYSCAPES, sharpen=False, seed=0)
 
     seg = Segmenter.from_model(path, device="cpu", postprocess_config=PostprocessConfig(object_mask_threshold=0.0))
     img = np.random.default_rng(3).integers(0, 256, (45, 61, 3), dtype=np.uint8)

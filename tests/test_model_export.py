@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from inference_models import tiny_config
 
-from bisenetformer_ros.model import InferenceWrapper, ModelConfig, build_model
+from bisenetformer_ros.model import InferenceWrapper, build_model
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -19,18 +20,7 @@ torch.set_num_threads(1)
 
 def test_onnx_export_dynamic_shapes_match_torch(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        backbone="stdc1",
-        num_classes=4,
-        num_queries=6,
-        hidden_dim=32,
-        nheads=4,
-        dim_feedforward=64,
-        dec_layers=2,
-        stdc_base=16,
-        context_dim=16,
-        mask_dim=16,
-    )
+    cfg = tiny_config(4, num_queries=6)
     model = build_model(cfg)
     wrapper = InferenceWrapper(model)
     assert not model.training  # the wrapper switches to eval: BN must use running statistics in the graph

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from inference_models import tiny_config as shared_tiny_config
 
 from bisenetformer_ros.model import BiSeNetFormer, InferenceWrapper, ModelConfig, Preprocessor, build_model
 from bisenetformer_ros.model.decoder import MaskedTransformerDecoder, sine_position_encoding
@@ -12,21 +13,9 @@ from bisenetformer_ros.model.decoder import MaskedTransformerDecoder, sine_posit
 torch.set_num_threads(1)
 
 
-def tiny_config(backbone: str = "stdc1", **kw: object) -> ModelConfig:
-    base = dict(
-        backbone=backbone,
-        num_classes=5,
-        num_queries=6,
-        hidden_dim=32,
-        nheads=4,
-        dim_feedforward=64,
-        dec_layers=2,
-        stdc_base=16,
-        context_dim=16,
-        mask_dim=16,
-    )
-    base.update(kw)
-    return ModelConfig(**base)  # type: ignore[arg-type]
+def tiny_config(backbone: str = "stdc1", **kw: int) -> ModelConfig:
+    """The shared tiny architecture (inference_models.TINY) with 5 classes and 6 queries unless ``kw`` says else."""
+    return shared_tiny_config(5, backbone, **{"num_queries": 6, **kw})
 
 
 def test_config_round_trip_and_validation() -> None:

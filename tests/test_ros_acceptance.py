@@ -33,8 +33,8 @@ from ros_node_harness import (
     check_panoptic,
     image_msg,
     label_array,
-    latched_qos,
     reliable_qos,
+    running_node,
     stamp_key,
 )
 
@@ -222,23 +222,13 @@ def _big_table() -> Any:
 def _save_big_model(path: Path) -> Path:
     """The harness's tiny architecture with 300 classes, biased so that every query predicts class 299."""
     import torch
+    from inference_models import tiny_config
 
-    from bisenetformer_ros.model import ModelConfig, build_model, save_model
+    from bisenetformer_ros.model import build_model, save_model
 
     table = _big_table()
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        backbone="stdc1",
-        num_classes=table.num_classes,
-        num_queries=8,
-        hidden_dim=32,
-        nheads=4,
-        dim_feedforward=64,
-        dec_layers=2,
-        stdc_base=16,
-        context_dim=16,
-        mask_dim=16,
-    )
+    cfg = tiny_config(table.num_classes)
     model = build_model(cfg)
     with torch.no_grad():
         heads = [m for name, m in model.named_modules() if name.endswith("class_embed")]
@@ -253,40 +243,23 @@ def _save_big_model(path: Path) -> Path:
 def setup(ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, RosClient]]:
     tmp = tmp_path_factory.mktemp("accept")
     model = _save_big_model(tmp / "many_classes.pt")
-    node = NodeProcess(
-        ros_env,
-        tmp / "node.log",
-        {
-            "model": str(model),
-            "device": "cpu",
-            "num_threads": 1,
-            "input_qos": "reliable",
-            "output_qos": "reliable",
-            "object_mask_threshold": 0.0,  # random weights: keep every query, give it every pixel it wins
-            "mask_threshold": 0.0,
-            "overlap_threshold": 0.0,
-            "diagnostics.period": 0.25,
-            "max_age": 5.0,
-            "warmup": False,
-        },
-        namespace=NS,
-    )
-    client = RosClient("acceptance_test_client")
-    from bisenetformer_ros.msg import ClassTable
-
-    info = client.subscribe(ClassTable, f"{NS}/class_info", latched_qos())
-    if not client.wait(lambda: bool(info.snapshot()) or not node.alive(), 90) or not node.alive():
-        client.close()
-        node.stop()
-        pytest.fail(f"node did not come up:\n{node.log()[-3000:]}")
-    try:
-        yield node, client
-    finally:
-        client.close()
-        code = node.stop()
-        log = node.log()
-        assert code == 0, f"node exited with {code}:\n{log[-3000:]}"
-        assert "Traceback" not in log, log[-3000:]
+    params = {
+        "model": str(model),
+        "device": "cpu",
+        "num_threads": 1,
+        "input_qos": "reliable",
+        "output_qos": "reliable",
+        "object_mask_threshold": 0.0,  # random weights: keep every query, give it every pixel it wins
+        "mask_threshold": 0.0,
+        "overlap_threshold": 0.0,
+        "diagnostics.period": 0.25,
+        "max_age": 5.0,
+        "warmup": False,
+    }
+    with running_node(
+        ros_env, tmp, params, namespace=NS, client_name="acceptance_test_client", forbid_traceback=True
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

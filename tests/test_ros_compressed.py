@@ -18,8 +18,8 @@ from ros_node_harness import (
     RosClient,
     check_panoptic,
     label_array,
-    latched_qos,
     reliable_qos,
+    running_node,
     save_tiny_model,
     stamp_key,
 )
@@ -37,42 +37,24 @@ FAIL_EVERY = 4
 def setup(ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, RosClient]]:
     tmp = tmp_path_factory.mktemp("cnode")
     model = save_tiny_model(tmp / "tiny.pt")
-    node = NodeProcess(
-        ros_env,
-        tmp / "node.log",
-        {
-            "model": str(model),
-            "device": "cpu",
-            "num_threads": 1,
-            "input_transport": "compressed",
-            "input_qos": "reliable",
-            "input_qos_depth": 1000,
-            "output_qos": "reliable",
-            "input_height": NET_H,
-            "input_width": NET_W,
-            "output_resolution": "network",
-            "object_mask_threshold": 0.0,
-            "diagnostics.period": 0.25,
-            "max_age": 5.0,
-            "debug.fail_every_n": FAIL_EVERY,
-        },
-        namespace=NS,
-    )
-    client = RosClient("compressed_test_client")
-    from bisenetformer_ros.msg import ClassTable
-
-    class_info = client.subscribe(ClassTable, f"{NS}/class_info", latched_qos())
-    if not client.wait(lambda: bool(class_info.snapshot()) or not node.alive(), 90) or not node.alive():
-        client.close()
-        node.stop()
-        pytest.fail(f"node did not come up:\n{node.log()[-3000:]}")
-    try:
-        yield node, client
-    finally:
-        client.close()
-        code = node.stop()
-        log = node.log()
-        assert code == 0, f"node exited with {code}:\n{log[-3000:]}"
+    params = {
+        "model": str(model),
+        "device": "cpu",
+        "num_threads": 1,
+        "input_transport": "compressed",
+        "input_qos": "reliable",
+        "input_qos_depth": 1000,
+        "output_qos": "reliable",
+        "input_height": NET_H,
+        "input_width": NET_W,
+        "output_resolution": "network",
+        "object_mask_threshold": 0.0,
+        "diagnostics.period": 0.25,
+        "max_age": 5.0,
+        "debug.fail_every_n": FAIL_EVERY,
+    }
+    with running_node(ros_env, tmp, params, namespace=NS, client_name="compressed_test_client") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from ros_node_harness import (
     image_msg,
     latched_qos,
     reliable_qos,
+    running_node,
     save_tiny_model,
 )
 
@@ -35,32 +36,28 @@ def setup(
     model = save_tiny_model(tmp / "tiny.pt")
     other = ClassTable("three_things", ("a", "b", "c"), ((255, 0, 0), (0, 255, 0), (0, 0, 255)), (True, True, False))
     save_tiny_model(tmp / "other_labels.pt", table=other)
-    node = NodeProcess(
+    params = {
+        "model": str(tmp / "missing.pt"),  # first configure must fail cleanly
+        "expected_classes": "cityscapes",
+        "autostart": False,
+        "device": "cpu",
+        "num_threads": 1,
+        "input_qos": "reliable",
+        "output_qos": "reliable",
+        "diagnostics.period": 0.25,
+        "max_age": 5.0,
+        "warmup": False,
+    }
+    with running_node(
         ros_env,
-        tmp / "node.log",
-        {
-            "model": str(tmp / "missing.pt"),  # first configure must fail cleanly
-            "expected_classes": "cityscapes",
-            "autostart": False,
-            "device": "cpu",
-            "num_threads": 1,
-            "input_qos": "reliable",
-            "output_qos": "reliable",
-            "diagnostics.period": 0.25,
-            "max_age": 5.0,
-            "warmup": False,
-        },
+        tmp,
+        params,
         namespace=NS,
-    )
-    client = RosClient("lifecycle_test_client")
-    try:
-        ok = client.wait(lambda: not node.alive() or _state_or_none(client, node) == "unconfigured", 60)
-        assert ok and node.alive(), node.log()[-3000:]
+        client_name="lifecycle_test_client",
+        ready=lambda client, node: _state_or_none(client, node) == "unconfigured",
+        timeout=60,
+    ) as (node, client):
         yield node, client, model
-    finally:
-        client.close()
-        code = node.stop()
-        assert code == 0, node.log()[-3000:]
 
 
 def _state_or_none(client: RosClient, node: NodeProcess) -> str | None:

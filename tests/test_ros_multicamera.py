@@ -17,8 +17,8 @@ from ros_node_harness import (
     check_panoptic,
     image_msg,
     label_array,
-    latched_qos,
     reliable_qos,
+    running_node,
     save_tiny_model,
     stamp_key,
 )
@@ -35,39 +35,28 @@ SIZES = {"front": (40, 64), "left": (33, 50), "/rear_cam": (48, 48)}  # differen
 def setup(ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, RosClient]]:
     tmp = tmp_path_factory.mktemp("mcnode")
     model = save_tiny_model(tmp / "tiny.pt")
-    node = NodeProcess(
+    params = {
+        "model": str(model),
+        "device": "cpu",
+        "num_threads": 1,
+        "cameras": list(CAMERAS),
+        "max_batch_size": 3,
+        "input_qos": "reliable",
+        "input_qos_depth": 10,
+        "output_qos": "reliable",
+        "object_mask_threshold": 0.0,
+        "diagnostics.period": 0.25,
+        "max_age": 5.0,
+    }
+    with running_node(
         ros_env,
-        tmp / "node.log",
-        {
-            "model": str(model),
-            "device": "cpu",
-            "num_threads": 1,
-            "cameras": list(CAMERAS),
-            "max_batch_size": 3,
-            "input_qos": "reliable",
-            "input_qos_depth": 10,
-            "output_qos": "reliable",
-            "object_mask_threshold": 0.0,
-            "diagnostics.period": 0.25,
-            "max_age": 5.0,
-        },
+        tmp,
+        params,
         namespace=NODE_NS,
-    )
-    client = RosClient("multicamera_test_client")
-    from bisenetformer_ros.msg import ClassTable
-
-    infos = {cam: client.subscribe(ClassTable, f"{ns}/class_info", latched_qos()) for cam, ns in CAMERAS.items()}
-    ok = client.wait(lambda: all(i.snapshot() for i in infos.values()) or not node.alive(), 90)
-    if not ok or not node.alive():
-        client.close()
-        node.stop()
-        pytest.fail(f"node did not come up:\n{node.log()[-3000:]}")
-    try:
-        yield node, client
-    finally:
-        client.close()
-        code = node.stop()
-        assert code == 0, node.log()[-3000:]
+        client_name="multicamera_test_client",
+        wait_topics=[f"{ns}/class_info" for ns in CAMERAS.values()],
+    ) as running:
+        yield running
 
 
 def test_three_cameras_outputs_per_namespace_with_own_stamps(setup) -> None:

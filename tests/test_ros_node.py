@@ -26,6 +26,7 @@ from ros_node_harness import (
     latched_qos,
     reliable_qos,
     rgb_array,
+    running_node,
     save_tiny_model,
     stamp_key,
 )
@@ -41,39 +42,21 @@ H, W = 47, 62  # odd height; even width so 4:2:2 encodings apply
 def setup(ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, RosClient]]:
     tmp = tmp_path_factory.mktemp("node")
     model = save_tiny_model(tmp / "tiny.pt")
-    node = NodeProcess(
-        ros_env,
-        tmp / "node.log",
-        {
-            "model": str(model),
-            "device": "cpu",
-            "num_threads": 1,
-            "input_qos": "reliable",
-            "input_qos_depth": 1000,
-            "output_qos": "reliable",
-            "object_mask_threshold": 0.0,  # random weights: keep every query so panoptic tables are not empty
-            "diagnostics.period": 0.25,
-            "max_age": 5.0,
-        },
-        namespace=NS,
-    )
-    client = RosClient("node_test_client")
-    from bisenetformer_ros.msg import ClassTable
-
-    class_info = client.subscribe(ClassTable, f"{NS}/class_info", latched_qos())
-    ok = client.wait(lambda: bool(class_info.snapshot()) or not node.alive(), 90)
-    if not ok or not node.alive():
-        client.close()
-        node.stop()
-        pytest.fail(f"node did not come up:\n{node.log()[-3000:]}")
-    try:
-        yield node, client
-    finally:
-        client.close()
-        code = node.stop()
-        log = node.log()
-        assert code == 0, f"node exited with {code}:\n{log[-3000:]}"
-        assert "Traceback" not in log, log[-3000:]
+    params = {
+        "model": str(model),
+        "device": "cpu",
+        "num_threads": 1,
+        "input_qos": "reliable",
+        "input_qos_depth": 1000,
+        "output_qos": "reliable",
+        "object_mask_threshold": 0.0,  # random weights: keep every query so panoptic tables are not empty
+        "diagnostics.period": 0.25,
+        "max_age": 5.0,
+    }
+    with running_node(
+        ros_env, tmp, params, namespace=NS, client_name="node_test_client", forbid_traceback=True
+    ) as running:
+        yield running
 
 
 def _camera(client: RosClient) -> str:

@@ -21,8 +21,8 @@ from ros_node_harness import (
     NodeProcess,
     RosClient,
     image_msg,
-    latched_qos,
     rss_bytes,
+    running_node,
     save_tiny_model,
 )
 
@@ -41,40 +41,30 @@ TRANSPORT_ALLOWANCE_S = 0.1
 def setup(ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, RosClient]]:
     tmp = tmp_path_factory.mktemp("overload")
     model = save_tiny_model(tmp / "tiny.pt")
-    node = NodeProcess(
+    params = {
+        "model": str(model),
+        "device": "cpu",
+        "num_threads": 1,
+        "cameras": CAMERAS,
+        "max_batch_size": 4,
+        "input_qos": "sensor_data",
+        "output_qos": "sensor_data",
+        "max_age": MAX_AGE,
+        "max_age_reference": "stamp",  # same machine, same clock: age from the camera stamp
+        "debug.inference_delay_ms": DELAY_MS,
+        "diagnostics.period": 0.5,
+        "diagnostics.window": 10.0,
+        "diagnostics.warn_fps": 29.0,
+    }
+    with running_node(
         ros_env,
-        tmp / "node.log",
-        {
-            "model": str(model),
-            "device": "cpu",
-            "num_threads": 1,
-            "cameras": CAMERAS,
-            "max_batch_size": 4,
-            "input_qos": "sensor_data",
-            "output_qos": "sensor_data",
-            "max_age": MAX_AGE,
-            "max_age_reference": "stamp",  # same machine, same clock: age from the camera stamp
-            "debug.inference_delay_ms": DELAY_MS,
-            "diagnostics.period": 0.5,
-            "diagnostics.window": 10.0,
-            "diagnostics.warn_fps": 29.0,
-        },
+        tmp,
+        params,
         namespace=NODE_NS,
-    )
-    client = RosClient("overload_test_client")
-    from bisenetformer_ros.msg import ClassTable
-
-    info = client.subscribe(ClassTable, f"{NODE_NS}/{CAMERAS[0]}/class_info", latched_qos())
-    if not client.wait(lambda: bool(info.snapshot()) or not node.alive(), 90) or not node.alive():
-        client.close()
-        node.stop()
-        pytest.fail(f"node did not come up:\n{node.log()[-3000:]}")
-    try:
-        yield node, client
-    finally:
-        client.close()
-        code = node.stop()
-        assert code == 0, node.log()[-3000:]
+        client_name="overload_test_client",
+        wait_topics=[f"{NODE_NS}/{CAMERAS[0]}/class_info"],
+    ) as running:
+        yield running
 
 
 def test_four_cameras_at_30hz_against_a_slow_backend(setup) -> None:
