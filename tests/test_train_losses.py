@@ -249,6 +249,15 @@ def test_semantic_targets_one_per_class_ignore_excluded() -> None:
         build_targets(sample, "instance", num_classes=K)
 
 
+def test_panoptic_targets_need_a_panoptic_annotation() -> None:
+    """A semantic-only sample would silently merge all instances of a class into one 'instance' target."""
+    sample = _panoptic_sample()
+    semantic_only = Sample(sample.image, sample.semantic, name="street_01")
+    with pytest.raises(ValueError, match=r"'street_01' has no panoptic annotation.*data.task=semantic"):
+        build_targets(semantic_only, "panoptic", num_classes=K)
+    assert build_targets(semantic_only, "semantic", num_classes=K).labels.tolist() == [0, 1, 4, 5]
+
+
 # -- augmentation ------------------------------------------------------------------------------------------------------
 
 BLOCK = 10

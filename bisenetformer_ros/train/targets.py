@@ -1,7 +1,8 @@
 """Mask-classification targets: the set of (class, binary mask) pairs a BiSeNetFormer is trained to predict.
 
 Panoptic task: one target per stuff class present and one per thing instance (crowd regions are skipped, as in
-Mask2Former). Semantic task: one target per class present. Void/ignore pixels belong to no target.
+Mask2Former); a sample without a panoptic annotation is an error. Semantic task: one target per class present.
+Void/ignore pixels belong to no target.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bisenetformer_ros.data.classes import IGNORE_LABEL
 from bisenetformer_ros.data.sample import Sample
 
 TASKS = ("semantic", "panoptic")
@@ -25,13 +27,19 @@ class Targets:
         return Targets(self.labels.to(device), self.masks.to(device))
 
 
-def build_targets(sample: Sample, task: str, num_classes: int, ignore_label: int = 255) -> Targets:
+def build_targets(sample: Sample, task: str, num_classes: int, ignore_label: int = IGNORE_LABEL) -> Targets:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got '{task}'")
+    if task == "panoptic" and sample.panoptic is None:
+        # Semantic targets would merge every instance of a thing class into one mask: never train on that silently.
+        raise ValueError(
+            f"sample '{sample.name}' has no panoptic annotation, which task 'panoptic' needs (provide the dataset's "
+            f"panoptic annotation or train with data.task=semantic)"
+        )
     h, w = sample.size
     labels: list[int] = []
     masks: list[np.ndarray] = []
-    if task == "panoptic" and sample.panoptic is not None:
+    if task == "panoptic":
         stuff: dict[int, np.ndarray] = {}
         for s in sample.segments:
             if s.iscrowd:
