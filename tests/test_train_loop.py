@@ -313,3 +313,50 @@ def test_batch_size_must_divide_into_micro_batches(tmp_path: Path) -> None:
     proc = _cli("train", "--config", CONFIG, "--run-dir", tmp_path / "cli", *TINY, "batch_size=5")
     assert proc.returncode == 2 and "batch_size 5 is not a multiple" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _folder_dataset(root: Path, num_classes: int, ignore_label: int, size: int = 32) -> np.ndarray:
+    """A plain-folder dataset ('folder' loader) of one image whose 16-bit semantic map uses classes 0, 255 and K-1;
+    a second image without annotation. Returns the semantic map."""
+    from bisenetformer_ros.data.classes import ClassTable
+
+    table = ClassTable(
+        dataset="many",
+        names=tuple(f"c{i}" for i in range(num_classes)),
+        colors=tuple((i % 256, 0, 0) for i in range(num_classes)),
+        is_thing=(False,) * num_classes,
+        ignore_label=ignore_label,
+    )
+    for sub in ("images/train", "semantic/train"):
+        (root / sub).mkdir(parents=True)
+    (root / "classes.json").write_text(table.to_json())
+    sem = np.zeros((size, size), np.uint16)
+    sem[:, size // 3 :] = 255
+    sem[:, 2 * size // 3 :] = num_classes - 1
+    cv2.imwrite(str(root / "images/train/a.png"), np.full((size, size, 3), 128, np.uint8))
+    cv2.imwrite(str(root / "semantic/train/a.png"), sem)
+    cv2.imwrite(str(root / "images/train/b.png"), np.full((size, size, 3), 128, np.uint8))  # no annotation
+    return sem
+
+
+def test_trainer_pads_and_targets_with_the_datasets_ignore_label(tmp_path: Path) -> None:
+    """300 classes, ignore 65535: class 255 is a real class, so padding must not write 255 and targets must keep it;
+    data.skip_bad also skips an image whose annotation is missing when the split is listed."""
+    k = 300
+    _folder_dataset(tmp_path / "data", k, 65535)
+    extra = ["data.dataset=folder", f"data.root={tmp_path / 'data'}", "data.task=semantic", f"model.num_classes={k}"]
+    with pytest.raises(FileNotFoundError, match=r"b\.png"):
+        Trainer(_cfg(*extra), tmp_path / "run", progress=False)
+    trainer = Trainer(_cfg(*extra, "data.skip_bad=true"), tmp_path / "run", progress=False)
+    assert len(trainer.train_set) == 1 and trainer.train_set.skipped == 1
+    source = trainer._loader().dataset
+    padded = False
+    for step in range(4):  # short side scaled to 48..96 for a 64x64 crop: some crops are padded
+        samples, targets = source[step]
+        for sample, target in zip(samples, targets, strict=True):
+            sem = sample.semantic
+            assert set(np.unique(sem).tolist()) <= {0, 255, k - 1, 65535}
+            padded |= bool((sem == 65535).any())
+            assert sorted(target.labels.tolist()) == sorted(v for v in np.unique(sem).tolist() if v != 65535)
+            assert float(target.masks.sum()) == float((sem != 65535).sum())
+    assert padded

@@ -91,5 +91,7 @@ class SyntheticDataset(Dataset):
 @register_dataset("synthetic")
 def _synthetic(split: str, root: str | None = None, **kwargs: Any) -> SampleDataset:
     if root is not None:  # a dataset written by `bisenetformer make-synthetic` is plain COCO-panoptic
-        return build_dataset("coco_panoptic", split=split, root=root, class_table=SYNTHETIC)
+        return build_dataset(
+            "coco_panoptic", split=split, root=root, class_table=SYNTHETIC, skip_bad=kwargs.get("skip_bad", False)
+        )
     return SyntheticDataset(split, kwargs.get("num_images"), kwargs.get("image_size", DEFAULT_SIZE))

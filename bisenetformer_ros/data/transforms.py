@@ -18,7 +18,8 @@ from bisenetformer_ros.data.sample import Sample
 @dataclass
 class AugmentConfig:
     """Knobs of :class:`Augmenter`. ``base_size`` is the short side that scale 1.0 maps to (1024 for Cityscapes,
-    512 for ADE20K), ``crop_size`` is ``(h, w)``; ``cat_max_ratio`` re-draws crops dominated by one class (semantic)."""
+    512 for ADE20K), ``crop_size`` is ``(h, w)``; ``cat_max_ratio`` re-draws crops dominated by one class (semantic).
+    The trainer replaces ``ignore_label`` with its dataset's (the class table is authoritative)."""
 
     base_size: int = 512
     crop_size: tuple[int, int] = (512, 512)

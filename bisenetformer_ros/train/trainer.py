@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,9 @@ class StepSource(torch.utils.data.Dataset):
                 continue
             sample = self.augmenter(sample, rng)
             samples.append(sample)
-            targets.append(build_targets(sample, cfg.data.task, cfg.model.num_classes))
+            targets.append(
+                build_targets(sample, cfg.data.task, cfg.model.num_classes, self.dataset.class_table.ignore_label)
+            )
         return samples, targets
 
 
@@ -161,9 +163,12 @@ def accumulation_steps(cfg: TrainConfig, world_size: int) -> int:
 
 
 def _dataset_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    # skip_bad also drops samples whose files are missing when the split is listed (only passed when set, so a
+    # user-registered loader without that argument keeps working).
+    kwargs: dict[str, Any] = {"skip_bad": True} if cfg.data.skip_bad else {}
     if cfg.data.dataset == "synthetic":
-        return {"num_images": cfg.data.num_images, "image_size": cfg.data.image_size}
-    return {}
+        kwargs.update(num_images=cfg.data.num_images, image_size=cfg.data.image_size)
+    return kwargs
 
 
 class Trainer:
@@ -265,7 +270,9 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------------------------------------------
     def _loader(self) -> torch.utils.data.DataLoader:
-        source = StepSource(self.train_set, Augmenter(self.cfg.augment), self.cfg, self.dist)
+        # Padding must carry the dataset's ignore label: with > 255 classes (ignore 65535) the default 255 is a class.
+        augment = replace(self.cfg.augment, ignore_label=self.class_table.ignore_label)
+        source = StepSource(self.train_set, Augmenter(augment), self.cfg, self.dist)
         start = self.iteration * self.accum
         # A DataLoader without its own generator draws its workers' base seed from the global torch RNG when it is
         # iterated, i.e. once per (re)start: a resumed run would then continue from a different RNG state than an
