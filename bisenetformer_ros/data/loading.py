@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.data.sample import Sample, SegmentInfo, semantic_from_panoptic
+from bisenetformer_ros.data.synthetic import decode_panoptic_png
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,7 @@ def read_panoptic(path: str | Path) -> np.ndarray:
     bgr = cv2.imdecode(_read_bytes(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"cannot decode panoptic PNG '{path}' (corrupt or not an image file)")
-    rgb = bgr.astype(np.int64)[..., ::-1]
-    return (rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]).astype(np.int32)
+    return decode_panoptic_png(bgr[..., ::-1])
 
 
 def check_same_size(image: np.ndarray, image_path: Path, label: np.ndarray, label_path: Path) -> None:

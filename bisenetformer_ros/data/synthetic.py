@@ -298,6 +298,7 @@ def encode_panoptic_png(ids: np.ndarray) -> np.ndarray:
 
 
 def decode_panoptic_png(rgb: np.ndarray) -> np.ndarray:
+    """HxWx3 RGB of a COCO-panoptic PNG -> HxW int32 segment ids (inverse of :func:`encode_panoptic_png`)."""
     rgb = rgb.astype(np.uint32)
     return (rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]).astype(np.int32)
 
