@@ -11,8 +11,6 @@ import json
 import re
 from pathlib import Path
 
-import torch
-
 from bisenetformer_ros.data.datasets import build_dataset
 from bisenetformer_ros.evaluation.evaluator import evaluate
 from bisenetformer_ros.inference.segmenter import Segmenter
@@ -25,14 +23,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/training_curve.png"))
     ap.add_argument("--limit", type=int, default=64, help="held-out images per snapshot")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     dataset = build_dataset("synthetic", "val")
     points = []
     snaps = sorted((args.run_dir / "snapshots").glob("model_*.pt"))
     for snap in snaps:
         it = int(re.findall(r"\d+", snap.stem)[-1])
         seg = Segmenter.from_model(snap, backend="torch", device="cpu")
-        res = evaluate(seg, dataset, limit=args.limit, progress=False)
+        try:
+            res = evaluate(seg, dataset, limit=args.limit, progress=False)
+        finally:
+            seg.close()
         points.append({"iter": it, "mIoU": res["mIoU"], "PQ": res["PQ"]})
         print(json.dumps(points[-1]), flush=True)
     (args.run_dir / "snapshot_scores.json").write_text(json.dumps(points, indent=1))

@@ -105,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bisenetformer_ros.data.datasets import build_dataset
-    from bisenetformer_ros.evaluation.evaluator import check_dataset_classes, evaluate, format_table
+    from bisenetformer_ros.evaluation.evaluator import evaluate, format_table
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
@@ -115,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
     ds_name = f"{args.dataset}/{args.split}" + (f" ({args.root})" if args.root else "")
     segmenter = build_segmenter(args, max_batch=args.batch_size)
     try:
-        check_dataset_classes(segmenter.class_table, dataset.class_table, str(segmenter.backend.model_path), ds_name)
         result = evaluate(
             segmenter,
             dataset,
