@@ -241,3 +241,16 @@ def test_evaluate_semantic_only_dataset(tiny_model: Path) -> None:
     assert res["mIoU"] is not None and res["PQ"] is None and res["panoptic_per_class"] is None
     assert "no panoptic annotation" in format_table(res, SYNTHETIC)
     json.dumps(res)
+
+
+def test_predict_output_names_never_clash(tmp_path: Path) -> None:
+    """Two inputs with stem 'a' and one named 'a_2': the suffix given to the second 'a' must not be 'a_2'."""
+    from bisenetformer_ros.cli.predict import collect_inputs
+
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "a.png").write_bytes(b"")
+    (tmp_path / "y" / "a_2.png").write_bytes(b"")
+    inputs = [tmp_path / "x" / "a.png", tmp_path / "y" / "a.png", tmp_path / "y" / "a_2.png"]
+    names = [it.name for it in collect_inputs([str(p) for p in inputs])]
+    assert names == ["a", "a_3", "a_2"]

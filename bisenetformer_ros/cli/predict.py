@@ -67,12 +67,19 @@ def collect_inputs(inputs: list[str]) -> list[InputItem]:
             items.append(InputItem(p, _kind(p), p.stem))
         else:
             raise FileNotFoundError(f"input '{p}' does not exist")
-    used: dict[str, int] = {}
+    taken = {it.name for it in items}  # a later input literally named 'x_2' keeps its name
+    seen: set[str] = set()
     unique: list[InputItem] = []
     for it in items:
-        n = used.get(it.name, 0) + 1
-        used[it.name] = n
-        unique.append(it if n == 1 else InputItem(it.path, it.kind, f"{it.name}_{n}"))
+        if it.name not in seen:
+            seen.add(it.name)
+            unique.append(it)
+            continue
+        n = 2
+        while f"{it.name}_{n}" in taken:
+            n += 1
+        taken.add(f"{it.name}_{n}")
+        unique.append(InputItem(it.path, it.kind, f"{it.name}_{n}"))
     return unique
 
 
