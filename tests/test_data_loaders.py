@@ -439,3 +439,15 @@ def test_make_synthetic_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFix
     # the class table read from the json categories alone equals the built-in one
     assert build_dataset("coco_panoptic", "val", str(out)).class_table.names == SYNTHETIC.names
     assert main(["make-synthetic", str(out), "--train", "2000000", "--val", "0"]) == 2
+
+
+def test_semantic_from_ids_with_coco_sized_ids_and_void() -> None:
+    """Ids up to 256^3 (COCO-panoptic RGB encoding) map without a table sized by the largest id; unlisted = void."""
+    from bisenetformer_ros.data.sample import semantic_from_ids
+
+    ids = np.array([[0, 16_777_215, 5], [5, 70_000, 3]], dtype=np.int32)
+    sem = semantic_from_ids(ids, {16_777_215: 2, 5: 0, 70_000: 7})
+    np.testing.assert_array_equal(sem, [[255, 2, 0], [0, 7, 255]])
+    assert sem.dtype == np.uint8
+    wide = semantic_from_ids(ids, {5: 300}, ignore_label=65535)
+    assert wide.dtype == np.uint16 and wide[0, 2] == 300 and wide[0, 0] == 65535

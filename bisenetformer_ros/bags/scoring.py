@@ -21,6 +21,7 @@ import numpy as np
 from bisenetformer_ros.bags.msgconv import SegmentRecord
 from bisenetformer_ros.bags.report import FrameThumb, frame_miou, headline, latency_summary, thumbnail, write_report
 from bisenetformer_ros.data.classes import ClassTable
+from bisenetformer_ros.data.sample import semantic_from_ids
 
 # Skip reasons (keys of report["frames"]["skipped"]).
 SKIP_IMAGE = "image could not be decoded"
@@ -51,13 +52,7 @@ class FrameEval:
 
 def semantic_from_panoptic(ids: np.ndarray, segments: Sequence[SegmentRecord], ignore_label: int) -> np.ndarray:
     """Class-id image of a panoptic ground truth (void -> ignore), the semantic GT used with a panoptic GT."""
-    lut_size = int(ids.max()) + 1 if ids.size else 1
-    lut = np.full(lut_size, ignore_label, dtype=np.int64)
-    for s in segments:
-        if s.id < lut_size:
-            lut[s.id] = s.class_id
-    dtype = np.uint8 if ignore_label <= 255 and all(s.class_id <= 255 for s in segments) else np.uint16
-    return lut[ids].astype(dtype)
+    return semantic_from_ids(ids, {s.id: s.class_id for s in segments}, ignore_label)
 
 
 def _segments_for_metric(segments: Sequence[SegmentRecord]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ Loaders (Cityscapes, ADE20K, COCO-panoptic, plain folders, synthetic scenes) dif
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,14 +62,26 @@ class Sample:
         return int(self.image.shape[0]), int(self.image.shape[1])
 
 
+def semantic_from_ids(
+    ids: np.ndarray, id_to_class: Mapping[int, int], ignore_label: int = IGNORE_LABEL
+) -> np.ndarray:
+    """Class-id map of a segment-id map: ``id_to_class[id]`` per pixel, ``ignore_label`` for unlisted ids (void).
+
+    One ``np.unique`` pass instead of a mask per segment or a lookup table sized by the largest id (COCO-style ids
+    reach 256^3); uint8 output when every value fits, uint16 otherwise.
+    """
+    values, inverse = np.unique(ids, return_inverse=True)
+    classes = np.array([id_to_class.get(int(v), ignore_label) for v in values], dtype=np.int64)
+    top = max([ignore_label, *id_to_class.values()]) if id_to_class else ignore_label
+    dtype = np.uint8 if top <= 255 else np.uint16
+    return classes[inverse.reshape(ids.shape)].astype(dtype)
+
+
 def semantic_from_panoptic(
     panoptic: np.ndarray, segments: list[SegmentInfo], ignore_label: int = IGNORE_LABEL
 ) -> np.ndarray:
     """Semantic train ids implied by a panoptic annotation (void and crowd-free gaps become ``ignore_label``)."""
-    sem = np.full(panoptic.shape, ignore_label, np.uint8 if ignore_label < 256 else np.uint16)
-    for s in segments:
-        sem[panoptic == s.id] = s.category_id
-    return sem
+    return semantic_from_ids(panoptic, {s.id: s.category_id for s in segments}, ignore_label)
 
 
 def check_class_ids(sample: Sample, num_classes: int, ignore_label: int = IGNORE_LABEL) -> None:
