@@ -242,3 +242,14 @@ def test_launch_with_launch_ros(ros_env: dict[str, str], tmp_path: Path) -> None
 
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(30)
+
+
+def test_readme_parameter_table_is_generated_from_the_declarations() -> None:
+    """The README's table is the node's own declarations (tools/param_table.py); a new or changed parameter that
+    is not regenerated into the README fails here instead of drifting."""
+    from bisenetformer_ros.ros.parameters import PARAMETERS, markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    begin = "<!-- BEGIN generated: tools/param_table.py -->\n"
+    block = readme[readme.index(begin) + len(begin) : readme.index("<!-- END generated -->")]
+    assert block.strip() == markdown_table([p for p in PARAMETERS if p.group != "debug"]).strip()
