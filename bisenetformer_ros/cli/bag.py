@@ -289,9 +289,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     report = evaluate_bag(cfg)
-    from bisenetformer_ros.bags.report import headline
-
-    print(headline(report))
+    print(report["headline"])
     print(f"report: {Path(out) / 'report.html'}  (JSON: {Path(out) / 'report.json'})")
     if args.write_bag:
         print(f"output bag: {args.write_bag}")

@@ -42,7 +42,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bisenetformer_ros.bags.report import headline
     from bisenetformer_ros.ros.demo_runner import DemoConfig, run_demo
 
     cfg = DemoConfig(
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     total = lat.get("total") or {}
     print()
     print("BiSeNetFormer demo finished in {:.1f} s".format(report["demo_wall_time_s"]))
-    print("  " + headline(report))
+    print("  " + report["headline"])
     if sem.get("mIoU") is not None:
         print(f"  mIoU          {sem['mIoU']:.2f} %")
     if pan.get("PQ") is not None:
