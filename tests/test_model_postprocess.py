@@ -217,31 +217,55 @@ def test_postprocess_argument_errors() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- label_stride
-@pytest.mark.parametrize("stride", [2, 4])
-def test_label_stride_changes_only_boundaries_and_keeps_tables_consistent(stride: int) -> None:
+@pytest.mark.parametrize(("stride", "size"), [(2, (96, 160)), (4, (96, 160)), (3, (97, 203)), (5, (61, 150))])
+def test_label_stride_changes_only_boundaries_and_keeps_tables_consistent(stride: int, size: tuple[int, int]) -> None:
     """Coarse merging (the node's speed option) agrees with the exact rule away from mask boundaries, and the
-    segment table always describes the published (upsampled) id map."""
+    segment table (measured on the coarse grid) always describes the published (upsampled) id map exactly, also when
+    the output size is not a multiple of the stride."""
     gen = torch.Generator().manual_seed(stride)
     q, k, h8, w8 = 12, 3, 12, 20
     logits = torch.randn(1, q, k + 1, generator=gen) * 3
     low = torch.randn(1, q, h8 // 4, w8 // 4, generator=gen) * 6  # smooth masks: upsampled from a coarse grid
     masks = torch.nn.functional.interpolate(low, size=(h8, w8), mode="bilinear", align_corners=False)
-    m = PreprocessMeta(orig_size=(96, 160), resized_size=(96, 160), padded_size=(96, 160))
+    m = PreprocessMeta(orig_size=size, resized_size=(96, 160), padded_size=(96, 160))
     base = PostprocessConfig(object_mask_threshold=0.0, overlap_threshold=0.0)
     exact = postprocess_batch(logits, masks, [m], ("semantic", "panoptic"), base, TABLE)[0]
     cfg = PostprocessConfig(object_mask_threshold=0.0, overlap_threshold=0.0, label_stride=stride)
     fast = postprocess_batch(logits, masks, [m], ("semantic", "panoptic"), cfg, TABLE)[0]
-    assert fast.semantic.shape == exact.semantic.shape == (96, 160)
+    assert fast.semantic.shape == exact.semantic.shape == size
     assert (fast.semantic == exact.semantic).mean() > 0.97
     ids = fast.panoptic.id_map
-    assert ids.shape == (96, 160)
+    assert ids.shape == size
+    assert fast.panoptic.segments
     for s in fast.panoptic.segments:
         ys, xs = np.nonzero(ids == s.id)
         assert s.area == len(xs) > 0
         assert s.bbox == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+        assert s.centroid == pytest.approx((xs.mean(), ys.mean()), abs=1e-9)
+    assert set(np.unique(ids)) <= {0} | {s.id for s in fast.panoptic.segments}
     # Nothing confident: the empty map still has the output size.
     empty_cfg = PostprocessConfig(label_stride=stride, object_mask_threshold=1.0)
     none = postprocess_batch(logits, masks, [m], ("panoptic",), empty_cfg, TABLE)[0]
-    assert none.panoptic.segments == [] and none.panoptic.id_map.shape == (96, 160)
+    assert none.panoptic.segments == [] and none.panoptic.id_map.shape == size
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_semantic_and_panoptic_in_one_pass_equal_separate_runs(stride: int) -> None:
+    """Both tasks share one up-sampling pass over the queries; the result must not depend on what else was asked."""
+    gen = torch.Generator().manual_seed(7)
+    q, k = 23, 3
+    logits = torch.randn(2, q, k + 1, generator=gen) * 3
+    logits[:, ::3, :k] += 8  # some confident queries, spread over several chunks
+    masks = torch.randn(2, q, 9, 13, generator=gen) * 5
+    metas = [PreprocessMeta(orig_size=(70, 101), resized_size=(66, 100), padded_size=(72, 104))] * 2
+    cfg = PostprocessConfig(chunk_size=4, object_mask_threshold=0.5, overlap_threshold=0.0, label_stride=stride)
+    both = postprocess_batch(logits, masks, metas, ("semantic", "panoptic"), cfg, TABLE)
+    sem = postprocess_batch(logits, masks, metas, ("semantic",), cfg, TABLE)
+    pan = postprocess_batch(logits, masks, metas, ("panoptic",), cfg, TABLE)
+    for b, s, p in zip(both, sem, pan, strict=True):
+        assert p.semantic is None and s.panoptic is None
+        np.testing.assert_array_equal(b.semantic, s.semantic)
+        np.testing.assert_array_equal(b.panoptic.id_map, p.panoptic.id_map)
+        assert b.panoptic.segments == p.panoptic.segments and len(b.panoptic.segments) >= 2
     with pytest.raises(ValueError, match="label_stride"):
         PostprocessConfig(label_stride=0)

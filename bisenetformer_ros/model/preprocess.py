@@ -86,24 +86,28 @@ class Preprocessor:
 
     def __call__(self, images: Sequence[np.ndarray] | torch.Tensor) -> tuple[torch.Tensor, list[PreprocessMeta]]:
         tensors = self._as_tensors(images)
-        contents: list[torch.Tensor] = []
-        metas_sizes: list[tuple[tuple[int, int], tuple[int, int]]] = []
-        for img in tensors:  # img: uint8 [3, h, w] on device
-            h, w = int(img.shape[-2]), int(img.shape[-1])
-            rh, rw = self.target_size(h, w)
-            x = img.unsqueeze(0).float()
+        sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in tensors]  # img: uint8 [3, h, w] on device
+        targets = [self.target_size(h, w) for h, w in sizes]
+        ph = self._pad_to(max(rh for rh, _ in targets))
+        pw = self._pad_to(max(rw for _, rw in targets))
+        # Each image is converted, resized and normalised straight into its slot of the batch (in place, no
+        # temporaries of camera size); only the padding strips are zeroed.
+        batch = torch.empty((len(tensors), 3, ph, pw), dtype=torch.float32, device=self.device)
+        for i, (img, (h, w), (rh, rw)) in enumerate(zip(tensors, sizes, targets, strict=True)):
+            dst = batch[i, :, :rh, :rw]
             if (rh, rw) != (h, w):
                 # Antialiasing matters when shrinking camera frames: without it thin structures alias.
-                x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
-            x = (x - self._mean) / self._std
-            contents.append(x[0])
-            metas_sizes.append(((h, w), (rh, rw)))
-        ph = self._pad_to(max(c.shape[-2] for c in contents))
-        pw = self._pad_to(max(c.shape[-1] for c in contents))
-        batch = torch.zeros((len(contents), 3, ph, pw), dtype=torch.float32, device=self.device)
-        for i, c in enumerate(contents):
-            batch[i, :, : c.shape[-2], : c.shape[-1]] = c
-        metas = [PreprocessMeta(orig_size=o, resized_size=r, padded_size=(ph, pw)) for o, r in metas_sizes]
+                x = img.unsqueeze(0).float()
+                dst.copy_(F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)[0])
+            else:
+                dst.copy_(img)
+            dst.sub_(self._mean[0]).div_(self._std[0])
+            batch[i, :, rh:, :] = 0.0
+            batch[i, :, :rh, rw:] = 0.0
+        metas = [
+            PreprocessMeta(orig_size=o, resized_size=r, padded_size=(ph, pw))
+            for o, r in zip(sizes, targets, strict=True)
+        ]
         return batch.to(self.dtype), metas
 
     def _as_tensors(self, images: Sequence[np.ndarray] | torch.Tensor) -> list[torch.Tensor]:

@@ -1,0 +1,71 @@
+"""The measurement scripts in tools/ run end to end and report consistent figures (they back README tables).
+
+They are run as a user runs them (subprocesses, tiny sizes); the tests check the plumbing and the invariants of the
+reported figures, never a speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bisenetformer_ros.resources import default_model_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_tool(name: str, *args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / name), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _need_default_model() -> None:
+    try:
+        default_model_path()
+    except FileNotFoundError as exc:
+        pytest.skip(f"the embedded default model is not built: {exc}")
+
+
+def test_label_stride_quality_reports_exact_reference_and_coarser_strides() -> None:
+    _need_default_model()
+    out = _run_tool("label_stride_quality.py", "--frames", "2", "--size", "160x120", "--strides", "4", "--threads", "1")
+    rows = {r["label_stride"]: r for r in out["rows"]}
+    assert set(rows) == {1, 4}  # the exact merge is always measured as the reference
+    assert rows[1]["agreement_with_exact_pct"] == 100.0
+    assert 50.0 < rows[4]["agreement_with_exact_pct"] <= 100.0
+    for r in rows.values():
+        assert 0.0 <= r["mIoU"] <= 100.0 and 0.0 <= r["pixel_accuracy"] <= 100.0
+
+
+def test_node_overhead_benchmark_splits_the_frame_into_stages() -> None:
+    _need_default_model()
+    out = _run_tool(
+        "bench_node_overhead.py",
+        "--sizes",
+        "160x120",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--label-stride",
+        "2",
+    )
+    [row] = out["results"]
+    assert row["camera"] == "160x120"
+    stages = row["stages_ms"]
+    assert set(stages) >= {"decode", "preprocess", "inference", "postprocess", "render", "publish", "backend"}
+    assert all(v >= 0.0 for v in stages.values()) and stages["backend"] > 0.0
+    assert 0.0 < row["adapter_pct_of_backend"] <= row["node_pct_of_backend"]
+    assert {d["encoding"] for d in out["decode"]} >= {"rgb8", "bgr8", "mono8", "jpeg"}
