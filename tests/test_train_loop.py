@@ -25,7 +25,7 @@ import torch
 
 from bisenetformer_ros.data.synthetic import SYNTHETIC, VAL_SEED, render_scene
 from bisenetformer_ros.model.bisenetformer import build_model
-from bisenetformer_ros.model.checkpoint import load_model, read_checkpoint
+from bisenetformer_ros.model.checkpoint import atomic_torch_save, load_model, read_checkpoint
 from bisenetformer_ros.train.config import TrainConfig, load_config
 from bisenetformer_ros.train.curves import plot_training_curve, read_log
 from bisenetformer_ros.train.trainer import Trainer
@@ -188,32 +188,46 @@ import torch
 from bisenetformer_ros.cli.main import main
 from bisenetformer_ros.train import trainer as T
 
-out = sys.argv[1]
+out, stop_after = sys.argv[1], int(sys.argv[2])
 _train = T.Trainer.train
+_save = T.Trainer.save_checkpoint
 
 def train(self):
     last = _train(self)
     torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, f"{out}/rank{self.dist.rank}.pt")
     return last
 
+def save_checkpoint(self, *args, **kwargs):
+    # stop_after > 0: every process stops right after the checkpoint of that iteration, as if the job were killed
+    path = _save(self, *args, **kwargs)
+    if self.iteration == stop_after:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        sys.exit(0)
+    return path
+
 T.Trainer.train = train
-sys.exit(main(sys.argv[2:]))
+T.Trainer.save_checkpoint = save_checkpoint
+sys.exit(main(sys.argv[3:]))
 """
 
 
-def test_torchrun_ddp_two_cpu_processes(tmp_path: Path) -> None:
+def _torchrun_train(tmp_path: Path, run: Path, stop_after: int = 0, *extra: str) -> None:
     driver = tmp_path / "ddp_driver.py"
     driver.write_text(DDP_DRIVER)
-    run = tmp_path / "run"
     cmd = [str(BIN / "torchrun"), "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
-    cmd += [f"--master_port={_free_port()}", str(driver), str(tmp_path)]
+    cmd += [f"--master_port={_free_port()}", str(driver), str(tmp_path), str(stop_after)]
     cmd += ["train", "--config", str(CONFIG), "--run-dir", str(run), "--no-progress", *TINY]
-    cmd += ["batch_size=4", "batch_per_step=2", "max_iters=2"]  # 2 images x 2 processes: no accumulation
+    cmd += ["batch_size=4", "batch_per_step=2", "max_iters=2", *extra]  # 2 images x 2 processes: no accumulation
     cmd += ["max_minutes=60"]  # never reached, but the processes then agree on stopping every iteration
     env = dict(_env(), OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
+
+def test_torchrun_ddp_two_cpu_processes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _torchrun_train(tmp_path, run)
     last = read_checkpoint(run / "last.pt")
     assert last["train_state"]["iteration"] == 2
     assert [r["iter"] for r in read_log(run / "log.jsonl")] == [1, 2]  # rank 1 writes no log lines
@@ -226,6 +240,23 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path: Path) -> None:
     torch.manual_seed(0)  # seed + rank 0: the initialisation that DDP broadcasts to every replica
     init = build_model(_cfg().model).state_dict()
     assert any(not torch.equal(init[n], last["state_dict"][n]) for n in params), "training changed no weight"
+    # Each process has its own RNG stream (seed + rank; point sampling draws from it): all are saved.
+    rng = last["train_state"]["rng_per_rank"]
+    assert len(rng) == 2 and not torch.equal(rng[0]["cpu"], rng[1]["cpu"])
+    assert all(r["cuda"] is None for r in rng)  # CPU run
+
+    # Interrupted after iteration 1 and resumed with the same command: every rank continues its own RNG stream,
+    # so the result is the uninterrupted run's, bit for bit (with rank 0's stream on both ranks it was not).
+    run_b = tmp_path / "run_b"
+    _torchrun_train(tmp_path, run_b, 1, "checkpoint_every=1")
+    assert read_checkpoint(run_b / "last.pt")["train_state"]["iteration"] == 1
+    _torchrun_train(tmp_path, run_b, 0, "checkpoint_every=1")
+    b = read_checkpoint(run_b / "last.pt")
+    assert b["train_state"]["iteration"] == 2
+    differing = [k for k, v in last["state_dict"].items() if not torch.equal(v, b["state_dict"][k])]
+    assert not differing, f"resumed DDP weights differ from the uninterrupted run: {differing[:5]}"
+    a_log = {r["iter"]: r["loss"] for r in read_log(run / "log.jsonl")}
+    assert {r["iter"]: r["loss"] for r in read_log(run_b / "log.jsonl")} == a_log
 
 
 # -- command line: train -> evaluate -> predict, run directory ---------------------------------------------------------
@@ -305,6 +336,26 @@ def test_resume_with_other_architecture_names_the_field(tmp_path: Path) -> None:
         Trainer(_cfg("max_iters=1", "model.num_queries=4"), tmp_path, progress=False)
     # --no-resume starts afresh in the same folder
     assert Trainer(_cfg("max_iters=1", "model.num_queries=4"), tmp_path, resume=False, progress=False).iteration == 0
+
+
+def test_resume_restores_this_process_rng_or_says_why_not(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Same process count: the saved stream continues. Another count (e.g. a DDP run resumed on one machine): the
+    run still resumes, with a fresh stream and a log line saying it is not bit-identical."""
+    first = Trainer(_cfg("max_iters=1"), tmp_path, progress=False)
+    torch.rand(5)  # move the stream away from the seed
+    first.save_checkpoint()
+    expected = torch.rand(3)
+    Trainer(_cfg("max_iters=1"), tmp_path, progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+    data = read_checkpoint(tmp_path / "last.pt")
+    data["train_state"]["rng_per_rank"] *= 2  # as if two processes had saved it
+    atomic_torch_save(data, tmp_path / "last.pt")
+    with caplog.at_level("WARNING", logger="bisenetformer_ros.train.trainer"):
+        resumed = Trainer(_cfg("max_iters=1"), tmp_path, progress=False)
+    assert resumed.iteration == 0
+    assert "saved by 2 process(es), this run has 1" in caplog.text and "not bit-identical" in caplog.text
+    assert not torch.equal(torch.rand(3), expected)
 
 
 def test_batch_size_must_divide_into_micro_batches(tmp_path: Path) -> None:

@@ -3,14 +3,16 @@ gradient accumulation, ``torchrun`` DDP, exact resume, TensorBoard, progress bar
 
 Exact resume without saving data-loader state: the images of every step are a pure function of ``(seed, step)``
 (which dataset indices, which augmentation draws), so after a restart the loop simply continues at the saved step.
-Together with the model, optimiser, scheduler, scaler and torch RNG state in the checkpoint, an interrupted run ends
-with bit-identical weights on CPU.
+Together with the model, optimiser, scheduler, scaler and every process's torch RNG states (CPU and CUDA; the matcher's
+point sampling draws from them) in the checkpoint, an interrupted run ends with bit-identical weights, also under DDP
+when it resumes with the same number of processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import time
@@ -41,6 +43,7 @@ from bisenetformer_ros.train.criterion import SetCriterion
 from bisenetformer_ros.train.targets import Targets, build_targets
 
 LAST = "last.pt"
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -183,6 +186,8 @@ class Trainer:
         self.dist = init_distributed(probe)
         self.device = resolve_device(cfg.device, self.dist.local_rank)
         self.accum = accumulation_steps(cfg, self.dist.world_size)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # NCCL collectives (and all_gather_object) use the current device
         torch.manual_seed(cfg.seed + self.dist.rank)
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # tiny gradients of a from-scratch net otherwise hit slow denormal paths
@@ -219,7 +224,21 @@ class Trainer:
             self.load_checkpoint(self.run_dir / LAST)
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
-    def checkpoint_state(self) -> dict[str, Any]:
+    def rng_states(self) -> list[dict[str, Any]]:
+        """Every process's torch RNG states (CPU, and CUDA on a GPU), indexed by rank. Collective under DDP: all
+        ranks must call it together (they do, at the same iterations)."""
+        local = {
+            "cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+        if self.dist.world_size == 1:
+            return [local]
+        states: list[Any] = [None] * self.dist.world_size
+        dist.all_gather_object(states, local)
+        return [{k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in st.items()} for st in states]
+
+    def checkpoint_state(self, rng_states: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        rng = rng_states if rng_states is not None else self.rng_states()
         return {
             "format": FORMAT,
             "model_config": self.cfg.model.to_dict(),
@@ -231,14 +250,17 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
+                "torch_rng": rng[0]["cpu"],  # rank 0's CPU state, as in checkpoints before rng_per_rank
+                "rng_per_rank": rng,
             },
         }
 
     def save_checkpoint(self, name: str = LAST) -> Path | None:
+        """Write the training checkpoint (rank 0). Collective under DDP: every rank calls it at the same time."""
+        rng = self.rng_states()
         if not self.dist.is_main:
             return None
-        return atomic_torch_save(self.checkpoint_state(), self.run_dir / name)
+        return atomic_torch_save(self.checkpoint_state(rng), self.run_dir / name)
 
     def save_model(self, path: Path, half: bool = False) -> Path | None:
         """Weights-only model file (no optimiser state): what the node, ``evaluate`` and ``export`` load."""
@@ -265,8 +287,34 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
+        self._restore_rng(state, path)
+
+    def _restore_rng(self, state: dict[str, Any], path: Path) -> None:
+        """This process's RNG states from the checkpoint; when the number of processes changed (or the checkpoint
+        predates per-rank states) each rank gets a distinct stream derived from (seed, iteration, rank) instead, and
+        the log says the continuation is not bit-identical to an uninterrupted run."""
+        per_rank = state.get("rng_per_rank")
+        if isinstance(per_rank, list) and len(per_rank) == self.dist.world_size:
+            mine = per_rank[self.dist.rank]
+            torch.set_rng_state(mine["cpu"])
+            if self.device.type == "cuda" and mine.get("cuda") is not None:
+                torch.cuda.set_rng_state(mine["cuda"], self.device)
+            elif self.device.type == "cuda":
+                LOG.warning("'%s' has no CUDA RNG state (saved on a CPU): random draws on the GPU restart", path)
+            return
+        if per_rank is None and self.dist.world_size == 1 and "torch_rng" in state:  # single-process, older file
+            torch.set_rng_state(state["torch_rng"])
+            return
+        saved = len(per_rank) if isinstance(per_rank, list) else "an unknown number of"
+        LOG.warning(
+            "'%s' was saved by %s process(es), this run has %d: RNG streams are re-seeded per rank, so the resumed "
+            "run is not bit-identical to an uninterrupted one",
+            path,
+            saved,
+            self.dist.world_size,
+        )
+        torch.manual_seed(hash((self.cfg.seed, self.iteration, self.dist.rank)) & 0x7FFFFFFF)
 
     # -- loop ------------------------------------------------------------------------------------------------------
     def _loader(self) -> torch.utils.data.DataLoader:
@@ -403,7 +451,11 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         last = self.run_dir / LAST
-        if self.dist.is_main and not last.is_file():
+        # Only rank 0 can see whether a checkpoint exists (it writes them); the save itself is collective.
+        missing = torch.tensor([float(self.dist.is_main and not last.is_file())], device=self.device)
+        if self.dist.world_size > 1:
+            dist.all_reduce(missing, op=dist.ReduceOp.MAX)
+        if bool(missing.item()):
             self.save_checkpoint()
         if self.dist.world_size > 1:
             dist.barrier()
