@@ -68,9 +68,7 @@ def test_pub_sub_across_processes(ros_env: dict[str, str]) -> None:
         node = rclpy.create_node("foundation_checker", context=context)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         for name, msg in samples.items():
-            node.create_subscription(
-                type(msg), f"/foundation/{name}", lambda m, n=name: received.setdefault(n, m), qos
-            )
+            node.create_subscription(type(msg), f"/foundation/{name}", lambda m, n=name: received.setdefault(n, m), qos)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         deadline = time.monotonic() + 60

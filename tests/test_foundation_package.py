@@ -33,8 +33,18 @@ def test_package_xml_is_valid_format_3() -> None:
     assert pkg.package_format == 3
     assert pkg.name == "bisenetformer_ros"
     declared = {d.name for d in pkg.build_depends + pkg.exec_depends + pkg.buildtool_depends}
-    for needed in ("rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "lifecycle_msgs", "vision_msgs",
-                   "rosidl_default_generators", "rosidl_default_runtime", "python3-numpy", "python3-opencv"):
+    for needed in (
+        "rclpy",
+        "sensor_msgs",
+        "std_msgs",
+        "diagnostic_msgs",
+        "lifecycle_msgs",
+        "vision_msgs",
+        "rosidl_default_generators",
+        "rosidl_default_runtime",
+        "python3-numpy",
+        "python3-opencv",
+    ):
         assert needed in declared, f"package.xml does not declare {needed}"
     assert "rosidl_interface_packages" in [g.name for g in pkg.member_of_groups]
 
@@ -102,9 +112,20 @@ def test_colcon_build_in_a_workspace(tmp_path: Path) -> None:
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*IGNORED_DIRS, "*.pyc"))
     env = dict(os.environ, AMENT_PREFIX_PATH=str(VENV), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     res = subprocess.run(
-        [str(colcon), "build", "--event-handlers", "console_direct-",
-         "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+        [
+            str(colcon),
+            "build",
+            "--event-handlers",
+            "console_direct-",
+            "--cmake-args",
+            f"-DPython3_EXECUTABLE={sys.executable}",
+            "-DBUILD_TESTING=OFF",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     prefix = tmp_path / "install" / "bisenetformer_ros"
@@ -123,8 +144,13 @@ def test_colcon_build_in_a_workspace(tmp_path: Path) -> None:
     # As `source install/setup.bash` would: the install's libraries first, the environment's after.
     ld_path = os.pathsep.join(p for p in (str(prefix / "lib"), os.environ.get("LD_LIBRARY_PATH", "")) if p)
     env2 = dict(os.environ, PYTHONPATH=str(site), LD_LIBRARY_PATH=ld_path)
-    res = subprocess.run([sys.executable, "-c", "import sys\n" + code, str(prefix)],
-                         env=env2, capture_output=True, text=True, cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-c", "import sys\n" + code, str(prefix)],
+        env=env2,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0].startswith(str(site)), "messages were not imported from the colcon install"

@@ -106,6 +106,7 @@ def test_three_cameras_outputs_per_namespace_with_own_stamps(setup) -> None:
                     assert (m.height, m.width) == (h, w)
                 if t == "semantic":
                     assert label_array(m).max() < CITYSCAPES.num_classes
+
     # The cameras shared network calls: fewer calls than processed frames.
     def counts() -> tuple[float, float]:
         processed = sum(client.diag_value(f"camera {ns}/image", "processed", 0) for ns in CAMERAS.values())

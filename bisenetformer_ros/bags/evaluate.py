@@ -337,7 +337,6 @@ def evaluate_bag(cfg: BagEvalConfig) -> dict[str, Any]:
     )
 
 
-
 def _decode_gt(pending: _Pending, cfg: BagEvalConfig, gt_dir: GroundTruthDir | None, f: FrameEval) -> None:
     """Ground truth of one frame into ``f``; a missing or broken one marks the frame as skipped (with the cause)."""
     if gt_dir is not None:

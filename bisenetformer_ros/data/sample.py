@@ -62,9 +62,7 @@ class Sample:
         return int(self.image.shape[0]), int(self.image.shape[1])
 
 
-def semantic_from_ids(
-    ids: np.ndarray, id_to_class: Mapping[int, int], ignore_label: int = IGNORE_LABEL
-) -> np.ndarray:
+def semantic_from_ids(ids: np.ndarray, id_to_class: Mapping[int, int], ignore_label: int = IGNORE_LABEL) -> np.ndarray:
     """Class-id map of a segment-id map: ``id_to_class[id]`` per pixel, ``ignore_label`` for unlisted ids (void).
 
     One ``np.unique`` pass instead of a mask per segment or a lookup table sized by the largest id (COCO-style ids

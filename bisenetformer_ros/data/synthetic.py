@@ -96,8 +96,9 @@ def _noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
     return np.clip(cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
 
 
-def _hsv_color(rng: np.random.Generator, h_range: tuple[float, float], s_range: tuple[float, float],
-               v_range: tuple[float, float]) -> np.ndarray:
+def _hsv_color(
+    rng: np.random.Generator, h_range: tuple[float, float], s_range: tuple[float, float], v_range: tuple[float, float]
+) -> np.ndarray:
     hsv = np.array(
         [[[rng.uniform(*h_range) % 180, rng.uniform(*s_range), rng.uniform(*v_range)]]], dtype=np.float32
     ).astype(np.uint8)
@@ -121,8 +122,13 @@ class _Layout:
         self.wall = (x0, x0 + rng.uniform(0.3, 0.8), self.horizon - rng.uniform(0.1, self.horizon))
         self.brick = (rng.uniform(0.03, 0.07), rng.uniform(0.02, 0.04))
         self.grass = [
-            (rng.uniform(0, 1), rng.uniform(self.horizon, 1.0), rng.uniform(0.08, 0.3), rng.uniform(0.04, 0.15),
-             rng.uniform(0, 180))
+            (
+                rng.uniform(0, 1),
+                rng.uniform(self.horizon, 1.0),
+                rng.uniform(0.08, 0.3),
+                rng.uniform(0.04, 0.15),
+                rng.uniform(0, 180),
+            )
             for _ in range(int(rng.integers(0, 4)))
         ]
         self.colors = {
@@ -256,8 +262,10 @@ def render_scene(seed: int, height: int = DEFAULT_SIZE[0], width: int = DEFAULT_
         inst[mask] = k
         inst_cls[k] = obj["cls"]
     contrast, brightness, noise_sigma = layout.jitter
-    img = img * contrast + brightness + np.random.default_rng(seed * 7919 + int(t * 1000)).normal(
-        0, noise_sigma, img.shape
+    img = (
+        img * contrast
+        + brightness
+        + np.random.default_rng(seed * 7919 + int(t * 1000)).normal(0, noise_sigma, img.shape)
     )
     image = np.clip(img, 0, 255).astype(np.uint8)
     return _to_scene(image, sem, inst, inst_cls)

@@ -35,8 +35,12 @@ def plot_training_curve(
     ncols = 2 if val_points else 1
     fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.2), squeeze=False)
     ax = axes[0][0]
-    for key, label in (("loss", "total (weighted, all layers)"), ("loss_ce", "CE"), ("loss_mask", "mask BCE"),
-                       ("loss_dice", "dice")):
+    for key, label in (
+        ("loss", "total (weighted, all layers)"),
+        ("loss_ce", "CE"),
+        ("loss_mask", "mask BCE"),
+        ("loss_dice", "dice"),
+    ):
         if key in records[0]:
             ax.plot(its, [r.get(key) for r in records], label=label, linewidth=1.2)
     ax.set_yscale("log")
