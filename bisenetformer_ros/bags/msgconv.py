@@ -178,33 +178,17 @@ def panoptic_from_msg(msg: Any) -> tuple[np.ndarray, list[SegmentRecord]]:
 def class_table_msg(ts: Any, header: Any, table: ClassTable) -> Any:
     """bisenetformer_ros/ClassTable (colours as ColorRGBA in 0..1)."""
     rgba = ts.types["std_msgs/msg/ColorRGBA"]
-    colors = [
-        rgba(
-            r=float(np.float32(c[0] / 255.0)),
-            g=float(np.float32(c[1] / 255.0)),
-            b=float(np.float32(c[2] / 255.0)),
-            a=1.0,
-        )
-        for c in table.colors
-    ]
     return ts.types[CLASS_TABLE](
         header=header,
         dataset=table.dataset,
         names=list(table.names),
-        colors=colors,
+        colors=[rgba(r=r, g=g, b=b, a=a) for r, g, b, a in table.colors_rgba()],
         is_thing=np.asarray(table.is_thing, dtype=bool),
         ignore_label=int(table.ignore_label),
     )
 
 
-def class_table_from_msg(msg: Any) -> ClassTable:
-    return ClassTable(
-        dataset=str(msg.dataset),
-        names=tuple(str(n) for n in msg.names),
-        colors=tuple((round(c.r * 255), round(c.g * 255), round(c.b * 255)) for c in msg.colors),
-        is_thing=tuple(bool(t) for t in msg.is_thing),
-        ignore_label=int(msg.ignore_label),
-    )
+class_table_from_msg = ClassTable.from_message
 
 
 def camera_info_msg(ts: Any, header: Any, width: int, height: int, fx: float, fy: float | None = None) -> Any:

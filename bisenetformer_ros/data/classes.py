@@ -71,6 +71,23 @@ class ClassTable:
         idx = np.where((labels >= 0) & (labels < self.num_classes), labels, self.num_classes)
         return pal[idx]
 
+    def colors_rgba(self) -> list[tuple[float, float, float, float]]:
+        """Colours as RGBA in 0..1 for std_msgs/ColorRGBA, rounded to float32 (the message's field type) here so the
+        values published and the values a consumer reads are the same; :meth:`from_message` inverts it exactly."""
+        return [(*(float(np.float32(v / 255.0)) for v in c[:3]), 1.0) for c in self.colors]  # type: ignore[misc]
+
+    @classmethod
+    def from_message(cls, msg: Any) -> ClassTable:
+        """From a bisenetformer_ros/ClassTable message of either binding (rclpy in the node, rosbags in bag tools):
+        only the field names are used, so the core stays free of ROS imports."""
+        return cls(
+            dataset=str(msg.dataset),
+            names=tuple(str(n) for n in msg.names),
+            colors=tuple((round(c.r * 255), round(c.g * 255), round(c.b * 255)) for c in msg.colors),
+            is_thing=tuple(bool(t) for t in msg.is_thing),
+            ignore_label=int(msg.ignore_label),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "dataset": self.dataset,

@@ -87,29 +87,13 @@ def class_table_msg(header: Header, table: ClassTable) -> ClassTableMsg:
     msg.header = header
     msg.dataset = table.dataset
     msg.names = list(table.names)
-    msg.colors = [
-        ColorRGBA(
-            r=float(np.float32(c[0] / 255.0)),
-            g=float(np.float32(c[1] / 255.0)),
-            b=float(np.float32(c[2] / 255.0)),
-            a=1.0,
-        )
-        for c in table.colors
-    ]
+    msg.colors = [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b, a in table.colors_rgba()]
     msg.is_thing = [bool(t) for t in table.is_thing]
     msg.ignore_label = int(table.ignore_label)
     return msg
 
 
-def class_table_from_msg(msg: ClassTableMsg) -> ClassTable:
-    """Inverse of :func:`class_table_msg` (for consumers and tests)."""
-    return ClassTable(
-        dataset=str(msg.dataset),
-        names=tuple(str(n) for n in msg.names),
-        colors=tuple((round(c.r * 255), round(c.g * 255), round(c.b * 255)) for c in msg.colors),
-        is_thing=tuple(bool(t) for t in msg.is_thing),
-        ignore_label=int(msg.ignore_label),
-    )
+class_table_from_msg = ClassTable.from_message  # inverse of class_table_msg (for consumers and tests)
 
 
 def detections_msg(vm: Any, header: Header, segments: Sequence[Segment], table: ClassTable, min_score: float) -> Any:
