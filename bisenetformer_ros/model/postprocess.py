@@ -123,7 +123,7 @@ def _mask_prob_chunks(
     asks for both pays for the (dominant) up-sampling and sigmoid once."""
     for s in range(0, int(queries.numel()), chunk_size):
         idx = queries[s : s + chunk_size]
-        yield idx, masks_to_original(pred_masks[idx], meta).sigmoid().flatten(1)
+        yield idx, masks_to_original(pred_masks[idx], meta).sigmoid_().flatten(1)
 
 
 class _SemanticMerge:
