@@ -12,6 +12,7 @@ from bisenetformer_ros.data.classes import CITYSCAPES, ClassTable
 from bisenetformer_ros.inference.outputs import (
     EDGE_COLOR,
     OUTPUT_NAMES,
+    class_mask,
     colorize_panoptic,
     instance_color,
     render_outputs,
@@ -151,11 +152,31 @@ def test_with_a_real_model_result(tmp_path: Path) -> None:
     seg = Segmenter.from_model(path, device="cpu", postprocess_config=PostprocessConfig(object_mask_threshold=0.0))
     img = np.random.default_rng(3).integers(0, 256, (45, 61, 3), dtype=np.uint8)
     [res] = seg.run([img])
-    r = render_outputs(res, img, seg.class_table, alpha=0.4)
-    assert set(OUTPUT_NAMES) == {"semantic", "semantic_color", "overlay", "panoptic", "panoptic_color"}
+    r = render_outputs(res, img, seg.class_table, alpha=0.4, mask_classes=seg.class_table.resolve(["road", "Car"]))
+    assert set(OUTPUT_NAMES) == {"semantic", "semantic_color", "overlay", "class_mask", "panoptic", "panoptic_color"}
+    sem = r.semantic[0]
+    np.testing.assert_array_equal(r.class_mask, np.where(np.isin(sem, [0, 13]), 255, 0).astype(np.uint8))
     assert r.size == (45, 61)
     assert int(r.semantic[0].max()) < seg.class_table.num_classes
     ids = r.panoptic_ids
     for s in r.segments:
         assert int((ids == s.id).sum()) == s.area
     assert set(np.unique(ids).tolist()) <= {0} | {s.id for s in r.segments}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_class_mask_marks_exactly_the_chosen_classes(dtype: type) -> None:
+    labels = np.random.default_rng(0).integers(0, 300 if dtype == np.uint16 else 19, (33, 47)).astype(dtype)
+    for ids in ([], [0], [3, 17], [18, 299] if dtype == np.uint16 else [18]):
+        mask = class_mask(labels, ids)
+        assert mask.dtype == np.uint8 and mask.shape == labels.shape
+        np.testing.assert_array_equal(mask, np.where(np.isin(labels, ids), 255, 0))
+
+
+def test_class_names_resolve_to_ids_with_a_useful_error() -> None:
+    assert CITYSCAPES.resolve(["road", "SIDEWALK", "13", 13, " terrain "]) == [0, 1, 13, 9]
+    assert CITYSCAPES.resolve([]) == []
+    with pytest.raises(ValueError, match=r"unknown class 'sidewalks'.*did you mean 'sidewalk'"):
+        CITYSCAPES.resolve(["sidewalks"])
+    with pytest.raises(ValueError, match=r"class id 19 is outside the 19 classes of 'cityscapes'"):
+        CITYSCAPES.resolve(["19"])

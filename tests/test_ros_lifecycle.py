@@ -96,6 +96,15 @@ def test_failed_configure_then_two_full_cycles(setup) -> None:
     assert "cityscapes" in client.diagnostics("pipeline")[1]
     [res] = client.set_parameters(fqn, {"model": str(model)})
     assert res.successful, res.reason
+    # 3) mask_classes naming a class the model does not have: checked once the class table is known.
+    [res] = client.set_parameters(fqn, {"mask_classes": ["road", "sidewalkk"]})  # allowed: no table yet
+    assert res.successful, res.reason
+    assert not client.change_state(fqn, Transition.TRANSITION_CONFIGURE)
+    assert client.lifecycle_state(fqn) == "unconfigured"
+    assert client.wait(lambda: "sidewalkk" in (client.diagnostics("pipeline") or (0, "", {}))[1], 5)
+    assert "did you mean 'sidewalk'" in client.diagnostics("pipeline")[1]
+    [res] = client.set_parameters(fqn, {"mask_classes": ["road", "sidewalk"]})
+    assert res.successful, res.reason
     [res] = client.set_parameters(fqn, {"autostart": True})
     assert not res.successful  # read at start-up only
 

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -330,6 +331,52 @@ def test_runtime_parameters(setup, outputs) -> None:
     assert len(outputs["panoptic"].snapshot()) == before
     results = client.set_parameters(fqn, {"task": "all", "overlay_instance_edges": True})
     assert all(r.successful for r in results)
+
+
+def test_class_mask_follows_mask_classes(setup, outputs) -> None:
+    """class_mask marks exactly the pixels whose semantic label is in mask_classes (names checked against the
+    loaded model, typos refused with a suggestion), and is not published while mask_classes is empty."""
+    from sensor_msgs.msg import Image
+
+    node, client = setup
+    fqn = node.fqn
+    table = _class_table(client)
+    masks = client.subscribe(Image, f"{NS}/class_mask", reliable_qos())
+    pub = client.publisher(Image, f"{NS}/image", reliable_qos())
+    rgb = np.random.default_rng(9).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+    def frame(tag: str) -> tuple[Any, bool]:
+        stamp = client.now_stamp()
+        key = stamp_key_of(stamp)
+        pub.publish(image_msg(rgb, "rgb8", stamp, tag))
+        assert client.wait(lambda: key in outputs["semantic"].by_stamp(), 20)
+        got_mask = client.wait(lambda: key in masks.by_stamp(), 2)
+        return key, got_mask
+
+    key, got = frame("no_classes")
+    assert not got, "class_mask must not be published while mask_classes is empty"
+    labels = label_array(outputs["semantic"].by_stamp()[key])
+    present = [int(c) for c in np.unique(labels)]
+    absent = next(c for c in range(table.num_classes) if c not in present)
+    chosen = [table.names[present[0]].upper(), str(absent)]  # a name in another case and an id
+    [res] = client.set_parameters(fqn, {"mask_classes": chosen})
+    assert res.successful, res.reason
+    key, got = frame("mask")
+    assert got
+    mask = label_array(masks.by_stamp()[key])
+    labels = label_array(outputs["semantic"].by_stamp()[key])
+    np.testing.assert_array_equal(mask, np.where(np.isin(labels, [present[0], absent]), 255, 0))
+    assert masks.by_stamp()[key].encoding == "mono8"
+    # Refused with the reason; the previous selection stays in force.
+    [res] = client.set_parameters(fqn, {"mask_classes": ["raod"]})
+    assert not res.successful and "did you mean 'road'" in res.reason, res.reason
+    [res] = client.set_parameters(fqn, {"mask_classes": ["road", ""]})
+    assert not res.successful and "mask_classes" in res.reason
+    assert client.get_parameter(fqn, "mask_classes") == chosen
+    [res] = client.set_parameters(fqn, {"mask_classes": [""]})
+    assert res.successful, res.reason
+    _, got = frame("cleared")
+    assert not got
 
 
 def test_detections_and_label_info(setup, outputs) -> None:

@@ -6,7 +6,9 @@ wrong names), is published by the node on ``class_info``, and is what evaluation
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +89,35 @@ class ClassTable:
             is_thing=tuple(bool(t) for t in msg.is_thing),
             ignore_label=int(msg.ignore_label),
         )
+
+    def resolve(self, entries: Sequence[str | int]) -> list[int]:
+        """Class ids for user-given class names (case-insensitive, e.g. from a ROS parameter) or ids (ints or digit
+        strings), in the given order without repeats. An unknown entry raises ValueError naming it, the closest
+        names and the table, so a typo in a YAML file is caught when the model is loaded, not silently ignored."""
+        lookup = {n.lower(): i for i, n in enumerate(self.names)}
+        ids: list[int] = []
+        for entry in entries:
+            text = str(entry).strip()
+            if text.lstrip("-").isdigit():
+                cid = int(text)
+                if not 0 <= cid < self.num_classes:
+                    raise ValueError(
+                        f"class id {cid} is outside the {self.num_classes} classes of '{self.dataset}' "
+                        f"(0..{self.num_classes - 1})"
+                    )
+            elif text.lower() in lookup:
+                cid = lookup[text.lower()]
+            else:
+                close = difflib.get_close_matches(text.lower(), list(lookup), n=3, cutoff=0.6)
+                hint = f" (did you mean {', '.join(repr(self.names[lookup[c]]) for c in close)}?)" if close else ""
+                raise ValueError(
+                    f"unknown class {text!r} for the class table '{self.dataset}'{hint}; its classes: "
+                    + ", ".join(self.names[:40])
+                    + (" ..." if self.num_classes > 40 else "")
+                )
+            if cid not in ids:
+                ids.append(cid)
+        return ids
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,14 @@ from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.model.postprocess import PanopticResult, Segment, SegmentationOutput
 
 #: Names of the renderable outputs, as used by the node's parameters and topics.
-OUTPUT_NAMES: tuple[str, ...] = ("semantic", "semantic_color", "overlay", "panoptic", "panoptic_color")
+OUTPUT_NAMES: tuple[str, ...] = (
+    "semantic",
+    "semantic_color",
+    "overlay",
+    "class_mask",
+    "panoptic",
+    "panoptic_color",
+)
 
 #: Colour of instance outlines in the overlay.
 EDGE_COLOR = (255, 255, 255)
@@ -35,12 +42,14 @@ class FrameOutputs:
     """Arrays for one camera frame, all of the same height and width; ``None`` where not requested/computed.
 
     ``semantic`` is ``(class-id array, encoding)`` with encoding ``mono8`` (<= 255 classes) or ``mono16``.
-    ``panoptic_ids`` is uint16 (0 = void) and ``segments`` its table; the colour images are HxWx3 uint8 RGB.
+    ``panoptic_ids`` is uint16 (0 = void) and ``segments`` its table; the colour images are HxWx3 uint8 RGB;
+    ``class_mask`` is uint8, 255 where the semantic class is one of the selected classes, else 0.
     """
 
     semantic: tuple[np.ndarray, str] | None = None
     semantic_color: np.ndarray | None = None
     overlay: np.ndarray | None = None
+    class_mask: np.ndarray | None = None
     panoptic_ids: np.ndarray | None = None
     panoptic_color: np.ndarray | None = None
     segments: list[Segment] = field(default_factory=list)
@@ -54,6 +63,7 @@ class FrameOutputs:
             self.overlay,
             self.semantic_color,
             self.panoptic_color,
+            self.class_mask,
         ):
             if arr is not None:
                 return int(arr.shape[0]), int(arr.shape[1])
@@ -142,6 +152,16 @@ def blend(image_rgb: np.ndarray, color: np.ndarray, alpha: float, mask: np.ndarr
     return out
 
 
+def class_mask(labels: np.ndarray, class_ids: Collection[int]) -> np.ndarray:
+    """uint8 mask, 255 where ``labels`` is one of ``class_ids``: one table lookup per pixel (cv2.LUT for mono8)."""
+    entries = 256 if labels.dtype == np.uint8 else int(max(int(labels.max(initial=0)), *class_ids, 0)) + 1
+    lut = np.zeros(entries, dtype=np.uint8)
+    lut[[int(c) for c in class_ids if 0 <= int(c) < entries]] = 255
+    if labels.dtype == np.uint8:
+        return cv2.LUT(labels, lut)
+    return lut[labels]
+
+
 def render_outputs(
     frame_result: Any,
     image_rgb: np.ndarray,
@@ -149,13 +169,15 @@ def render_outputs(
     alpha: float = 0.5,
     outputs: Collection[str] | None = None,
     draw_instance_edges: bool = True,
+    mask_classes: Collection[int] = (),
 ) -> FrameOutputs:
     """Arrays to publish for one frame.
 
     ``frame_result`` is a ``FrameResult`` of the Segmenter (its ``.output`` is used) or a
     :class:`~bisenetformer_ros.model.postprocess.SegmentationOutput`; ``image_rgb`` the HxWx3 RGB image the result
     was computed on (same size). ``outputs`` limits the work to the named entries of :data:`OUTPUT_NAMES` (the node
-    passes only those with subscribers); ``None`` renders everything the result supports.
+    passes only those with subscribers); ``None`` renders everything the result supports. ``class_mask`` marks the
+    pixels of ``mask_classes`` (ids, see :meth:`ClassTable.resolve`), e.g. the drivable classes for a costmap.
     """
     out: SegmentationOutput = getattr(frame_result, "output", frame_result)
     wanted = set(OUTPUT_NAMES if outputs is None else outputs)
@@ -180,6 +202,8 @@ def render_outputs(
                 result.semantic_color = sem_color
             if "overlay" in wanted:
                 result.overlay = blend(image_rgb, sem_color, alpha)
+        if "class_mask" in wanted:
+            result.class_mask = class_mask(sem, mask_classes)
     if pan is not None:
         if "panoptic" in wanted:
             result.panoptic_ids = pan.id_map

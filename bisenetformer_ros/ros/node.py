@@ -35,6 +35,7 @@ from bisenetformer_ros.ros.parameters import (
     SPECS,
     check_combination,
     help_text,
+    mask_class_entries,
     suggest,
 )
 
@@ -43,12 +44,13 @@ OUTPUT_TOPICS: dict[str, str] = {
     "semantic": "semantic",
     "semantic_color": "semantic/color",
     "overlay": "overlay",
+    "class_mask": "class_mask",
     "panoptic": "panoptic",
     "panoptic_color": "panoptic/color",
     "detections": "detections",
 }
 CAMERA_INFO_OUT = "segmentation/camera_info"
-SEMANTIC_OUTPUTS = frozenset({"semantic", "semantic_color", "overlay"})
+SEMANTIC_OUTPUTS = frozenset({"semantic", "semantic_color", "overlay", "class_mask"})
 PANOPTIC_OUTPUTS = frozenset({"panoptic", "panoptic_color", "detections"})
 
 
@@ -143,6 +145,7 @@ def _node_class() -> type:
             self._configured = False
             self._active = False
             self._segmenter: Any = None
+            self._mask_ids: list[int] = []  # mask_classes resolved against the loaded model's class table
             self._vm = M.vision_msgs_module()
             self._cameras: list[Camera] = []
             self._pending: dict[int, PendingFrame] = {}
@@ -224,11 +227,18 @@ def _node_class() -> type:
                             ),
                         )
                 new[p.name] = value
+            mask_ids = self._mask_ids
             if not self._declaring:
                 problems = check_combination(new)
                 if problems:
                     return SetParametersResult(successful=False, reason="; ".join(problems))
+                if self._segmenter is not None and new["mask_classes"] != self._params["mask_classes"]:
+                    try:  # names are checked against the loaded model; before configure, configure checks them
+                        mask_ids = self._segmenter.class_table.resolve(mask_class_entries(new["mask_classes"]))
+                    except ValueError as exc:
+                        return SetParametersResult(successful=False, reason=f"parameter 'mask_classes': {exc}")
             self._params = new
+            self._mask_ids = mask_ids
             return SetParametersResult(successful=True)
 
         # ------------------------------------------------------------------------------------------- lifecycle
@@ -245,6 +255,10 @@ def _node_class() -> type:
             seg = None
             try:
                 seg = build_segmenter(p)
+                try:
+                    mask_ids = seg.class_table.resolve(mask_class_entries(p["mask_classes"]))
+                except ValueError as exc:
+                    raise ValueError(f"parameter 'mask_classes': {exc}") from None
                 if p["warmup"]:
                     h = int(p["input_height"]) or 480
                     w = int(p["input_width"]) or 640
@@ -258,6 +272,7 @@ def _node_class() -> type:
                 )
                 return TransitionCallbackReturn.FAILURE
             self._segmenter = seg
+            self._mask_ids = mask_ids
             self._configure_error = ""
             try:
                 self._create_cameras(p)
@@ -415,6 +430,8 @@ def _node_class() -> type:
             lazy = p["lazy"]
             for name, pub in cam.publishers.items():
                 if not p[f"outputs.{name}"] or not _allowed_by_task(name, p["task"]):
+                    continue
+                if name == "class_mask" and not self._mask_ids:
                     continue
                 if lazy and pub.get_subscription_count() == 0:
                     continue
@@ -579,7 +596,13 @@ def _node_class() -> type:
                 if "detections" in wanted:
                     render.add("panoptic")
                 outs = render_outputs(
-                    r, rgb, table, float(p["overlay_alpha"]), outputs=render, draw_instance_edges=edges
+                    r,
+                    rgb,
+                    table,
+                    float(p["overlay_alpha"]),
+                    outputs=render,
+                    draw_instance_edges=edges,
+                    mask_classes=self._mask_ids,
                 )
                 t1 = time.perf_counter()
                 cam.stats.latency("render", t1 - t0)

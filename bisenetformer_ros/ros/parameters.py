@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,12 +109,25 @@ def _check_cameras(v: list[str]) -> str | None:
     return None
 
 
-_EXTRA_CHECKS = {"device": _check_device, "cameras": _check_cameras}
+def _check_mask_classes(v: list[str]) -> str | None:
+    if [x for x in v if x.strip()] and any(not x.strip() for x in v):
+        return f"parameter 'mask_classes' mixes class names with empty entries: {list(v)} ([''] alone = none)"
+    return None
+
+
+def mask_class_entries(v: Sequence[str]) -> list[str]:
+    """The class entries of a ``mask_classes`` value ([''] and [] = none)."""
+    return [x.strip() for x in v if x.strip()]
+
+
+_EXTRA_CHECKS = {"device": _check_device, "cameras": _check_cameras, "mask_classes": _check_mask_classes}
 
 _OUTPUT_DOC = {
     "semantic": "class-id image (mono8, mono16 above 255 classes)",
     "semantic_color": "class colours (rgb8) on `semantic/color`",
     "overlay": "camera image blended with class colours and instance outlines (rgb8)",
+    "class_mask": "mono8 mask, 255 on the classes listed in `mask_classes` (e.g. drivable area for a costmap), "
+    "else 0; published only while `mask_classes` names a class",
     "panoptic": "segment-id image + segment table (bisenetformer_ros/PanopticSegmentation)",
     "panoptic_color": "a colour per segment (rgb8) on `panoptic/color`",
     "detections": "thing segments as vision_msgs/Detection2DArray (only where vision_msgs is installed)",
@@ -356,6 +369,17 @@ def _specs() -> list[ParameterSpec]:
         )
     )
     add(ParameterSpec("overlay_instance_edges", "bool", True, "Outline thing instances in `overlay`", g, tunable=True))
+    add(
+        ParameterSpec(
+            "mask_classes",
+            "string_array",
+            [""],
+            "Classes marked in `class_mask`: names of the model's class table (case-insensitive) or class ids, "
+            "checked against the loaded model (unknown names are refused); [''] = none",
+            g,
+            tunable=True,
+        )
+    )
     add(
         ParameterSpec(
             "detection_min_score",
