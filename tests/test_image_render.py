@@ -153,7 +153,16 @@ def test_with_a_real_model_result(tmp_path: Path) -> None:
     img = np.random.default_rng(3).integers(0, 256, (45, 61, 3), dtype=np.uint8)
     [res] = seg.run([img])
     r = render_outputs(res, img, seg.class_table, alpha=0.4, mask_classes=seg.class_table.resolve(["road", "Car"]))
-    assert set(OUTPUT_NAMES) == {"semantic", "semantic_color", "overlay", "class_mask", "panoptic", "panoptic_color"}
+    assert set(OUTPUT_NAMES) == {
+        "semantic",
+        "semantic_color",
+        "semantic_confidence",
+        "overlay",
+        "class_mask",
+        "panoptic",
+        "panoptic_color",
+    }
+    assert r.semantic_confidence is None  # not computed unless PostprocessConfig.semantic_confidence
     sem = r.semantic[0]
     np.testing.assert_array_equal(r.class_mask, np.where(np.isin(sem, [0, 13]), 255, 0).astype(np.uint8))
     assert r.size == (45, 61)
@@ -180,3 +189,12 @@ def test_class_names_resolve_to_ids_with_a_useful_error() -> None:
         CITYSCAPES.resolve(["sidewalks"])
     with pytest.raises(ValueError, match=r"class id 19 is outside the 19 classes of 'cityscapes'"):
         CITYSCAPES.resolve(["19"])
+
+
+def test_semantic_confidence_renders_as_mono8_x255() -> None:
+    conf = np.array([[0.0, 0.25, 0.5], [0.999, 1.0, 1 / 19]], dtype=np.float32)
+    out = SegmentationOutput(semantic=np.zeros((2, 3), np.uint8), semantic_confidence=conf)
+    r = render_outputs(out, np.zeros((2, 3, 3), np.uint8), CITYSCAPES, outputs={"semantic_confidence"})
+    assert r.semantic_confidence.dtype == np.uint8
+    np.testing.assert_array_equal(r.semantic_confidence, [[0, 64, 128], [255, 255, 13]])
+    assert r.size == (2, 3) and r.semantic is None

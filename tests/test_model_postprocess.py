@@ -103,6 +103,40 @@ def test_semantic_known_map() -> None:
     assert out.panoptic is None and out.instances is None
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_semantic_confidence_is_the_winning_share_of_class_scores(stride: int) -> None:
+    """Left: a road query (0.9; 0.1/3 on each other entry) and a void query (0.97 no-object, 0.01 on each class)
+    cover the pixel: road scores 0.91, car and person 0.1/3 + 0.01 each. Only computed when asked for."""
+    h, w = 6, 10
+    logits = torch.tensor([[class_logits(0, 0.9), class_logits(1, 0.6), class_logits(3, 0.97)]])
+    masks = torch.stack(
+        [
+            rect(h, w, slice(None), slice(0, 4)),
+            rect(h, w, slice(None), slice(4, 10)),
+            rect(h, w, slice(None), slice(None)),
+        ]
+    )[None]
+    plain = postprocess_batch(logits, masks, [meta(h, w)], tasks=("semantic",))[0]
+    assert plain.semantic_confidence is None
+    cfg = PostprocessConfig(semantic_confidence=True, label_stride=stride)
+    out = postprocess_batch(logits, masks, [meta(h, w)], tasks=("semantic",), config=cfg)[0]
+    conf = out.semantic_confidence
+    assert conf.dtype == np.float32 and conf.shape == (h, w)
+    # Reference: scores s_k = sum_q p_q(k) * sigmoid(mask_q) at the pixel, share of the arg-max class.
+    probs = logits[0].softmax(-1)[:, :-1].numpy()
+    sig = torch.sigmoid(masks[0]).numpy()
+    scores = np.einsum("qk,qhw->khw", probs, sig)
+    expected = scores.max(0) / scores.sum(0)
+    if stride == 1:
+        np.testing.assert_allclose(conf, expected, rtol=1e-5)
+    else:  # merged on a coarser grid: each pixel carries a value of the same region (these regions are flat)
+        assert np.isclose(conf[:, :3], expected[0, 0], rtol=1e-5).all()
+        assert np.isclose(conf[:, 5:], expected[0, 9], rtol=1e-5).all()
+    assert expected[0, 0] == pytest.approx(0.91 / (0.91 + 2 * (0.1 / 3 + 0.01)), rel=1e-4)
+    assert conf.min() >= 1 / 3 and conf.max() <= 1.0
+    np.testing.assert_array_equal(out.semantic, plain.semantic)  # asking for it changes no label
+
+
 def test_pads_never_leak_and_output_is_original_size() -> None:
     # Content 8x16 in a 16x32 padded batch, original image 16x32 (the pre-processor halved it).
     m = PreprocessMeta(orig_size=(16, 32), resized_size=(8, 16), padded_size=(16, 32))

@@ -379,6 +379,28 @@ def test_class_mask_follows_mask_classes(setup, outputs) -> None:
     assert not got
 
 
+def test_semantic_confidence_output(setup, outputs) -> None:
+    """semantic/confidence: mono8, the frame's header and size, never below the uniform share 1/K."""
+    from sensor_msgs.msg import Image
+
+    _, client = setup
+    table = _class_table(client)
+    conf = client.subscribe(Image, f"{NS}/semantic/confidence", reliable_qos())
+    pub = client.publisher(Image, f"{NS}/image", reliable_qos())
+    rgb = np.random.default_rng(11).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    for _ in range(10):  # the lazy node publishes only once it has discovered this new subscription
+        stamp = client.now_stamp()
+        key = stamp_key_of(stamp)
+        pub.publish(image_msg(rgb, "rgb8", stamp, "confidence"))
+        if client.wait(lambda key=key: key in conf.by_stamp(), 2):
+            break
+    assert key in conf.by_stamp(), "no semantic/confidence message"
+    msg = conf.by_stamp()[key]
+    assert msg.encoding == "mono8" and (msg.height, msg.width) == (H, W) and msg.header.frame_id == "confidence"
+    values = label_array(msg)
+    assert int(values.min()) >= 255 // table.num_classes and int(values.max()) <= 255
+
+
 def test_detections_and_label_info(setup, outputs) -> None:
     """Thing segments as vision_msgs/Detection2DArray and the class table as LabelInfo (ROS machines only)."""
     vm = pytest.importorskip(

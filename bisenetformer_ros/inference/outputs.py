@@ -27,6 +27,7 @@ from bisenetformer_ros.model.postprocess import PanopticResult, Segment, Segment
 OUTPUT_NAMES: tuple[str, ...] = (
     "semantic",
     "semantic_color",
+    "semantic_confidence",
     "overlay",
     "class_mask",
     "panoptic",
@@ -43,13 +44,15 @@ class FrameOutputs:
 
     ``semantic`` is ``(class-id array, encoding)`` with encoding ``mono8`` (<= 255 classes) or ``mono16``.
     ``panoptic_ids`` is uint16 (0 = void) and ``segments`` its table; the colour images are HxWx3 uint8 RGB;
-    ``class_mask`` is uint8, 255 where the semantic class is one of the selected classes, else 0.
+    ``class_mask`` is uint8, 255 where the semantic class is one of the selected classes, else 0;
+    ``semantic_confidence`` is uint8, the label's confidence x 255 (see ``SegmentationOutput.semantic_confidence``).
     """
 
     semantic: tuple[np.ndarray, str] | None = None
     semantic_color: np.ndarray | None = None
     overlay: np.ndarray | None = None
     class_mask: np.ndarray | None = None
+    semantic_confidence: np.ndarray | None = None
     panoptic_ids: np.ndarray | None = None
     panoptic_color: np.ndarray | None = None
     segments: list[Segment] = field(default_factory=list)
@@ -64,6 +67,7 @@ class FrameOutputs:
             self.semantic_color,
             self.panoptic_color,
             self.class_mask,
+            self.semantic_confidence,
         ):
             if arr is not None:
                 return int(arr.shape[0]), int(arr.shape[1])
@@ -204,6 +208,9 @@ def render_outputs(
                 result.overlay = blend(image_rgb, sem_color, alpha)
         if "class_mask" in wanted:
             result.class_mask = class_mask(sem, mask_classes)
+    if "semantic_confidence" in wanted and out.semantic_confidence is not None:
+        # x255, rounded and saturated in one OpenCV pass: mono8 is what RViz and thresholding nodes read directly.
+        result.semantic_confidence = cv2.convertScaleAbs(out.semantic_confidence, alpha=255.0)
     if pan is not None:
         if "panoptic" in wanted:
             result.panoptic_ids = pan.id_map

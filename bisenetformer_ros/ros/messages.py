@@ -180,8 +180,8 @@ def publish_outputs(
 ) -> bool:
     """Build and publish the ``wanted`` outputs of one frame (``outs``: FrameOutputs); True if anything was sent.
 
-    ``publishers`` maps output names (semantic, semantic_color, overlay, class_mask, panoptic, panoptic_color,
-    detections) to
+    ``publishers`` maps output names (semantic, semantic_color, semantic_confidence, overlay, class_mask, panoptic,
+    panoptic_color, detections) to
     rclpy publishers. Every message carries ``header``, the camera frame's own header.
     """
     sent = False
@@ -196,6 +196,9 @@ def publish_outputs(
         sent = True
     if "class_mask" in wanted and outs.class_mask is not None:
         publishers["class_mask"].publish(image_msg(header, outs.class_mask, "mono8"))
+        sent = True
+    if "semantic_confidence" in wanted and outs.semantic_confidence is not None:
+        publishers["semantic_confidence"].publish(image_msg(header, outs.semantic_confidence, "mono8"))
         sent = True
     if "panoptic" in wanted and outs.panoptic_ids is not None:
         publishers["panoptic"].publish(panoptic_msg(header, outs.panoptic_ids, outs.segments))

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -43,6 +43,7 @@ from bisenetformer_ros.ros.parameters import (
 OUTPUT_TOPICS: dict[str, str] = {
     "semantic": "semantic",
     "semantic_color": "semantic/color",
+    "semantic_confidence": "semantic/confidence",
     "overlay": "overlay",
     "class_mask": "class_mask",
     "panoptic": "panoptic",
@@ -50,7 +51,7 @@ OUTPUT_TOPICS: dict[str, str] = {
     "detections": "detections",
 }
 CAMERA_INFO_OUT = "segmentation/camera_info"
-SEMANTIC_OUTPUTS = frozenset({"semantic", "semantic_color", "overlay", "class_mask"})
+SEMANTIC_OUTPUTS = frozenset({"semantic", "semantic_color", "semantic_confidence", "overlay", "class_mask"})
 PANOPTIC_OUTPUTS = frozenset({"panoptic", "panoptic_color", "detections"})
 
 
@@ -571,7 +572,10 @@ def _node_class() -> type:
                 for cam, _, _, _ in items:
                     cam.stats.count("idle")
                 return
-            seg.postprocess_config = postprocess_config_from(p)
+            seg.postprocess_config = replace(
+                postprocess_config_from(p),
+                semantic_confidence=any("semantic_confidence" in wanted for _, _, _, wanted in items),
+            )
             self._network_calls += 1
             try:
                 results = seg.run([rgb for _, _, rgb, _ in items], tasks=order)

@@ -125,6 +125,8 @@ _EXTRA_CHECKS = {"device": _check_device, "cameras": _check_cameras, "mask_class
 _OUTPUT_DOC = {
     "semantic": "class-id image (mono8, mono16 above 255 classes)",
     "semantic_color": "class colours (rgb8) on `semantic/color`",
+    "semantic_confidence": "per-pixel confidence of the class label, mono8 = share of the winning class in the "
+    "pixel's class scores x 255, on `semantic/confidence`",
     "overlay": "camera image blended with class colours and instance outlines (rgb8)",
     "class_mask": "mono8 mask, 255 on the classes listed in `mask_classes` (e.g. drivable area for a costmap), "
     "else 0; published only while `mask_classes` names a class",
