@@ -169,6 +169,16 @@ def scaled_camera_info(info: CameraInfo, header: Header, width: int, height: int
     return out
 
 
+#: Outputs that are one plain image (FrameOutputs attribute of the same name) and their encoding.
+IMAGE_OUTPUT_ENCODINGS: dict[str, str] = {
+    "semantic_color": "rgb8",
+    "semantic_confidence": "mono8",
+    "overlay": "rgb8",
+    "class_mask": "mono8",
+    "panoptic_color": "rgb8",
+}
+
+
 def publish_outputs(
     publishers: dict[str, Any],
     header: Header,
@@ -180,31 +190,20 @@ def publish_outputs(
 ) -> bool:
     """Build and publish the ``wanted`` outputs of one frame (``outs``: FrameOutputs); True if anything was sent.
 
-    ``publishers`` maps output names (semantic, semantic_color, semantic_confidence, overlay, class_mask, panoptic,
-    panoptic_color, detections) to
-    rclpy publishers. Every message carries ``header``, the camera frame's own header.
+    ``publishers`` maps output names (semantic, panoptic, detections and :data:`IMAGE_OUTPUT_ENCODINGS`) to rclpy
+    publishers. Every message carries ``header``, the camera frame's own header.
     """
     sent = False
     if "semantic" in wanted and outs.semantic is not None:
         publishers["semantic"].publish(image_msg(header, outs.semantic[0], outs.semantic[1]))
         sent = True
-    if "semantic_color" in wanted and outs.semantic_color is not None:
-        publishers["semantic_color"].publish(image_msg(header, outs.semantic_color, "rgb8"))
-        sent = True
-    if "overlay" in wanted and outs.overlay is not None:
-        publishers["overlay"].publish(image_msg(header, outs.overlay, "rgb8"))
-        sent = True
-    if "class_mask" in wanted and outs.class_mask is not None:
-        publishers["class_mask"].publish(image_msg(header, outs.class_mask, "mono8"))
-        sent = True
-    if "semantic_confidence" in wanted and outs.semantic_confidence is not None:
-        publishers["semantic_confidence"].publish(image_msg(header, outs.semantic_confidence, "mono8"))
-        sent = True
+    for name, encoding in IMAGE_OUTPUT_ENCODINGS.items():
+        arr = getattr(outs, name)
+        if name in wanted and arr is not None:
+            publishers[name].publish(image_msg(header, arr, encoding))
+            sent = True
     if "panoptic" in wanted and outs.panoptic_ids is not None:
         publishers["panoptic"].publish(panoptic_msg(header, outs.panoptic_ids, outs.segments))
-        sent = True
-    if "panoptic_color" in wanted and outs.panoptic_color is not None:
-        publishers["panoptic_color"].publish(image_msg(header, outs.panoptic_color, "rgb8"))
         sent = True
     if "detections" in wanted and outs.panoptic_ids is not None and vm is not None and "detections" in publishers:
         publishers["detections"].publish(detections_msg(vm, header, outs.segments, table, detection_min_score))
