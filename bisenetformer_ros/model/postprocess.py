@@ -44,8 +44,9 @@ class PostprocessConfig:
     # Queries handled at once at full resolution; bounds peak memory (chunk x H x W floats).
     chunk_size: int = 16
     # Merge masks on a grid ``label_stride`` times coarser than the output, then nearest-upsample the label maps.
-    # 1 = exact (Mask2Former's rule, used for evaluation). The masks come from 1/8-resolution features, so 2-4 on a
-    # camera-sized output changes only boundary pixels while cutting the dominant post-processing cost 4-16x.
+    # 1 = exact (Mask2Former's rule, used for evaluation). The masks come from 1/8-resolution features, so up to 8 on
+    # an output at network size changes only boundary pixels while cutting the dominant cost (and the K x H x W
+    # score memory) by about stride^2; measured in README ("Node overhead", tools/label_stride_quality.py).
     label_stride: int = 1
     # Also return the per-pixel confidence of the semantic label (see SegmentationOutput.semantic_confidence).
     semantic_confidence: bool = False
