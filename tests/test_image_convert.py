@@ -19,6 +19,7 @@ from bisenetformer_ros.image import (
     ImageFormatError,
     check_compressed,
     check_layout,
+    compress_output,
     decode_compressed,
     decode_image,
     encode_compressed,
@@ -346,3 +347,21 @@ def test_encode_rejects_bad_arrays() -> None:
         encode_image(RGB, "yuv422")  # odd width
     with pytest.raises(ImageFormatError):
         encode_image(RGB, "rgb8", step=10)
+
+
+def test_compress_output_keeps_labels_lossless_and_names_the_format() -> None:
+    rng = np.random.default_rng(4)
+    labels16 = rng.integers(0, 300, (21, 33)).astype(np.uint16)
+    labels8 = rng.integers(0, 19, (21, 33)).astype(np.uint8)
+    rgb = rng.integers(0, 256, (21, 33, 3), dtype=np.uint8)
+    for arr, enc in ((labels16, "mono16"), (labels8, "mono8")):
+        fmt, data = compress_output(arr, enc, "jpeg")  # labels ignore the lossy codec
+        assert fmt == f"{enc}; png compressed {enc}"
+        np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), arr)
+    fmt, data = compress_output(rgb, "rgb8", "png")
+    assert fmt == "rgb8; png compressed bgr8"
+    np.testing.assert_array_equal(decode_compressed(fmt, data), rgb)  # our own decoder reads it back too
+    fmt, data = compress_output(rgb, "rgb8", "jpeg", 90)
+    assert fmt == "rgb8; jpeg compressed bgr8" and check_compressed(fmt, data)[0] == "jpeg"
+    with pytest.raises(ImageFormatError, match="cannot compress"):
+        compress_output(rgb, "bgr8")

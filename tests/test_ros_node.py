@@ -401,6 +401,57 @@ def test_semantic_confidence_output(setup, outputs) -> None:
     assert int(values.min()) >= 255 // table.num_classes and int(values.max()) <= 255
 
 
+def test_compressed_outputs_like_image_transport(setup, outputs) -> None:
+    """<output>/compressed: published only to its subscribers, in compressed_image_transport's format convention;
+    labels lossless (png) whatever compressed_format says, colour images in the configured codec."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage, Image
+
+    node, client = setup
+    sem_c = client.subscribe(CompressedImage, f"{NS}/semantic/compressed", reliable_qos())
+    ovl_c = client.subscribe(CompressedImage, f"{NS}/overlay/compressed", reliable_qos())
+    pub = client.publisher(Image, f"{NS}/image", reliable_qos())
+    rgb = np.random.default_rng(12).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+    def frame(tag: str) -> tuple[int, int]:
+        for _ in range(10):  # the lazy node publishes only once it has discovered the new subscriptions
+            stamp = client.now_stamp()
+            key = stamp_key_of(stamp)
+            pub.publish(image_msg(rgb, "rgb8", stamp, tag))
+            if client.wait(lambda key=key: key in sem_c.by_stamp() and key in ovl_c.by_stamp(), 2):
+                break
+        assert client.wait(lambda: key in outputs["semantic"].by_stamp() and key in outputs["overlay"].by_stamp(), 20)
+        assert key in sem_c.by_stamp() and key in ovl_c.by_stamp(), "no compressed output"
+        return key
+
+    def decode(msg: CompressedImage) -> np.ndarray:
+        return cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
+
+    key = frame("jpeg")
+    sem_msg, ovl_msg = sem_c.by_stamp()[key], ovl_c.by_stamp()[key]
+    assert sem_msg.format == "mono8; png compressed mono8" and sem_msg.header.frame_id == "jpeg"
+    np.testing.assert_array_equal(decode(sem_msg), label_array(outputs["semantic"].by_stamp()[key]))
+    assert ovl_msg.format == "rgb8; jpeg compressed bgr8"
+    # Exactly the raw overlay through JPEG at the configured quality (default 80).
+    raw_bgr = cv2.cvtColor(rgb_array(outputs["overlay"].by_stamp()[key]), cv2.COLOR_RGB2BGR)
+    ok, expected = cv2.imencode(".jpg", raw_bgr, [int(cv2.IMWRITE_JPEG_QUALITY), 80])
+    assert ok
+    np.testing.assert_array_equal(decode(ovl_msg), cv2.imdecode(expected, cv2.IMREAD_UNCHANGED))
+
+    [res] = client.set_parameters(node.fqn, {"compressed_format": "png"})
+    assert res.successful, res.reason
+    key = frame("png")
+    ovl_msg = ovl_c.by_stamp()[key]
+    assert ovl_msg.format == "rgb8; png compressed bgr8"
+    np.testing.assert_array_equal(
+        cv2.cvtColor(decode(ovl_msg), cv2.COLOR_BGR2RGB), rgb_array(outputs["overlay"].by_stamp()[key])
+    )
+    [res] = client.set_parameters(node.fqn, {"compressed_format": "webp"})
+    assert not res.successful and "jpeg" in res.reason
+    [res] = client.set_parameters(node.fqn, {"compressed_format": "jpeg"})
+    assert res.successful
+
+
 def test_detections_and_label_info(setup, outputs) -> None:
     """Thing segments as vision_msgs/Detection2DArray and the class table as LabelInfo (ROS machines only)."""
     vm = pytest.importorskip(

@@ -3,7 +3,13 @@
 Used by the node (``bisenetformer_ros.ros``) and by the offline bag tools, so both read camera data the same way.
 """
 
-from bisenetformer_ros.image.compressed import check_compressed, decode_compressed, encode_compressed, probe_size
+from bisenetformer_ros.image.compressed import (
+    check_compressed,
+    compress_output,
+    decode_compressed,
+    encode_compressed,
+    probe_size,
+)
 from bisenetformer_ros.image.convert import (
     DEFAULT_MAX_PIXELS,
     SCALING_MODES,
@@ -32,6 +38,7 @@ __all__ = [
     "ImageFormatError",
     "check_compressed",
     "check_layout",
+    "compress_output",
     "decode_compressed",
     "decode_image",
     "encode_compressed",

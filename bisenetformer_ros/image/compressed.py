@@ -153,3 +153,19 @@ def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> 
     if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays, excluded above
         raise RuntimeError(f"OpenCV could not encode the image as {fmt}")
     return buf.tobytes()
+
+
+def compress_output(arr: np.ndarray, encoding: str, fmt: str = "jpeg", quality: int = 80) -> tuple[str, bytes]:
+    """An output image as ``(CompressedImage.format, data)`` in compressed_image_transport's convention
+    (``"<encoding>; <codec> compressed <stored encoding>"``), so RViz and ``image_transport republish`` decode it.
+
+    ``rgb8`` images use ``fmt`` (jpeg or png); ``mono8``/``mono16`` images (class ids, masks, confidences) are always
+    PNG: a lossy codec would turn class ids into other classes."""
+    if encoding == "rgb8":
+        return f"rgb8; {fmt} compressed bgr8", encode_compressed(arr, fmt, quality)
+    if encoding in ("mono8", "mono16") and arr.ndim == 2:
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr))
+        if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays
+            raise RuntimeError(f"OpenCV could not encode a {encoding} image as png")
+        return f"{encoding}; png compressed {encoding}", buf.tobytes()
+    raise ImageFormatError("unsupported_format", f"cannot compress a {encoding} output of shape {arr.shape}")

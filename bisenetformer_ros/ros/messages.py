@@ -18,7 +18,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 
 from bisenetformer_ros.data.classes import ClassTable
-from bisenetformer_ros.image import decode_compressed, decode_image
+from bisenetformer_ros.image import compress_output, decode_compressed, decode_image
 from bisenetformer_ros.image.camera import scale_camera
 from bisenetformer_ros.model.postprocess import Segment
 from bisenetformer_ros.msg import ClassTable as ClassTableMsg
@@ -194,12 +194,8 @@ def publish_outputs(
     publishers. Every message carries ``header``, the camera frame's own header.
     """
     sent = False
-    if "semantic" in wanted and outs.semantic is not None:
-        publishers["semantic"].publish(image_msg(header, outs.semantic[0], outs.semantic[1]))
-        sent = True
-    for name, encoding in IMAGE_OUTPUT_ENCODINGS.items():
-        arr = getattr(outs, name)
-        if name in wanted and arr is not None:
+    for name, (arr, encoding) in image_outputs(outs).items():
+        if name in wanted:
             publishers[name].publish(image_msg(header, arr, encoding))
             sent = True
     if "panoptic" in wanted and outs.panoptic_ids is not None:
@@ -208,6 +204,31 @@ def publish_outputs(
     if "detections" in wanted and outs.panoptic_ids is not None and vm is not None and "detections" in publishers:
         publishers["detections"].publish(detections_msg(vm, header, outs.segments, table, detection_min_score))
         sent = True
+    return sent
+
+
+def image_outputs(outs: Any) -> dict[str, tuple[np.ndarray, str]]:
+    """Output name -> (array, encoding) for every plain image output present in ``outs`` (FrameOutputs)."""
+    found = {name: (getattr(outs, name), enc) for name, enc in IMAGE_OUTPUT_ENCODINGS.items()}
+    if outs.semantic is not None:
+        found["semantic"] = outs.semantic
+    return {name: v for name, v in found.items() if v[0] is not None}
+
+
+def publish_compressed(
+    publishers: dict[str, Any], header: Header, outs: Any, wanted: set[str], fmt: str = "jpeg", quality: int = 80
+) -> bool:
+    """Publish ``wanted`` image outputs as sensor_msgs/CompressedImage (``<topic>/compressed``, like image_transport's
+    compressed plugin): colour images as ``fmt``, label/mask/confidence images as lossless PNG."""
+    sent = False
+    for name, (arr, encoding) in image_outputs(outs).items():
+        if name in wanted and name in publishers:
+            msg = CompressedImage()
+            msg.header = header
+            msg.format, data = compress_output(arr, encoding, fmt, quality)
+            msg.data = data
+            publishers[name].publish(msg)
+            sent = True
     return sent
 
 

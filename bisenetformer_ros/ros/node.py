@@ -80,6 +80,7 @@ class Camera:
     stats: Any
     subscriptions: list[Any] = field(default_factory=list)
     publishers: dict[str, Any] = field(default_factory=dict)
+    compressed: dict[str, Any] = field(default_factory=dict)  # image outputs' <topic>/compressed publishers
     info_publisher: Any = None
     latched: list[Any] = field(default_factory=list)  # class_info (+ label_info)
     camera_info: Any = None
@@ -405,6 +406,10 @@ def _node_class() -> type:
                     else:
                         msg_type = Image
                     cam.publishers[name] = self.create_publisher(msg_type, _ns_join(ns, topic), out_qos)
+                    if msg_type is Image:
+                        cam.compressed[name] = self.create_publisher(
+                            CompressedImage, _ns_join(ns, f"{topic}/compressed"), out_qos
+                        )
                 cam.info_publisher = self.create_publisher(CameraInfo, _ns_join(ns, CAMERA_INFO_OUT), out_qos)
                 cam.latched.append(self.create_publisher(ClassTableMsg, _ns_join(ns, "class_info"), latched_qos()))
                 if self._vm is not None and hasattr(self._vm, "LabelInfo"):
@@ -434,10 +439,15 @@ def _node_class() -> type:
                     continue
                 if name == "class_mask" and not self._mask_ids:
                     continue
-                if lazy and pub.get_subscription_count() == 0:
+                if lazy and pub.get_subscription_count() == 0 and not self._compressed_subscribed(cam, name):
                     continue
                 wanted.add(name)
             return wanted
+
+        @staticmethod
+        def _compressed_subscribed(cam: Camera, name: str) -> bool:
+            pub = cam.compressed.get(name)
+            return pub is not None and pub.get_subscription_count() > 0
 
         def _enqueue(self, cam: Camera, msg: Any) -> None:
             p = self._params
@@ -620,15 +630,21 @@ def _node_class() -> type:
             if not self._active:
                 return False
             header = f.msg.header
+            # Raw topics as configured (lazy or not); <topic>/compressed only to subscribers, as image_transport does.
+            raw = {n for n in wanted if not p["lazy"] or cam.publishers[n].get_subscription_count() > 0}
             sent = M.publish_outputs(
                 cam.publishers,
                 header,
                 outs,
-                wanted,
+                raw,
                 self._segmenter.class_table,
                 float(p["detection_min_score"]),
                 self._vm,
             )
+            compressed = {n for n in wanted if self._compressed_subscribed(cam, n)}
+            if compressed:
+                fmt, quality = p["compressed_format"], int(p["compressed_jpeg_quality"])
+                sent = M.publish_compressed(cam.compressed, header, outs, compressed, fmt, quality) or sent
             info = cam.camera_info
             if sent and info is not None and (not p["lazy"] or cam.info_publisher.get_subscription_count() > 0):
                 size = outs.size

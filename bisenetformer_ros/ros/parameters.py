@@ -373,6 +373,30 @@ def _specs() -> list[ParameterSpec]:
     add(ParameterSpec("overlay_instance_edges", "bool", True, "Outline thing instances in `overlay`", g, tunable=True))
     add(
         ParameterSpec(
+            "compressed_format",
+            "string",
+            "jpeg",
+            "Codec of the colour images on `<output>/compressed` (CompressedImage, published only to subscribers, "
+            "like image_transport's compressed plugin); label, mask and confidence images are always lossless png",
+            g,
+            choices=("jpeg", "png"),
+            tunable=True,
+        )
+    )
+    add(
+        ParameterSpec(
+            "compressed_jpeg_quality",
+            "integer",
+            80,
+            "JPEG quality of `<output>/compressed` colour images",
+            g,
+            minimum=1,
+            maximum=100,
+            tunable=True,
+        )
+    )
+    add(
+        ParameterSpec(
             "mask_classes",
             "string_array",
             [""],
