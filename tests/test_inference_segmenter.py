@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -258,3 +261,32 @@ def test_default_model_is_used_when_no_path_given() -> None:
     [r] = seg.run(camera_like_images([(96, 128)]))
     assert r.output.semantic.shape == (96, 128)
     assert seg.backend.model_path == default
+
+
+COMPILE_FALLBACK = """
+import logging, sys
+import numpy as np
+from pathlib import Path
+from inference_models import camera_like_images
+from bisenetformer_ros.inference import Segmenter
+logging.basicConfig(level=logging.WARNING)
+model = Path(sys.argv[1])
+images = camera_like_images([(64, 80)])
+seg = Segmenter.from_model(model, device="cpu", compile=True)
+compiled = seg.run(images, tasks=("semantic",))[0].output.semantic
+eager = Segmenter.from_model(model, device="cpu").run(images, tasks=("semantic",))[0].output.semantic
+print("equal", np.array_equal(compiled, eager), seg.backend.info.details["compile"])
+"""
+
+
+def test_torch_compile_without_a_compiler_falls_back_to_eager(model_path: Path, tmp_path: Path) -> None:
+    """A robot without a C++ toolchain: torch.compile fails at the first call; the backend logs it once and keeps
+    segmenting eagerly with identical results instead of failing every frame."""
+    env = dict(os.environ, CXX="/bin/false", TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"), OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", COMPILE_FALLBACK, str(model_path)], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "equal True failed, eager" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert proc.stderr.count("torch.compile failed") == 1 and "running the model eagerly" in proc.stderr

@@ -130,7 +130,23 @@ class TorchBackend(Backend):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            out = self._runner(x, return_aux=False)
+            try:
+                out = self._runner(x, return_aux=False)
+            except Exception as exc:
+                if self._runner is self.model:
+                    raise
+                # torch.compile builds kernels on the first call of each input size and needs a C++ toolchain (CPU)
+                # or Triton (CUDA); a robot without them must still segment: fall back to eager for good. If eager
+                # fails too, that error (about the input or the model) is the one worth reporting.
+                out = self.model(x, return_aux=False)
+                LOG.warning(
+                    "torch.compile failed (%s: %s); running the model eagerly from now on",
+                    type(exc).__name__,
+                    str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "",
+                )
+                self._runner = self.model
+                if self._info is not None:
+                    self._info.details["compile"] = f"failed, eager ({type(exc).__name__})"
         return out["pred_logits"], out["pred_masks"]
 
     def _close(self) -> None:
