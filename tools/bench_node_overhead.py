@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--label-stride", type=int, default=1, help="node parameter label_stride (1 = exact merge)")
+    parser.add_argument("--compile", action="store_true", help="node parameter torch_compile (torch backend)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -238,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             input_size=input_size,
             postprocess_config=PostprocessConfig(label_stride=args.label_stride),
+            **({"compile": True} if args.compile else {}),
         )
         ctx = rclpy.Context()
         rclpy.init(context=ctx)
@@ -267,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": platform.processor() or platform.machine(),
         "encoding": args.encoding,
         "output_resolution": args.output_resolution,
+        "label_stride": args.label_stride,
+        "compile": args.compile,
         "goal_pct": GOAL * 100,
         "results": rows,
         "decode": decode_rows,
