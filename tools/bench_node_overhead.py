@@ -50,22 +50,24 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _model_path(arg: str | None, tmp: Path) -> tuple[str, str]:
-    """The model to time and how it was chosen (embedded default, or the paper's STDC1 with random weights)."""
+def _model_path(arg: str | None, tmp: Path, paper: bool = False) -> tuple[str, str]:
+    """The model to time and how it was chosen (given, embedded default, or the paper's STDC1 with random weights)."""
     if arg:
         return arg, arg
-    from bisenetformer_ros.resources import default_model_path
+    if not paper:
+        from bisenetformer_ros.resources import default_model_path
 
-    try:
-        return str(default_model_path()), "embedded default model"
-    except FileNotFoundError:
-        from bisenetformer_ros.data.classes import CITYSCAPES
-        from bisenetformer_ros.model import ModelConfig, build_model, save_model
+        try:
+            return str(default_model_path()), "embedded default model"
+        except FileNotFoundError:
+            pass  # not built in this checkout: time the paper-size network instead
+    from bisenetformer_ros.data.classes import CITYSCAPES
+    from bisenetformer_ros.model import ModelConfig, build_model, save_model
 
-        cfg = ModelConfig(backbone="stdc1", num_classes=19)  # paper configuration: 100 queries, 256-d, 6 layers
-        path = tmp / "stdc1_random.pt"
-        save_model(path, build_model(cfg), cfg, CITYSCAPES)
-        return str(path), "STDC1, paper configuration, random weights (speed does not depend on weights)"
+    cfg = ModelConfig(backbone="stdc1", num_classes=19)  # paper configuration: 100 queries, 256-d, 6 layers
+    path = tmp / "stdc1_random.pt"
+    save_model(path, build_model(cfg), cfg, CITYSCAPES)
+    return str(path), "STDC1, paper configuration, random weights (speed does not depend on weights)"
 
 
 def _scene(h: int, w: int) -> np.ndarray:
@@ -200,6 +202,9 @@ def bench_decode(sizes: list[tuple[int, int]], iters: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model file (default: embedded model, else paper-size STDC1, random weights)")
+    parser.add_argument(
+        "--paper-model", action="store_true", help="time the paper-size STDC1 (100 queries, 19 classes, random weights)"
+    )
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
@@ -229,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         ih, iw = (int(v) for v in args.input_size.lower().split("x"))
         input_size = (ih, iw)
     with tempfile.TemporaryDirectory() as tmp:
-        model, model_note = _model_path(args.model, Path(tmp))
+        model, model_note = _model_path(args.model, Path(tmp), args.paper_model)
         from bisenetformer_ros.model import PostprocessConfig
 
         seg = Segmenter.from_model(
