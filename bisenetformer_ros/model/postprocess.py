@@ -163,8 +163,8 @@ class _PanopticMerge:
         dev = pred_logits.device
         probs = pred_logits.float().softmax(-1)
         scores, self.labels = probs.max(-1)
-        self.num_classes = probs.shape[-1] - 1
-        keep = (self.labels != self.num_classes) & (scores > cfg.object_mask_threshold)
+        no_object = probs.shape[-1] - 1
+        keep = (self.labels != no_object) & (scores > cfg.object_mask_threshold)
         self.kept = torch.nonzero(keep).flatten()
         self.n = int(self.kept.numel())
         if self.n > 65535:

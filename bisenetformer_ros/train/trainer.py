@@ -237,8 +237,9 @@ class Trainer:
         dist.all_gather_object(states, local)
         return [{k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in st.items()} for st in states]
 
-    def checkpoint_state(self, rng_states: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        rng = rng_states if rng_states is not None else self.rng_states()
+    def checkpoint_state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        """The checkpoint dict; ``rng`` is :meth:`rng_states` (gathered by every rank, so it is passed in, not
+        gathered here where only rank 0 runs)."""
         return {
             "format": FORMAT,
             "model_config": self.cfg.model.to_dict(),
