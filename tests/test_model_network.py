@@ -23,8 +23,8 @@ def test_config_round_trip_and_validation() -> None:
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="backbone"):
         ModelConfig(backbone="vgg")
-    with pytest.raises(ValueError, match="multiple of 2"):
-        ModelConfig(dec_layers=3)
+    with pytest.raises(ValueError, match="dec_layers must be a positive integer"):
+        ModelConfig(dec_layers=0)
     with pytest.raises(ValueError, match="divisible by nheads"):
         ModelConfig(hidden_dim=30, nheads=4)
     with pytest.raises(ValueError, match="unknown model config keys"):

@@ -35,7 +35,7 @@ class BiSeNetFormer(nn.Module):
         self.backbone = build_backbone(config.backbone, config.stdc_base)
         _, ch8, ch16, ch32 = self.backbone.out_channels
         self.context_path = ContextPath(ch16, ch32, config.context_dim)
-        self.ffm = FeatureFusion(ch8, config.context_dim, config.mask_dim)
+        self.ffm = FeatureFusion(ch8, config.context_dim, config.context_dim, config.mask_dim)
         self.decoder = MaskedTransformerDecoder(
             in_channels=config.context_dim,
             num_classes=config.num_classes,
@@ -45,7 +45,8 @@ class BiSeNetFormer(nn.Module):
             dim_feedforward=config.dim_feedforward,
             dec_layers=config.dec_layers,
             mask_dim=config.mask_dim,
-            num_levels=2,
+            # The decoder alternates between F1cp (1/32) and F2cp (1/16); a one-block decoder only ever sees F1cp.
+            num_levels=min(2, config.dec_layers),
             pre_norm=config.pre_norm,
             dropout=config.dropout,
         )
@@ -54,7 +55,7 @@ class BiSeNetFormer(nn.Module):
         _, f8, f16, f32 = self.backbone(images)
         f1cp, f2cp, f3cp = self.context_path(f8, f16, f32)
         mask_features = self.ffm(f8, f3cp)
-        predictions = self.decoder([f1cp, f2cp], mask_features)
+        predictions = self.decoder([f1cp, f2cp][: self.decoder.num_levels], mask_features)
         logits, masks = predictions[-1]
         out: dict[str, Any] = {"pred_logits": logits, "pred_masks": masks}
         if self.training if return_aux is None else return_aux:

@@ -19,6 +19,8 @@ class ModelConfig:
 
     Defaults are the paper's (§4.1): 100 queries, hidden size 256, 8 heads, FFN expansion 4 (1024), 3 stages of two
     transformer blocks (one per context-path scale, 1/32 then 1/16), 128-channel context path and mask features.
+    The widths are configuration because the authors' published models differ: their M model (STDC2) uses a 96-wide
+    pixel decoder (``context_dim = mask_dim = 96``), 4 decoder layers and FFN 512 (see ``model.reference``).
     Tiny values (e.g. ``num_queries=4, hidden_dim=32, dec_layers=2``) are valid and make fast tests possible.
     """
 
@@ -51,10 +53,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.hidden_dim ({self.hidden_dim}) must be divisible by nheads ({self.nheads})")
         if self.hidden_dim % 2 != 0:
             raise ValueError(f"ModelConfig.hidden_dim ({self.hidden_dim}) must be even (sine positional encoding)")
-        if not isinstance(self.dec_layers, int) or self.dec_layers < 0 or self.dec_layers % 2 != 0:
+        if not isinstance(self.dec_layers, int) or isinstance(self.dec_layers, bool) or self.dec_layers < 1:
             raise ValueError(
-                f"ModelConfig.dec_layers must be a non-negative multiple of 2 (one block per scale 1/32, 1/16 in "
-                f"each stage), got {self.dec_layers!r}"
+                f"ModelConfig.dec_layers must be a positive integer (blocks alternate between the 1/32 and 1/16 "
+                f"scales; the paper uses 6, the reference's M model 4), got {self.dec_layers!r}"
             )
         if not isinstance(self.context_dim, int) or self.context_dim < 4:
             raise ValueError(f"ModelConfig.context_dim must be an integer >= 4, got {self.context_dim!r}")

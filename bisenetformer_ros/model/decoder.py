@@ -172,11 +172,9 @@ class MaskedTransformerDecoder(nn.Module):
         self.hidden_dim = hidden_dim
         self.query_feat = nn.Embedding(num_queries, hidden_dim)
         self.query_embed = nn.Embedding(num_queries, hidden_dim)
-        self.level_embed = nn.Embedding(num_levels, hidden_dim)
-        self.input_proj = nn.ModuleList(
-            nn.Conv2d(in_channels, hidden_dim, 1) if in_channels != hidden_dim else nn.Identity()
-            for _ in range(num_levels)
-        )
+        # Always a 1x1 projection per level, also when the widths agree (the reference's enforce_input_project), and
+        # no level embedding: the reference has none, and its checkpoints carry neither an identity nor an embedding.
+        self.input_proj = nn.ModuleList(nn.Conv2d(in_channels, hidden_dim, 1) for _ in range(num_levels))
         self.cross_blocks = nn.ModuleList(
             CrossAttentionBlock(hidden_dim, nheads, dropout, pre_norm) for _ in range(dec_layers)
         )
@@ -197,9 +195,8 @@ class MaskedTransformerDecoder(nn.Module):
                 if p.dim() > 1:
                     nn.init.xavier_uniform_(p)
         for proj in self.input_proj:
-            if isinstance(proj, nn.Conv2d):
-                nn.init.kaiming_uniform_(proj.weight, a=1)
-                nn.init.zeros_(proj.bias)
+            nn.init.kaiming_uniform_(proj.weight, a=1)
+            nn.init.zeros_(proj.bias)
 
     def _predict(
         self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int] | torch.Size
@@ -227,7 +224,7 @@ class MaskedTransformerDecoder(nn.Module):
         for lvl, feat in enumerate(features):
             h, w = feat.shape[-2], feat.shape[-1]
             src = self.input_proj[lvl](feat).flatten(2).transpose(1, 2)  # [B, HW, C]
-            memories.append(src + self.level_embed.weight[lvl].to(src.dtype))
+            memories.append(src)
             pos = sine_position_encoding(h, w, self.hidden_dim // 2, src.device, src.dtype)
             positions.append(pos.unsqueeze(0))
             sizes.append((h, w))
