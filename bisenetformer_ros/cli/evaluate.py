@@ -52,10 +52,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 def resolve_model(model: str | None) -> Path:
     """The model file to use; the shipped default when none is given, with the way to make it if it is missing."""
     if model:
-        path = Path(model).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"model file '{path}' does not exist")
-        return path
+        from bisenetformer_ros.inference.factory import resolve_model_path
+
+        return resolve_model_path(model)
     from bisenetformer_ros.resources import DEFAULT_MODEL_NAME, default_model_path
 
     try:

@@ -21,6 +21,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "train",
     "bag",
     "export",
+    "convert",
+    "pretrained",
     "benchmark",
     "demo",
     "make_synthetic",

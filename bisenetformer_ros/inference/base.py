@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from bisenetformer_ros.data.classes import ClassTable
+from bisenetformer_ros.model.inference_defaults import InferenceDefaults
 
 LOG = logging.getLogger("bisenetformer_ros.inference")
 
@@ -169,6 +170,8 @@ class Backend(ABC):
         self.expected_class_table = class_table
         self.class_table: ClassTable | None = None
         self.model_config: dict[str, Any] = {}
+        # How the model wants to be run (size, normalisation, post-processing order), set by _load from the file.
+        self.inference_defaults = InferenceDefaults()
         self._info: BackendInfo | None = None
         self._loaded = False
         self._delay_s = 0.0

@@ -10,6 +10,8 @@ Metadata (``metadata_props``, read back by ONNX Runtime via ``custom_metadata_ma
 * ``bisenetformer.format`` = ``bisenetformer-onnx/1``
 * ``bisenetformer.class_table`` = ClassTable JSON (names, colours, thing flags, ignore label)
 * ``bisenetformer.model_config`` = ModelConfig JSON
+* ``bisenetformer.inference`` = InferenceDefaults JSON (network size, normalisation, post-processing order); exports
+  without it (older ones) get the defaults
 * ``bisenetformer.source_sha256`` = SHA-256 of the ``.pt`` file it came from
 * ``bisenetformer.version`` = package version that exported it
 """
@@ -28,6 +30,7 @@ from typing import Any
 
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.inference.engine_cache import default_cache_dir, file_lock, file_sha256
+from bisenetformer_ros.model.inference_defaults import InferenceDefaults
 
 LOG = logging.getLogger("bisenetformer_ros.inference.export")
 
@@ -35,6 +38,7 @@ ONNX_FORMAT = "bisenetformer-onnx/1"
 META_FORMAT = "bisenetformer.format"
 META_CLASS_TABLE = "bisenetformer.class_table"
 META_MODEL_CONFIG = "bisenetformer.model_config"
+META_INFERENCE = "bisenetformer.inference"
 META_SOURCE = "bisenetformer.source_sha256"
 META_VERSION = "bisenetformer.version"
 
@@ -53,6 +57,7 @@ class OnnxModelInfo:
     source_sha256: str | None
     opset: int
     metadata: dict[str, str] = field(default_factory=dict)
+    inference: InferenceDefaults = field(default_factory=InferenceDefaults)
 
 
 @dataclass
@@ -148,6 +153,7 @@ def export_onnx(
             META_FORMAT: ONNX_FORMAT,
             META_CLASS_TABLE: loaded.class_table.to_json(),
             META_MODEL_CONFIG: json.dumps(loaded.config.to_dict(), sort_keys=True),
+            META_INFERENCE: json.dumps(loaded.inference.to_dict(), sort_keys=True),
             META_SOURCE: file_sha256(model_path),
             META_VERSION: __version__,
         }
@@ -243,6 +249,7 @@ def metadata_to_info(path: Path, meta: dict[str, str], opset: int = 0) -> OnnxMo
     try:
         table = ClassTable.from_json(meta[META_CLASS_TABLE])
         config = json.loads(meta[META_MODEL_CONFIG])
+        inference = InferenceDefaults.from_dict(json.loads(meta[META_INFERENCE]) if META_INFERENCE in meta else None)
     except (KeyError, ValueError, TypeError) as exc:
         raise RuntimeError(f"'{path}' has corrupt bisenetformer metadata ({exc}); re-export the model") from None
     return OnnxModelInfo(
@@ -252,6 +259,7 @@ def metadata_to_info(path: Path, meta: dict[str, str], opset: int = 0) -> OnnxMo
         source_sha256=meta.get(META_SOURCE),
         opset=opset,
         metadata=dict(meta),
+        inference=inference,
     )
 
 

@@ -60,16 +60,24 @@ def available_backends() -> dict[str, str]:
 
 
 def resolve_model_path(model_path: str | Path | None) -> Path:
-    """``None`` -> the embedded default model; otherwise the path, which must exist."""
+    """``None`` -> the embedded default model; the name of a published model (``bisenetformer pretrained list``) ->
+    its converted file in the cache; otherwise the path, which must exist."""
     if model_path is None or str(model_path) == "":
         from bisenetformer_ros.resources import default_model_path
 
         return default_model_path()
     path = Path(model_path).expanduser()
     if not path.is_file():
+        from bisenetformer_ros.model.reference import PUBLISHED_ENTRIES
+
+        if str(model_path) in PUBLISHED_ENTRIES:
+            from bisenetformer_ros.model.hub import resolve_published
+
+            return resolve_published(str(model_path))
         raise FileNotFoundError(
             f"model file '{path}' does not exist; pass the path of a .pt model (or an .onnx / TensorRT engine "
-            f"exported by 'bisenetformer export'), or leave it empty to use the embedded default model"
+            f"exported by 'bisenetformer export'), the name of a fetched pretrained model "
+            f"({', '.join(sorted(PUBLISHED_ENTRIES))}), or leave it empty to use the embedded default model"
         )
     return path
 

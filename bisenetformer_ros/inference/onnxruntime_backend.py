@@ -134,6 +134,7 @@ class OnnxRuntimeBackend(Backend):
             )
         self.class_table = info.class_table
         self.model_config = info.model_config
+        self.inference_defaults = info.inference
         self._num_queries = int(info.model_config.get("num_queries", 0))
         self._num_logits = info.class_table.num_classes + 1
         used = self.session.get_providers()

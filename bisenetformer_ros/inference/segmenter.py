@@ -10,6 +10,7 @@ frame of a batch waits for the whole batch). On CUDA the device is synchronised 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,7 +85,10 @@ class Segmenter:
 
     ``class_table`` defaults to the one stored with the model; when given it must match the model's (a model for
     another label space is refused with :class:`~bisenetformer_ros.inference.base.ClassTableMismatchError`).
-    ``preprocessor`` defaults to one on the backend's input device and dtype with ``input_size``.
+    ``preprocessor`` defaults to one on the backend's input device and dtype with ``input_size`` and the model file's
+    pixel normalisation. The post-processing order always comes from the model file (``mask_order`` overrides it for
+    experiments such as ``bisenetformer choose-mask-order``): a reference model's labels only equal the reference's
+    in the reference's order.
     ``max_batch`` caps how many frames go through the network at once (also capped by the backend's own limit).
     """
 
@@ -97,6 +101,7 @@ class Segmenter:
         max_batch: int | None = None,
         input_size: int | tuple[int, int] | None = None,
         sync_timings: bool = True,
+        mask_order: str | None = None,
     ) -> None:
         backend.load()
         if backend.class_table is None:  # pragma: no cover - Backend.load guarantees it
@@ -107,10 +112,17 @@ class Segmenter:
         self.class_table: ClassTable = class_table or backend.class_table
         if preprocessor is not None and input_size is not None:
             raise ValueError("give either a preprocessor or an input_size, not both")
+        defaults = backend.inference_defaults
         self.preprocessor = preprocessor or Preprocessor(
-            input_size=input_size, device=backend.input_device, dtype=backend.input_dtype
+            input_size=input_size,
+            device=backend.input_device,
+            dtype=backend.input_dtype,
+            mean=defaults.pixel_mean,
+            std=defaults.pixel_std,
         )
-        self.postprocess_config = postprocess_config or PostprocessConfig()
+        self.postprocess_config = dataclasses.replace(
+            postprocess_config or PostprocessConfig(), mask_order=mask_order or defaults.mask_order
+        )
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         limits = [x for x in (max_batch, backend.info.max_batch) if x is not None]

@@ -48,6 +48,7 @@ from bisenetformer_ros.inference.engine_cache import (
     write_engine,
 )
 from bisenetformer_ros.inference.export import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAMES, ensure_onnx, read_onnx_metadata
+from bisenetformer_ros.model.inference_defaults import InferenceDefaults
 from bisenetformer_ros.model.preprocess import Preprocessor
 
 try:
@@ -385,6 +386,7 @@ class TensorRTBackend(Backend):
         metadata = {
             "class_table": meta.class_table.to_dict(),
             "model_config": meta.model_config,
+            "inference": meta.inference.to_dict(),
             "onnx_path": str(onnx_path.resolve()),
             "source_sha256": meta.source_sha256,
         }
@@ -447,7 +449,8 @@ class TensorRTBackend(Backend):
         try:
             self.class_table = ClassTable.from_dict(header.metadata["class_table"])
             self.model_config = dict(header.metadata.get("model_config") or {})
-        except (KeyError, ValueError) as exc:
+            self.inference_defaults = InferenceDefaults.from_dict(header.metadata.get("inference"))
+        except (KeyError, ValueError, TypeError) as exc:
             raise RuntimeError(f"engine '{self.engine_path}' lacks its class table ({exc}); rebuild it") from None
         torch.cuda.set_device(self.device)
         self._runtime = trt.Runtime(trt_logger())

@@ -106,6 +106,7 @@ class TorchBackend(Backend):
         self.model = model
         self.class_table = loaded.class_table
         self.model_config = loaded.config.to_dict()
+        self.inference_defaults = loaded.inference
         runner: Any = model
         if self.compile:
             mode = self.compile if isinstance(self.compile, str) else None

@@ -3,7 +3,12 @@
 Layout (``format = 'bisenetformer/1'``)::
 
     {'format': 'bisenetformer/1', 'model_config': ModelConfig.to_dict(), 'class_table': ClassTable.to_dict(),
-     'state_dict': {name: tensor}, 'extra': {...}}
+     'state_dict': {name: tensor}, 'inference': InferenceDefaults.to_dict(), 'extra': {...}}
+
+``inference`` says how the model wants to be run (network size, pixel normalisation, post-processing order; see
+``model.inference_defaults``); files without it run at their recipe's training size. Files written before the network
+was aligned with the authors' reference implementation (another feature fusion module, a level embedding) fit no
+network of this version; they are recognised by those keys and refused with a message saying so.
 
 Training checkpoints add ``'train_state'`` (optimizer, scheduler, step) to the same dict, so :func:`load_model` accepts
 them too. Only tensors, numbers, strings, lists and dicts are stored: loading never executes pickled code, and a file
@@ -23,8 +28,11 @@ import torch
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.model.bisenetformer import BiSeNetFormer, build_model
 from bisenetformer_ros.model.config import ModelConfig
+from bisenetformer_ros.model.inference_defaults import InferenceDefaults, recipe_input_size
 
 FORMAT = "bisenetformer/1"
+# Keys that only the pre-alignment network had (its FFM squeeze-excitation, merge of a concatenation, level embedding).
+_PRE_ALIGNMENT_KEYS = ("ffm.se.", "ffm.spatial_proj.conv.", "decoder.level_embed.")
 
 
 @dataclass
@@ -35,6 +43,7 @@ class LoadedModel:
     config: ModelConfig
     class_table: ClassTable
     extra: dict[str, Any] = field(default_factory=dict)
+    inference: InferenceDefaults = field(default_factory=InferenceDefaults)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -64,6 +73,7 @@ def checkpoint_dict(
     class_table: ClassTable,
     extra: dict[str, Any] | None = None,
     half: bool = False,
+    inference: InferenceDefaults | None = None,
 ) -> dict[str, Any]:
     """The dict that :func:`save_model` writes (training code adds ``'train_state'`` and saves it itself)."""
     if class_table.num_classes != config.num_classes:
@@ -82,6 +92,7 @@ def checkpoint_dict(
         "model_config": config.to_dict(),
         "class_table": class_table.to_dict(),
         "state_dict": state,
+        "inference": (inference or InferenceDefaults()).to_dict(),
         "extra": dict(extra or {}),
     }
 
@@ -93,9 +104,10 @@ def save_model(
     class_table: ClassTable,
     extra: dict[str, Any] | None = None,
     half: bool = False,
+    inference: InferenceDefaults | None = None,
 ) -> Path:
     """Write a model file (``half=True`` stores floating tensors as fp16: half the size, loaded back as fp32)."""
-    return atomic_torch_save(checkpoint_dict(model, config, class_table, extra, half), path)
+    return atomic_torch_save(checkpoint_dict(model, config, class_table, extra, half, inference), path)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -107,8 +119,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, disallowed globals
         raise RuntimeError(
-            f"'{path}' is not a readable bisenetformer checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-            "only files saved by bisenetformer (plain tensors/dicts) can be loaded"
+            f"'{path}' is not a readable bisenetformer checkpoint ({describe_load_error(exc, path)}); only files saved "
+            "by bisenetformer (plain tensors and dicts) can be loaded"
         ) from None
     if not isinstance(data, dict) or "format" not in data:
         raise RuntimeError(
@@ -126,9 +138,38 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return data
 
 
+def describe_load_error(exc: Exception, path: Path) -> str:
+    """Why torch could not load ``path``, in one phrase, without torch's advice to retry with ``weights_only=False``:
+    that would execute pickled code from the file, the one thing never to do with a file one was handed."""
+    text = str(exc)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if "weights_only" in text or "Unsupported global" in text or "WeightsUnpickler" in text:
+        return "it holds pickled Python objects, which are never executed"
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "a truncated or damaged torch file"
+    return "unrecognised content: not a torch file"
+
+
+def inference_defaults(data: dict[str, Any], source: str = "model file") -> InferenceDefaults:
+    """The ``inference`` entry of a checkpoint dict; without one, the recipe's training size (older files)."""
+    try:
+        if data.get("inference") is not None:
+            return InferenceDefaults.from_dict(data["inference"])
+        return InferenceDefaults(input_size=recipe_input_size((data.get("extra") or {}).get("train_config")))
+    except (TypeError, ValueError) as exc:
+        raise RuntimeError(f"{source} has invalid inference defaults: {exc}") from None
+
+
 def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """``load_state_dict`` with one error listing missing keys, unexpected keys and shape mismatches together."""
     own = model.state_dict()
+    if any(k.startswith(_PRE_ALIGNMENT_KEYS) for k in state):
+        raise RuntimeError(
+            f"{source} was written by an older bisenetformer_ros whose feature fusion module differs from the "
+            "reference implementation's; its weights fit no network of this version: retrain it with "
+            "`bisenetformer train` (its recipe is stored in the file) or use a converted reference model"
+        )
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     mismatched = [
@@ -171,4 +212,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     load_state_dict_checked(model, data["state_dict"], source=f"'{path}'")
     model.to(map_location).eval()
     extra = data.get("extra") or {}
-    return LoadedModel(model=model, config=config, class_table=class_table, extra=dict(extra))
+    return LoadedModel(
+        model=model,
+        config=config,
+        class_table=class_table,
+        extra=dict(extra),
+        inference=inference_defaults(data, f"'{path}'"),
+    )

@@ -50,6 +50,9 @@ class PostprocessConfig:
     label_stride: int = 1
     # Also return the per-pixel confidence of the semantic label (see SegmentationOutput.semantic_confidence).
     semantic_confidence: bool = False
+    # Where the sigmoid sits relative to the bilinear resize: "upsample_logits" (Mask2Former) or "sigmoid_first" (the
+    # reference implementation). A property of the model file (model.inference_defaults), not a tuning knob.
+    mask_order: str = "upsample_logits"
 
     def __post_init__(self) -> None:
         for name in ("object_mask_threshold", "overlap_threshold", "mask_threshold"):
@@ -62,6 +65,10 @@ class PostprocessConfig:
             raise ValueError(f"PostprocessConfig.chunk_size must be >= 1, got {self.chunk_size!r}")
         if not 1 <= int(self.label_stride) <= 16:
             raise ValueError(f"PostprocessConfig.label_stride must be in 1..16, got {self.label_stride!r}")
+        if self.mask_order not in ("upsample_logits", "sigmoid_first"):
+            raise ValueError(
+                f"PostprocessConfig.mask_order must be 'upsample_logits' or 'sigmoid_first', got {self.mask_order!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,11 @@ def masks_to_original(mask_logits: torch.Tensor, meta: PreprocessMeta) -> torch.
 
 
 def _mask_prob_chunks(
-    pred_masks: torch.Tensor, queries: torch.Tensor, meta: PreprocessMeta, chunk_size: int
+    pred_masks: torch.Tensor,
+    queries: torch.Tensor,
+    meta: PreprocessMeta,
+    chunk_size: int,
+    mask_order: str = "upsample_logits",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(query ids, mask probabilities [n, H*W])`` for ``queries`` in chunks of ``chunk_size``, at ``meta.orig_size``.
 
@@ -132,7 +143,10 @@ def _mask_prob_chunks(
     asks for both pays for the (dominant) up-sampling and sigmoid once."""
     for s in range(0, int(queries.numel()), chunk_size):
         idx = queries[s : s + chunk_size]
-        yield idx, masks_to_original(pred_masks[idx], meta).sigmoid_().flatten(1)
+        if mask_order == "sigmoid_first":
+            yield idx, masks_to_original(pred_masks[idx].float().sigmoid(), meta).flatten(1)
+        else:
+            yield idx, masks_to_original(pred_masks[idx], meta).sigmoid_().flatten(1)
 
 
 class _SemanticMerge:
@@ -332,7 +346,11 @@ def instance_inference(
 
     masks, mask_scores, boxes = [], [], []
     for s in range(0, k, cfg.chunk_size):
-        m = masks_to_original(pred_masks[query_idx[s : s + cfg.chunk_size]], meta).sigmoid()
+        chunk = pred_masks[query_idx[s : s + cfg.chunk_size]]
+        if cfg.mask_order == "sigmoid_first":
+            m = masks_to_original(chunk.float().sigmoid(), meta)
+        else:
+            m = masks_to_original(chunk, meta).sigmoid()
         binary = m >= cfg.mask_threshold
         area = binary.flatten(1).sum(1)
         mask_scores.append((m * binary).flatten(1).sum(1) / (area.float() + 1e-6))
@@ -441,7 +459,7 @@ def postprocess_batch(
                 queries = torch.arange(q, device=pred_logits.device)
             else:
                 queries = pan_merge.kept if pan_merge is not None else pred_logits.new_zeros((0,), dtype=torch.long)
-            for idx, probs in _mask_prob_chunks(pred_masks[i], queries, work_meta, int(cfg.chunk_size)):
+            for idx, probs in _mask_prob_chunks(pred_masks[i], queries, work_meta, int(cfg.chunk_size), cfg.mask_order):
                 if sem_merge is not None:
                     sem_merge.add(idx, probs)
                 if pan_merge is not None:

@@ -21,9 +21,11 @@ Reference layout (``model_final.pth`` = ``{"model": state_dict}``)::
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -159,7 +161,7 @@ def from_reference_state_dict(
     return result
 
 
-# --- published variants and the registry JSON that describes them ---------------------------------------------------
+# --- published variants and the registry JSON that describes them
 
 _STDC_LAYERS = {(2, 2, 2): "stdc1", (4, 5, 3): "stdc2"}
 
@@ -187,6 +189,7 @@ def model_from_registry(entry: Mapping[str, Any]) -> ReferenceModel:
     no sigmoid classifier, no size divisibility); anything else is an error naming the field, not a silently different
     network.
     """
+
     def need(mapping: Mapping[str, Any], key: str, where: str) -> Any:
         if key not in mapping:
             raise ValueError(f"model description: '{where}{key}' is missing")
@@ -259,7 +262,7 @@ def model_from_registry(entry: Mapping[str, Any]) -> ReferenceModel:
     )
 
 
-# --- deterministic weights for parity checks --------------------------------------------------------------------------
+# --- deterministic weights for parity checks
 
 
 def seeded_state_dict(
@@ -301,7 +304,7 @@ def seeded_state_dict(
     return out
 
 
-# --- the authors' published ADE20K models ------------------------------------------------------------------------------
+# --- the authors' published ADE20K models
 
 _PUBLIC_URL = "https://public.focoos.ai/pretrained_models/{name}/model_final.pth"
 
@@ -323,7 +326,13 @@ def _ade20k_entry(
         "val_metrics": {"sem_seg/mIoU": miou},
         "config": {
             "num_classes": 150,
-            "backbone_config": {"model_type": "stdc", "base": 64, "layers": layers, "block_num": 4, "block_type": "cat"},
+            "backbone_config": {
+                "model_type": "stdc",
+                "base": 64,
+                "layers": layers,
+                "block_num": 4,
+                "block_type": "cat",
+            },
             "num_queries": 100,
             "pixel_mean": [123.675, 116.28, 103.53],
             "pixel_std": [58.395, 57.12, 57.375],
@@ -361,3 +370,103 @@ def parity_input(seed: int, shape: tuple[int, int, int, int] = (1, 3, 256, 512))
     import numpy as np
 
     return torch.from_numpy(np.random.default_rng([seed, 1]).standard_normal(shape).astype(np.float32))
+
+
+# --- converting a published file into a model file of this project ---------------------------------------------------
+
+
+def class_table_for(model: ReferenceModel) -> Any:
+    """Our class table for a reference model: ADE20K's (colours, 100 things / 50 stuff) when the names are ADE20K's,
+    else a generic table (deterministic colours; every class a thing, since the reference does not say)."""
+    import numpy as np
+
+    from bisenetformer_ros.data.classes import ClassTable, get_class_table
+
+    ade = get_class_table("ade20k")
+    if tuple(model.class_names) == tuple(ade.names):
+        return ade
+    rng = np.random.default_rng(len(model.class_names))
+    colors = tuple(tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in model.class_names)
+    return ClassTable(
+        dataset=model.name,
+        names=tuple(model.class_names),
+        colors=colors,  # type: ignore[arg-type]
+        is_thing=tuple(True for _ in model.class_names),
+        ignore_label=255 if len(model.class_names) < 255 else 65535,
+    )
+
+
+def read_reference_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict of a reference ``model_final.pth`` (``{"model": state_dict}`` or a bare state dict), loaded
+    with ``weights_only=True``; anything else is an error naming what the file is instead."""
+    from bisenetformer_ros.model.checkpoint import describe_load_error
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file '{path}' does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"'{path}' is not a readable weights file ({describe_load_error(exc, path)})") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        data = data["model"]
+    if isinstance(data, dict) and "format" in data and "state_dict" in data:
+        raise ValueError(f"'{path}' is already a bisenetformer_ros model file; it needs no conversion")
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"'{path}' holds no state dict (expected {{'model': state_dict}} as the reference saves)")
+    keys = [k for k in data if isinstance(k, str)]
+    if not any(k.startswith(("pixel_decoder.", "head.predictor.")) for k in keys):
+        raise ValueError(
+            f"'{path}' is not a BiSeNetFormer checkpoint of the reference implementation (no 'pixel_decoder.' / "
+            f"'head.predictor.' keys; first keys: {', '.join(keys[:3]) or 'none'})"
+        )
+    return data
+
+
+def convert_reference(
+    weights: str | os.PathLike, model: ReferenceModel, output: str | os.PathLike, source_url: str | None = None
+) -> Path:
+    """Write ``output``: the reference weights in ``weights`` as a model file of this project (fp32, the reference's
+    pre-processing and post-processing order recorded), after checking that every tensor maps. Nothing is written
+    when anything does not fit; the error names missing, unexpected and mis-shaped keys, and a published variant the
+    file matches instead when there is one."""
+    from bisenetformer_ros.inference.engine_cache import file_sha256
+    from bisenetformer_ros.model.bisenetformer import build_model
+    from bisenetformer_ros.model.checkpoint import save_model
+    from bisenetformer_ros.model.inference_defaults import InferenceDefaults
+
+    state = read_reference_weights(weights)
+    net = build_model(model.config)
+    try:
+        mapped = from_reference_state_dict(state, net.state_dict(), source=f"'{weights}'")
+    except ReferenceMismatch as exc:
+        fits = [name for name in PUBLISHED_ENTRIES if name != model.name and _fits(state, published_model(name))]
+        hint = f" It matches the published model {fits[0]}: use --variant {fits[0]}." if fits else ""
+        raise ValueError(f"{exc} (converting as {model.name}).{hint}") from None
+    net.load_state_dict(mapped, strict=True)
+    inference = InferenceDefaults(
+        input_size=model.image_size, pixel_mean=model.pixel_mean, pixel_std=model.pixel_std, mask_order="sigmoid_first"
+    )
+    extra = {
+        "source": "FocoosAI/focoos reference implementation",
+        "reference_model": model.name,
+        "description": model.description,
+        "dataset": model.dataset,
+        "reported_mIoU": model.reported_miou,
+        "weights_sha256": file_sha256(weights),
+        "weights_uri": source_url or model.weights_uri,
+        "task": "semantic",
+    }
+    return save_model(output, net, model.config, class_table_for(model), extra=extra, inference=inference)
+
+
+def _fits(state: Mapping[str, Any], model: ReferenceModel) -> bool:
+    from bisenetformer_ros.model.bisenetformer import build_model
+
+    with torch.device("meta"):
+        target = build_model(model.config).state_dict()
+    try:
+        from_reference_state_dict(state, target)
+    except ReferenceMismatch:
+        return False
+    return True

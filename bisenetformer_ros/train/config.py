@@ -68,6 +68,9 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     pretrained: str | None = None  # ImageNet backbone weights (STDC-Seg or torchvision file)
+    # Warm start: copy every tensor of this model file whose name and shape match (e.g. an earlier model of the same
+    # recipe after an architecture change); everything else keeps its fresh initialisation. Logged tensor by tensor.
+    init_from: str | None = None
     checkpoint_every: int = 1000
     log_every: int = 20
     image_every: int = 500

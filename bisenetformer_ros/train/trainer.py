@@ -37,6 +37,7 @@ from bisenetformer_ros.model.checkpoint import (
     read_checkpoint,
     save_model,
 )
+from bisenetformer_ros.model.inference_defaults import InferenceDefaults, recipe_input_size
 from bisenetformer_ros.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from bisenetformer_ros.train.config import TrainConfig, dump_config
 from bisenetformer_ros.train.criterion import SetCriterion
@@ -208,6 +209,8 @@ class Trainer:
             from bisenetformer_ros.model.pretrained import load_backbone_weights
 
             load_backbone_weights(self.model, cfg.pretrained)
+        if cfg.init_from:
+            self._warm_start(Path(cfg.init_from))
         self.ddp_model: nn.Module = self.model
         if self.dist.world_size > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -256,6 +259,24 @@ class Trainer:
             },
         }
 
+    def _warm_start(self, path: Path) -> None:
+        """Copy the matching tensors (same name and shape) of a model file; the file is read as plain tensors, so a
+        model of an older architecture (which ``load_model`` refuses) still donates what fits."""
+        state = read_checkpoint(path, map_location="cpu")["state_dict"]
+        own = self.model.state_dict()
+        copied = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+        with torch.no_grad():
+            for k, v in copied.items():
+                own[k].copy_(v.to(own[k].dtype))
+        fresh = sorted(set(own) - set(copied))
+        LOG.info(
+            "warm start from %s: %d of %d tensors copied; freshly initialised: %s",
+            path,
+            len(copied),
+            len(own),
+            ", ".join(fresh) if fresh else "none",
+        )
+
     def save_checkpoint(self, name: str = LAST) -> Path | None:
         """Write the training checkpoint (rank 0). Collective under DDP: every rank calls it at the same time."""
         rng = self.rng_states()
@@ -268,7 +289,12 @@ class Trainer:
         if not self.dist.is_main:
             return None
         extra = {"iteration": self.iteration, "task": self.cfg.data.task, "train_config": dump_config(self.cfg)}
-        return save_model(path, self.model, self.cfg.model, self.class_table, extra=extra, half=half)
+        # Run at the training scale by default (the paper's protocol); the post-processing order stays Mask2Former's
+        # until `bisenetformer choose-mask-order` measures both on the validation split and records the better one.
+        inference = InferenceDefaults(input_size=recipe_input_size(extra["train_config"]))
+        return save_model(
+            path, self.model, self.cfg.model, self.class_table, extra=extra, half=half, inference=inference
+        )
 
     def load_checkpoint(self, path: Path) -> None:
         data = read_checkpoint(path, map_location="cpu")
