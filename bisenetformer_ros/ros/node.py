@@ -275,7 +275,7 @@ def _node_class() -> type:
 
         # ------------------------------------------------------------------------------------------- lifecycle
         def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-            from bisenetformer_ros.ros.pipeline import build_segmenter
+            from bisenetformer_ros.ros.pipeline import build_segmenter, network_size_from
 
             p = dict(self._params)
             log = self.get_logger()
@@ -286,7 +286,8 @@ def _node_class() -> type:
             t0 = time.perf_counter()
             seg = None
             try:
-                seg = build_segmenter(p)
+                size = network_size_from(p)  # the model file's recorded size unless overridden
+                seg = build_segmenter(p, size)
                 try:
                     mask_ids = seg.class_table.resolve(mask_class_entries(p["mask_classes"]))
                 except ValueError as exc:
@@ -322,8 +323,8 @@ def _node_class() -> type:
             info = seg.backend.info
             log.info(
                 f"model loaded in {time.perf_counter() - t0:.1f} s: {info.describe()}, classes "
-                f"'{seg.class_table.dataset}' ({seg.class_table.num_classes}); cameras: "
-                + ", ".join(c.label for c in self._cameras)
+                f"'{seg.class_table.dataset}' ({seg.class_table.num_classes}); network input "
+                f"{size.describe()}; cameras: " + ", ".join(c.label for c in self._cameras)
             )
             return TransitionCallbackReturn.SUCCESS
 

@@ -180,7 +180,8 @@ def _specs() -> list[ParameterSpec]:
             "input_height",
             "integer",
             0,
-            "Network input height (with input_width); 0 = camera size",
+            "Network input height (with input_width); 0 = the size recorded in the model file (camera size if it "
+            "records none)",
             g,
             minimum=0,
             maximum=8192,
@@ -191,7 +192,8 @@ def _specs() -> list[ParameterSpec]:
             "input_width",
             "integer",
             0,
-            "Network input width (with input_height); 0 = camera size",
+            "Network input width (with input_height); 0 = the size recorded in the model file (camera size if it "
+            "records none)",
             g,
             minimum=0,
             maximum=8192,
@@ -202,8 +204,8 @@ def _specs() -> list[ParameterSpec]:
             "input_short_side",
             "integer",
             0,
-            "Resize the short image side to this many pixels keeping the "
-            "aspect ratio (instead of input_height/width); 0 = off",
+            "Resize the short image side to this many pixels keeping the aspect ratio (instead of "
+            "input_height/width); 0 = the size recorded in the model file (camera size if it records none)",
             g,
             minimum=0,
             maximum=8192,
