@@ -241,7 +241,7 @@ def test_cleanup_releases_every_publisher_subscription_and_thread(lifecycle_node
         if cycle == 0:
             configured = counts
         else:
-            assert client.wait(lambda: _endpoints(client, node)[0] == configured, 20), (
+            assert client.wait(lambda c=configured: _endpoints(client, node)[0] == c, 20), (
                 cycle,
                 _endpoints(client, node)[0],
                 configured,

@@ -141,7 +141,7 @@ def _node_class() -> type:
     )
     from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
     from rclpy.parameter import Parameter
-    from rclpy.qos import QoSCompatibility, qos_check_compatible, qos_policy_name_from_kind
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy, qos_policy_name_from_kind
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from std_msgs.msg import Header
 
@@ -863,9 +863,19 @@ def _node_class() -> type:
             return arr
 
     def _incompatible(pub_qos: Any, sub_qos: Any) -> bool:
-        """True when a publisher with ``pub_qos`` cannot deliver to a subscription with ``sub_qos``."""
-        compatibility, _ = qos_check_compatible(pub_qos, sub_qos)
-        return compatibility == QoSCompatibility.ERROR
+        """True when a publisher with ``pub_qos`` cannot deliver to a subscription with ``sub_qos``.
+
+        Reliability and durability only: these are the mismatches cameras, RViz and recorders run into. (rclpy's
+        ``qos_check_compatible`` also flags the infinite deadline/lease that the graph reports for every endpoint
+        against a profile's "default", which would keep every topic in WARN.)
+        """
+        reliability = (
+            pub_qos.reliability == ReliabilityPolicy.BEST_EFFORT and sub_qos.reliability == ReliabilityPolicy.RELIABLE
+        )
+        durability = (
+            pub_qos.durability == DurabilityPolicy.VOLATILE and sub_qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        return reliability or durability
 
     return BiSeNetFormerNode
 
