@@ -42,10 +42,8 @@ def _camera_remaps(cameras, image_topics, info_topics):
         if not topics:
             continue
         if len(topics) != len(cameras):
-            raise ValueError(
-                f"{what} remaps need one topic per camera: {len(topics)} given for cameras {cameras}"
-            )
-        remaps += [(f"{cam.rstrip('/')}/{what}", topic) for cam, topic in zip(cameras, topics)]
+            raise ValueError(f"{what} remaps need one topic per camera: {len(topics)} given for cameras {cameras}")
+        remaps += [(f"{cam.rstrip('/')}/{what}", topic) for cam, topic in zip(cameras, topics, strict=True)]
     return remaps
 
 
