@@ -38,7 +38,7 @@ from ros_node_harness import (
     stamp_key,
 )
 
-from bisenetformer_ros.ros.parameters import SPECS, check_params_file
+from bisenetformer_ros.ros.parameters import BUILTIN_PARAMETERS, SPECS, check_params_file
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
@@ -156,7 +156,15 @@ OVERRIDE_VALUES = {
     "image": "/cam/image_raw",
     "camera_info": "/cam/camera_info",
     "namespace": "seg",
+    "use_sim_time": "true",
+    "log_level": "debug",
+    "autostart": "false",
+    "image_topics": "/front_cam/image_raw, /left_cam/image_raw,/right_cam/image_raw",
+    "camera_info_topics": "/front_cam/camera_info,/left_cam/camera_info,/right_cam/camera_info",
 }
+
+#: Launch arguments every launch file offers, as ROS users expect them.
+COMMON_LAUNCH_ARGUMENTS = {"namespace", "use_sim_time", "log_level", "autostart", "params_file"}
 
 
 @pytest.mark.parametrize("with_overrides", [False, True], ids=["defaults", "overrides"])
@@ -178,21 +186,42 @@ def test_launch_file_runs_and_its_nodes_are_valid(path: Path, with_overrides: bo
     for entry in node["parameters"]:
         if isinstance(entry, dict):
             for name, value in entry.items():
-                assert name in SPECS, f"{path.name} sets undeclared parameter '{name}'"
                 typed = _launch_ros_value(value)
+                if name in BUILTIN_PARAMETERS:  # use_sim_time: every rclpy node's own parameter, a bool
+                    assert isinstance(typed, bool), (name, typed)
+                    merged[name] = typed
+                    continue
+                assert name in SPECS, f"{path.name} sets undeclared parameter '{name}'"
                 reason = SPECS[name].check(list(typed) if isinstance(typed, tuple) else typed)
                 assert reason is None, f"{path.name}: {reason}"
                 merged[name] = typed
     for name, value in overrides.items():  # an override argument reaches the parameter of the same name
-        if name in SPECS:
-            want = [c.strip() for c in value.split(",")] if SPECS[name].type == "string_array" else value
+        if name in SPECS or name in BUILTIN_PARAMETERS:
+            kind = SPECS[name].type if name in SPECS else "bool"
+            want: Any = value
+            if kind == "string_array":
+                want = [c.strip() for c in value.split(",")]
+            elif kind == "bool":
+                want = yaml.safe_load(value)
             assert merged.get(name) == want, (name, merged.get(name))
+    assert merged.get("use_sim_time") is (overrides.get("use_sim_time") == "true"), "use_sim_time must reach the node"
+    args = node.get("arguments", [])
+    level = overrides.get("log_level", "info")
+    assert args[args.index("--log-level") + 1] == level, args  # log_level reaches the node's --ros-args
+    cameras = [c.strip() for c in merged.get("cameras", [])]
     for src, _dst in node.get("remappings", []):
-        assert src in NODE_INPUT_TOPICS, f"{path.name} remaps '{src}', which the node does not subscribe"
+        base = src.rsplit("/", 1)[-1] if src.rsplit("/", 1)[0] in cameras else src
+        assert base in NODE_INPUT_TOPICS, f"{path.name} remaps '{src}', which the node does not subscribe"
+    if with_overrides and "image_topics" in overrides:  # multi-camera: one image and one info remap per camera
+        remaps = dict(node["remappings"])
+        assert remaps["front/image"] == "/front_cam/image_raw" and remaps["right/image"] == "/right_cam/image_raw"
+        assert remaps["left/camera_info"] == "/left_cam/camera_info"
     if with_overrides and "input_transport" in overrides:
         assert any(src == "image/compressed" for src, _ in node["remappings"])
     for other in nodes:
         args = other.kwargs.get("arguments", [])
+        if other.kwargs.get("executable") == "rviz2":
+            assert path.name == "tuning.launch.py", "RViz belongs to the tuning launch file only"
         if "-d" in args:
             rviz = Path(args[args.index("-d") + 1])
             assert rviz.is_file() and rviz.suffix == ".rviz", rviz
@@ -364,3 +393,28 @@ def test_reload_parameters_refused_while_active(setup, name: str) -> None:
     assert (list(after) if isinstance(after, (list, tuple)) else after) == (
         list(before) if isinstance(before, (list, tuple)) else before
     )
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_files_offer_the_arguments_ros_users_expect(path: Path) -> None:
+    """namespace, use_sim_time, log_level, autostart and params_file everywhere, each with a description; the
+    multi-camera file also remaps each camera's topics; a wrong number of remaps is refused, not guessed."""
+    declared = {a.name: a for a in _run_launch_file(path, {})[0]}
+    missing = COMMON_LAUNCH_ARGUMENTS - set(declared)
+    assert not missing, f"{path.name} lacks launch arguments {missing}"
+    assert all(a.description for a in declared.values()), path.name
+    if path.name == "multi_camera.launch.py":
+        assert {"cameras", "image_topics", "camera_info_topics"} <= set(declared)
+        with pytest.raises(ValueError, match="one topic per camera"):
+            _run_launch_file(path, {"cameras": "a,b", "image_topics": "/only_one"})
+    with pytest.raises(ValueError, match="true or false"):
+        _run_launch_file(path, {"use_sim_time": "maybe"})
+
+
+def test_package_xml_keeps_rviz_off_the_robot() -> None:
+    from catkin_pkg.package import parse_package
+
+    pkg = parse_package(str(REPO / "package.xml"))
+    deps = {d.name for d in pkg.build_depends + pkg.exec_depends + pkg.buildtool_depends + pkg.test_depends}
+    assert not {d for d in deps if d.startswith("rviz")}, "a headless robot must not pull RViz in"
+    assert "vision_msgs" in {d.name for d in pkg.exec_depends}

@@ -68,7 +68,7 @@ def io(setup):
         "semantic": client.subscribe(Image, f"{NS}/semantic", reliable_qos()),
         "overlay": client.subscribe(Image, f"{NS}/overlay", reliable_qos()),
         "panoptic": client.subscribe(PanopticSegmentation, f"{NS}/panoptic", reliable_qos()),
-        "info": client.subscribe(CameraInfo, f"{NS}/segmentation/camera_info", reliable_qos()),
+        "info": client.subscribe(CameraInfo, f"{NS}/semantic/camera_info", reliable_qos()),
     }
     pub = client.publisher(CompressedImage, f"{NS}/image/compressed", reliable_qos(1000))
     info_pub = client.publisher(CameraInfo, f"{NS}/camera_info", reliable_qos())

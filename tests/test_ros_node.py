@@ -107,7 +107,8 @@ def outputs(setup: tuple[NodeProcess, RosClient]) -> dict[str, object]:
         "overlay": Image,
         "panoptic": PanopticSegmentation,
         "panoptic/color": Image,
-        "segmentation/camera_info": CameraInfo,
+        "semantic/camera_info": CameraInfo,  # where image_transport looks for semantic/color's camera info
+        "panoptic/camera_info": CameraInfo,
     }
     return {t: client.subscribe(typ, f"{NS}/{t}", reliable_qos()) for t, typ in topics.items()}
 
@@ -136,7 +137,15 @@ def test_every_encoding_yields_consistent_outputs(setup, outputs) -> None:
     info_pub.publish(info)
     time.sleep(0.2)
     rng = np.random.default_rng(1)
-    needed = ("semantic", "semantic/color", "overlay", "panoptic", "panoptic/color", "segmentation/camera_info")
+    needed = (
+        "semantic",
+        "semantic/color",
+        "overlay",
+        "panoptic",
+        "panoptic/color",
+        "semantic/camera_info",
+        "panoptic/camera_info",
+    )
     for i, encoding in enumerate(SUPPORTED_ENCODINGS):
         rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
         frame_id = f"optical_{i}"
@@ -163,7 +172,7 @@ def test_every_encoding_yields_consistent_outputs(setup, outputs) -> None:
             assert stamp_key(msg.header) == key
             if t == "panoptic":
                 check_panoptic(msg, table, (H, W))
-            elif t == "segmentation/camera_info":
+            elif t.endswith("camera_info"):
                 assert (msg.width, msg.height) == (W, H)
                 assert list(msg.k) == list(info.k)  # camera resolution: passed through unscaled
             else:

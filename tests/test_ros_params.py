@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from bisenetformer_ros.ros.parameters import (
+    BUILTIN_PARAMETERS,
     PARAMETERS,
     SPECS,
     check_params_file,
@@ -117,8 +118,12 @@ def test_real_node_refuses_bad_values_at_startup(tmp_path: Path, ros_env: dict[s
 def test_help_lists_parameters_without_starting_ros() -> None:
     res = subprocess.run([str(BIN / "bisenetformer_node"), "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.startswith("usage:")
-    for p in PARAMETERS:
-        assert p.name in res.stdout
+    for p in PARAMETERS:  # every parameter a user sets; the test-only debug.* knobs stay out of --help
+        assert (p.name in res.stdout) == (p.group != "debug"), p.name
+    from bisenetformer_ros.topics import OUTPUT_CAMERA_INFO_TOPICS, OUTPUT_TOPICS
+
+    for topic in [*OUTPUT_TOPICS.values(), *OUTPUT_CAMERA_INFO_TOPICS, "class_info", "label_info", "/compressed"]:
+        assert topic in res.stdout, f"--help does not list output topic {topic}"
     code = "import sys; from bisenetformer_ros.ros.node import main; main(['--help']); print('rclpy' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.stdout.strip().endswith("False")
@@ -182,7 +187,7 @@ def test_launch_file_compiles_and_refers_to_real_things(path: Path, tmp_path: Pa
     assert facts["files"], "a launch file should take its parameters from config/"
     for rel in facts["files"]:
         assert (REPO / rel).is_file(), f"{path.name} refers to missing {rel}"
-    undeclared = facts["params"] - set(SPECS)
+    undeclared = facts["params"] - set(SPECS) - BUILTIN_PARAMETERS
     assert not undeclared, f"{path.name} sets undeclared parameters {undeclared}"
     for r in facts["remaps"]:
         assert r in NODE_INPUT_TOPICS or r == "<image_in>", f"{path.name} remaps unknown topic {r}"

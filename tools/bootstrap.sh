@@ -3,7 +3,9 @@
 #   - ROS 2 Python (rclpy + Fast DDS, standard messages) and the rosidl message generators, from PyPI wheels;
 #   - PyTorch (CPU build on x86 dev machines; override with TORCH_SPEC), ONNX Runtime, rosbags, test tools;
 #   - this package, editable (the checkout is what runs);
-#   - this package's messages (msg/), generated and compiled into the venv with CMake, exactly as colcon would.
+#   - this package's messages (msg/), generated and compiled into the venv with CMake, exactly as colcon would;
+#   - vision_msgs (tools/vision_msgs: the upstream 4.1.1 .msg files, which have no PyPI wheel), built the same way,
+#     so the detections / label_info outputs run in the test suite with the type hashes of a ROS install.
 # Idempotent: a second run with nothing changed only checks a stamp and one import (well under 30 s).
 # Versions are pinned in tools/constraints.txt.
 set -euo pipefail
@@ -17,9 +19,10 @@ STAMP="$VENV/.bootstrap-stamp"
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 cd "$ROOT"
-want=$(cat tools/constraints.txt tools/bootstrap.sh setup.py CMakeLists.txt package.xml msg/*.msg | sha256sum | cut -d' ' -f1)
+want=$(cat tools/constraints.txt tools/bootstrap.sh setup.py CMakeLists.txt package.xml msg/*.msg \
+  tools/vision_msgs/CMakeLists.txt tools/vision_msgs/package.xml tools/vision_msgs/msg/*.msg | sha256sum | cut -d' ' -f1)
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] \
-    && "$VENV/bin/python" -c "import bisenetformer_ros.msg, rclpy, torch" 2>/dev/null; then
+    && "$VENV/bin/python" -c "import bisenetformer_ros.msg, vision_msgs.msg, rclpy, torch" 2>/dev/null; then
   log "up to date ($VENV)"
   exit 0
 fi
@@ -62,21 +65,33 @@ log "installing Python packages (first run: a few minutes)"
 # The ROS wheels' exported CMake files hard-code the wheel build machine's Python and numpy include paths.
 py_inc=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 np_inc=$("$VENV/bin/python" -c "import numpy; print(numpy.get_include())")
-grep -rl --include='*.cmake' '/opt/python/cp3' "$VENV/share" 2>/dev/null | while read -r f; do
+# (`|| true`: on a re-run nothing is left to rewrite, and grep's exit 1 must not end the script under pipefail.)
+{ grep -rl --include='*.cmake' '/opt/python/cp3' "$VENV/share" 2>/dev/null || true; } | while read -r f; do
   sed -i -E "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$np_inc#g; \
              s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$py_inc#g" "$f"
 done
+# build_msgs SOURCE_DIR BUILD_DIR [CMAKE_ARGS...]: generate + compile + install a message package into the venv.
+build_msgs() {
+  local src=$1 build=$2
+  shift 2
+  mkdir -p "$build"
+  (
+    cd "$build"
+    export AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
+    cmake "$src" -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
+      -DBUILD_TESTING=OFF "$@" >cmake.log 2>&1 || { cat cmake.log; exit 1; }
+    make -j"$(nproc)" >make.log 2>&1 || { tail -50 make.log; exit 1; }
+    make install >install.log 2>&1 || { tail -50 install.log; exit 1; }
+  )
+}
 log "generating and compiling msg/ into the venv"
-mkdir -p "$BUILD_DIR"
-(
-  cd "$BUILD_DIR"
-  export AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
-  cmake "$ROOT" -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
-    -DBISENETFORMER_INSTALL_PYTHON=OFF -DBUILD_TESTING=OFF >cmake.log 2>&1 || { cat cmake.log; exit 1; }
-  make -j"$(nproc)" >make.log 2>&1 || { tail -50 make.log; exit 1; }
-  make install >install.log 2>&1 || { tail -50 install.log; exit 1; }
-)
+build_msgs "$ROOT" "$BUILD_DIR" -DBISENETFORMER_INSTALL_PYTHON=OFF
 "$VENV/bin/python" -c "from bisenetformer_ros.msg import ClassTable, PanopticSegment, PanopticSegmentation" \
   || { log "error: generated messages do not import"; exit 1; }
+# vision_msgs has no PyPI wheel; robots get it from ROS (package.xml). The test venv builds the upstream definitions.
+log "generating and compiling vision_msgs (tools/vision_msgs) into the venv"
+build_msgs "$ROOT/tools/vision_msgs" "$ROOT/build/venv-vision-msgs"
+"$VENV/bin/python" -c "from vision_msgs.msg import Detection2DArray, LabelInfo" \
+  || { log "error: generated vision_msgs do not import"; exit 1; }
 echo "$want" >"$STAMP"
 log "ready: $VENV"

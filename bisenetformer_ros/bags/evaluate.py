@@ -36,12 +36,14 @@ from bisenetformer_ros.bags.typestore import (
     IMAGE,
     PANOPTIC_SEGMENTATION,
 )
+from bisenetformer_ros.model.network_size import NetworkSize, resolve_network_size
+from bisenetformer_ros.topics import OUTPUT_CAMERA_INFO_TOPICS
 
 #: How many later image messages an image waits for its ground truth before it is processed without it.
 GT_LOOKAHEAD = 32
 
-#: Camera info of the outputs (the node's name for it).
-CAMERA_INFO_OUT = "segmentation/camera_info"
+#: Camera info of the outputs (the node's names: where image_transport looks for it, see bisenetformer_ros.topics).
+CAMERA_INFO_OUTS = OUTPUT_CAMERA_INFO_TOPICS
 
 #: Output topics (relative to the output namespace), as the node publishes them.
 OUTPUT_TOPICS = {
@@ -65,7 +67,8 @@ class BagEvalConfig:
     backend: str = "torch"
     device: str = "auto"
     precision: str = "fp32"
-    input_size: Any = None
+    input_size: Any = None  # None = the model file's recorded size; int, (h, w) or 'native' override it
+    network_size: NetworkSize | None = None  # already resolved (the CLI resolves and prints it first)
     batch: int = 4
     max_frames: int | None = None
     out_dir: str | None = None
@@ -168,7 +171,12 @@ class GroundTruthDir:
         return arr
 
 
-def _build_segmenter(cfg: BagEvalConfig) -> Any:
+def network_size_of(cfg: BagEvalConfig) -> NetworkSize:
+    """The network size for this evaluation: the node's rule (the model file's recorded size unless overridden)."""
+    return cfg.network_size or resolve_network_size(cfg.model, cfg.input_size)
+
+
+def _build_segmenter(cfg: BagEvalConfig, size: NetworkSize) -> Any:
     if cfg.segmenter is not None:
         return cfg.segmenter
     from bisenetformer_ros.inference import Segmenter
@@ -178,7 +186,7 @@ def _build_segmenter(cfg: BagEvalConfig) -> Any:
         backend=cfg.backend,
         device=cfg.device,
         precision=cfg.precision,
-        input_size=cfg.input_size,
+        input_size=size.input_size,
     )
 
 
@@ -210,7 +218,8 @@ class OutputBag:
     """Writes the node's output topics for each frame, with the input image's header, as the node publishes them.
 
     ``camera_infos`` are the input bag's ``(bag time, CameraInfo)``: like the node, each output frame gets the
-    latest camera_info received before its image, re-stamped with the image header, on ``segmentation/camera_info``.
+    latest camera_info received before its image, re-stamped with the image header, on ``semantic/camera_info``
+    and ``panoptic/camera_info``.
     """
 
     def __init__(
@@ -232,7 +241,8 @@ class OutputBag:
         self.infos = camera_infos
         self._info_times = [t for t, _ in camera_infos]
         if camera_infos:
-            self.writer.add_topic(_ns_join(namespace, CAMERA_INFO_OUT), CAMERA_INFO, [SENSOR_QOS])
+            for info_topic in CAMERA_INFO_OUTS:
+                self.writer.add_topic(_ns_join(namespace, info_topic), CAMERA_INFO, [SENSOR_QOS])
         self._table_written = False
 
     def write_frame(self, header: Any, timestamp: int, outputs: Any) -> None:
@@ -251,9 +261,9 @@ class OutputBag:
         i = bisect.bisect_right(self._info_times, timestamp) - 1
         if i >= 0:
             h, w = sem.shape[:2]
-            self.writer.write(
-                _ns_join(ns, CAMERA_INFO_OUT), t, mc.scaled_camera_info(ts, self.infos[i][1], header, w, h)
-            )
+            info = mc.scaled_camera_info(ts, self.infos[i][1], header, w, h)
+            for info_topic in CAMERA_INFO_OUTS:
+                self.writer.write(_ns_join(ns, info_topic), t, info)
 
     def close(self) -> None:
         self.writer.close()
@@ -270,7 +280,8 @@ def evaluate_bag(cfg: BagEvalConfig) -> dict[str, Any]:
     warnings: list[str] = list(cfg.extra_warnings)
     with BagReader(cfg.bag) as reader:
         _validate(cfg, reader)
-        segmenter = _build_segmenter(cfg)
+        size = network_size_of(cfg) if cfg.segmenter is None else None
+        segmenter = _build_segmenter(cfg, size) if size is not None else cfg.segmenter
         table = segmenter.class_table
         for topic, bag_table in _bag_class_tables(reader):
             diffs = table.differences(bag_table)
@@ -325,6 +336,8 @@ def evaluate_bag(cfg: BagEvalConfig) -> dict[str, Any]:
             "batch": cfg.batch,
             "class_table": table.dataset,
             "output_bag": cfg.write_bag or "",
+            "network_input": size.describe() if size is not None else "as set up by the caller",
+            "network_input_size": size.to_json()["input_size"] if size is not None else None,
         },
         warnings=warnings,
         latency=scorer.latency(wall, processed),

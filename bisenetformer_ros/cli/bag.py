@@ -13,6 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bisenetformer_ros.cli.options import (
+    add_input_size_option,
+    add_quiet_option,
+    check_output_dir,
+    float_above,
+    fraction,
+    int_at_least,
+    ros_domain_id,
+)
+
 
 def _remaps(values: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -39,7 +49,7 @@ def register(subparsers: Any) -> None:
     sp.add_argument("bag", help="rosbag2 directory or .db3/.mcap file")
     sp.add_argument(
         "--rate",
-        type=float,
+        type=float_above(0.0, inclusive=True),
         default=1.0,
         help="playback speed factor honouring recorded timing; 0 = as fast as possible (default 1)",
     )
@@ -54,21 +64,25 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--clock", action="store_true", help="publish bag time on /clock (for use_sim_time consumers)")
     sp.add_argument(
         "--wait-for-subscribers",
-        type=int,
+        type=int_at_least(0),
         default=0,
         metavar="N",
         help="before playing, wait until the topics have N subscribers",
     )
-    sp.add_argument("--wait-timeout", type=float, default=30.0, help="seconds to wait for subscribers (default 30)")
+    sp.add_argument(
+        "--wait-timeout", type=float_above(0.0), default=30.0, help="seconds to wait for subscribers (default 30)"
+    )
     sp.add_argument(
         "--sync-topic",
         help="lock-step: after each image, wait for this topic's message with the same "
         "header stamp (e.g. /bisenetformer/semantic) - every frame reaches a slow consumer",
     )
     sp.add_argument("--sync-source", help="topic that lock-step paces (default: the first image topic)")
-    sp.add_argument("--sync-timeout", type=float, default=10.0, help="seconds to wait per frame in lock-step")
-    sp.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID to use (default: the environment's)")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.add_argument(
+        "--sync-timeout", type=float_above(0.0), default=10.0, help="seconds to wait per frame in lock-step"
+    )
+    sp.add_argument("--domain-id", type=ros_domain_id, help="ROS_DOMAIN_ID to use, 0..232 (default: the environment's)")
+    add_quiet_option(sp)
     sp.set_defaults(func=run_play)
 
     # record
@@ -88,12 +102,14 @@ def register(subparsers: Any) -> None:
         help="metadata.yaml version: 9 = Jazzy/Kilted, 8 = Iron (default 9)",
     )
     sr.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
-    sr.add_argument("--duration", type=float, help="stop after this many seconds")
-    sr.add_argument("--max-messages", type=int, help="stop after this many messages in total")
+    sr.add_argument("--duration", type=float_above(0.0), help="stop after this many seconds")
+    sr.add_argument("--max-messages", type=int_at_least(1), help="stop after this many messages in total")
     sr.add_argument(
-        "--idle-timeout", type=float, help="stop when no message arrived for this many seconds (after the first one)"
+        "--idle-timeout",
+        type=float_above(0.0),
+        help="stop when no message arrived for this many seconds (after the first one)",
     )
-    sr.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID to use (default: the environment's)")
+    sr.add_argument("--domain-id", type=ros_domain_id, help="ROS_DOMAIN_ID to use, 0..232 (default: the environment's)")
     sr.set_defaults(func=run_record)
 
     # info
@@ -104,10 +120,10 @@ def register(subparsers: Any) -> None:
     # make-synthetic
     sm = sub.add_parser("make-synthetic", help="camera bag with ground truth from the synthetic scene generator")
     sm.add_argument("out", help="output bag directory")
-    sm.add_argument("--width", type=int, default=320)
-    sm.add_argument("--height", type=int, default=240)
-    sm.add_argument("--rate", type=float, default=10.0, help="frame rate in Hz (default 10)")
-    sm.add_argument("--frames", type=int, default=50, help="number of frames (default 50)")
+    sm.add_argument("--width", type=int_at_least(16), default=320)
+    sm.add_argument("--height", type=int_at_least(16), default=240)
+    sm.add_argument("--rate", type=float_above(0.0), default=10.0, help="frame rate in Hz (default 10)")
+    sm.add_argument("--frames", type=int_at_least(1), default=50, help="number of frames (default 50)")
     sm.add_argument("--seed", type=int, default=0, help="scene seed (same seed = same bag)")
     sm.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3")
     sm.add_argument("--namespace", default="/camera", help="topic namespace (default /camera)")
@@ -116,6 +132,7 @@ def register(subparsers: Any) -> None:
         "--start-time", type=float, default=1_700_000_000.0, help="stamp of the first frame, seconds since the epoch"
     )
     sm.add_argument("--overwrite", action="store_true")
+    add_quiet_option(sm)
     sm.set_defaults(func=run_make_synthetic)
 
     # evaluate
@@ -136,22 +153,16 @@ def register(subparsers: Any) -> None:
     se.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
     se.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     se.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
-    se.add_argument(
-        "--input-size",
-        type=int,
-        nargs="+",
-        metavar="N",
-        help="network input: short side (one number) or H W (default: the model's)",
-    )
-    se.add_argument("--batch", type=int, default=4, help="frames per inference batch (default 4)")
-    se.add_argument("--max-frames", type=int, help="evaluate only the first N frames")
+    add_input_size_option(se)
+    se.add_argument("--batch", type=int_at_least(1), default=4, help="frames per inference batch (default 4)")
+    se.add_argument("--max-frames", type=int_at_least(1), help="evaluate only the first N frames")
     se.add_argument("--out", help="report directory (JSON + HTML); default <bag>_eval next to the bag")
     se.add_argument("--write-bag", help="write the node's output topics for every frame to this bag")
     se.add_argument("--write-storage", choices=("sqlite3", "mcap"), default="sqlite3")
     se.add_argument("--output-namespace", default="/bisenetformer", help="namespace of the written output topics")
-    se.add_argument("--overlay-alpha", type=float, default=0.5)
+    se.add_argument("--overlay-alpha", type=fraction, default=0.5)
     se.add_argument("--overwrite", action="store_true", help="replace an existing --write-bag")
-    se.add_argument("--no-progress", action="store_true")
+    add_quiet_option(se)
     se.set_defaults(func=run_evaluate)
 
     # export
@@ -169,7 +180,7 @@ def register(subparsers: Any) -> None:
     sx.add_argument("--out", required=True, help="output folder")
     sx.add_argument("--split", default="val", help="split name of the written dataset (default val)")
     sx.add_argument("--class-table", help="built-in class table of the labels (default: the bag's class_info topic)")
-    sx.add_argument("--max-frames", type=int, help="export only the first N frames")
+    sx.add_argument("--max-frames", type=int_at_least(1), help="export only the first N frames")
     sx.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     sx.set_defaults(func=run_export)
 
@@ -191,7 +202,7 @@ def run_play(args: argparse.Namespace) -> int:
         sync_source=args.sync_source,
         sync_timeout=args.sync_timeout,
         domain_id=args.domain_id,
-        show_progress=not args.no_progress,
+        show_progress=not args.quiet,
         log=lambda s: print(s, file=sys.stderr),
     )
     rate = stats.total / stats.wall_time if stats.wall_time > 0 else 0.0
@@ -251,7 +262,8 @@ def run_make_synthetic(args: argparse.Namespace) -> int:
         frame_id=args.frame_id,
         start_time=args.start_time,
     )
-    info = make_synthetic_bag(args.out, cfg, overwrite=args.overwrite, progress=True)
+    check_output_dir(args.out, "OUT")
+    info = make_synthetic_bag(args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {info['frames']} frames ({cfg.width}x{cfg.height} @ {cfg.rate:g} Hz, {cfg.storage}) to {args.out}")
     for topic in info["topics"]:
         print(f"  {topic}")
@@ -260,13 +272,11 @@ def run_make_synthetic(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from bisenetformer_ros.bags.evaluate import BagEvalConfig, evaluate_bag
+    from bisenetformer_ros.cli.options import resolve_network_size
 
-    input_size: Any = None
-    if args.input_size:
-        if len(args.input_size) not in (1, 2):
-            raise ValueError("--input-size takes one number (short side) or two (H W)")
-        input_size = args.input_size[0] if len(args.input_size) == 1 else tuple(args.input_size)
     out = args.out or str(Path(args.bag).resolve().with_name(Path(args.bag).resolve().name + "_eval"))
+    check_output_dir(out, "--out")
+    size = resolve_network_size(args)  # printed, and recorded in report.json
     cfg = BagEvalConfig(
         bag=args.bag,
         image_topic=args.image_topic,
@@ -277,7 +287,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         backend=args.backend,
         device=args.device,
         precision=args.precision,
-        input_size=input_size,
+        input_size=args.input_size,
+        network_size=size,
         batch=args.batch,
         max_frames=args.max_frames,
         out_dir=out,
@@ -286,7 +297,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         output_namespace=args.output_namespace,
         overlay_alpha=args.overlay_alpha,
         overwrite=args.overwrite,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     report = evaluate_bag(cfg)
     print(report["headline"])

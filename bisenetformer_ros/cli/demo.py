@@ -4,7 +4,16 @@ outputs -> scores, latency and an HTML report."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from bisenetformer_ros.cli.options import (
+    add_quiet_option,
+    check_output_dir,
+    float_above,
+    int_at_least,
+    ros_domain_id,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -19,17 +28,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bag", help="your camera bag (default: a synthetic bag, cached after the first run)")
     p.add_argument("--model", help="checkpoint for the node (default: the shipped model)")
     p.add_argument("--out", default="bisenetformer_demo", help="output folder (default ./bisenetformer_demo)")
-    p.add_argument("--frames", type=int, help="number of frames (synthetic bag size / limit on --bag)")
+    p.add_argument("--frames", type=int_at_least(1), help="number of frames (synthetic bag size / limit on --bag)")
     p.add_argument("--quick", action="store_true", help="short variant (8 small frames) for CI and a first look")
     p.add_argument("--image-topic", help="image topic of --bag (default: /camera/image or the first image topic)")
     gt = p.add_mutually_exclusive_group()
     gt.add_argument("--gt-semantic-topic", help="ground-truth label topic of --bag (mono8/mono16)")
     gt.add_argument("--gt-panoptic-topic", help="ground-truth PanopticSegmentation topic of --bag")
-    p.add_argument("--width", type=int, help="synthetic frame width")
-    p.add_argument("--height", type=int, help="synthetic frame height")
-    p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: a random private one)")
+    p.add_argument("--width", type=int_at_least(32), help="synthetic frame width")
+    p.add_argument("--height", type=int_at_least(32), help="synthetic frame height")
+    p.add_argument("--domain-id", type=ros_domain_id, help="ROS_DOMAIN_ID, 0..232 (default: a random private one)")
     p.add_argument("--cache-dir", help="where the synthetic bag is cached (default ~/.cache/bisenetformer/demo)")
-    p.add_argument("--frame-timeout", type=float, default=30.0, help="seconds to wait for the node per frame")
+    p.add_argument(
+        "--frame-timeout", type=float_above(0.0), default=30.0, help="seconds to wait for the node per frame"
+    )
     p.add_argument(
         "--node-arg",
         action="append",
@@ -37,13 +48,16 @@ def register(subparsers: Any) -> None:
         metavar="ARG",
         help="extra argument for the node's --ros-args (repeatable), e.g. --node-arg=-p --node-arg=overlay_alpha:=0.6",
     )
-    p.add_argument("--no-progress", action="store_true")
+    add_quiet_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from bisenetformer_ros.ros.demo_runner import DemoConfig, run_demo
 
+    check_output_dir(args.out, "--out")
+    if args.model and not Path(args.model).is_file():
+        raise FileNotFoundError(f"model file '{args.model}' does not exist")
     cfg = DemoConfig(
         bag=args.bag,
         model=args.model,
@@ -59,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         frame_timeout=args.frame_timeout,
         node_args=list(args.node_arg),
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     report = run_demo(cfg)
     paths = report["paths"]

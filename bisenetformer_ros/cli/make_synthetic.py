@@ -9,6 +9,11 @@ and of ``val`` ``render_scene(VAL_SEED + seed + i)``, the same scenes the on-the
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+from pathlib import Path
+
+from bisenetformer_ros.cli.options import add_quiet_option, check_output_dir, int_at_least, replace_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,12 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUT/semantic/<split>/*.png for the splits train and val. Read it back with "
         "`bisenetformer train data.dataset=synthetic data.root=OUT` (or dataset coco_panoptic).",
     )
-    p.add_argument("out", help="output folder (created if needed)")
-    p.add_argument("--train", type=int, default=256, help="number of training images (default 256)")
-    p.add_argument("--val", type=int, default=64, help="number of validation images (default 64)")
+    p.add_argument("out", help="output folder (must not exist or be empty, unless --overwrite)")
+    p.add_argument("--train", type=int_at_least(0), default=256, help="number of training images (default 256)")
+    p.add_argument("--val", type=int_at_least(0), default=64, help="number of validation images (default 64)")
     p.add_argument(
-        "--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="image height and width (default 128 128)"
+        "--size",
+        type=int_at_least(16),
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="image height and width (default 128 128)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     p.add_argument(
         "--seed",
         type=int,
@@ -32,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="offset added to the split seeds (train starts at TRAIN_SEED+seed, val at VAL_SEED+seed); 0 gives the "
         "standard splits",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(p)
     p.set_defaults(func=run)
 
 
@@ -40,18 +51,28 @@ def run(args: argparse.Namespace) -> int:
     from bisenetformer_ros.data.synthetic import DEFAULT_SIZE, TRAIN_SEED, VAL_SEED, write_dataset
 
     height, width = args.size if args.size is not None else DEFAULT_SIZE
-    if height < 16 or width < 16:
-        raise ValueError(f"--size must be at least 16 16, got {height} {width}")
-    if args.train < 0 or args.val < 0:
-        raise ValueError(f"--train and --val must be >= 0, got {args.train} and {args.val}")
+    if args.train == 0 and args.val == 0:
+        raise ValueError("--train 0 --val 0 writes nothing; ask for at least one image")
+    out = check_output_dir(args.out, "OUT")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise ValueError(f"'{out}' exists and is not empty; choose a new folder or pass --overwrite")
     if args.seed < 0 or TRAIN_SEED + args.seed + args.train > VAL_SEED:
         raise ValueError(
             f"--seed {args.seed} with --train {args.train} would overlap the validation seeds (from {VAL_SEED}); "
             "training and validation scenes must stay disjoint"
         )
-    for split, n, seed in (("train", args.train, TRAIN_SEED), ("val", args.val, VAL_SEED)):
-        if n == 0:
-            continue
-        write_dataset(args.out, split, n, seed + args.seed, height, width, progress=not args.quiet)
-    print(f"wrote {args.train} train and {args.val} val images ({height}x{width}) to {args.out}")
+    # Written next to OUT and moved into place at the end: an interrupted or failed run leaves no partial dataset.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for split, n, seed in (("train", args.train, TRAIN_SEED), ("val", args.val, VAL_SEED)):
+            if n == 0:
+                continue
+            write_dataset(tmp, split, n, seed + args.seed, height, width, progress=not args.quiet)
+        replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    splits = " and ".join(f"{n} {s}" for s, n in (("train", args.train), ("val", args.val)) if n)
+    print(f"wrote {splits} images ({height}x{width}) to {Path(out)}")
     return 0

@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from bisenetformer_ros.cli.evaluate import add_model_arguments, build_segmenter
+from bisenetformer_ros.cli.options import (
+    OutputDir,
+    add_model_arguments,
+    add_quiet_option,
+    build_segmenter,
+    fraction,
+    int_at_least,
+    new_output_dir,
+)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
@@ -137,7 +145,7 @@ def segments_json(segments: list[Any], class_table: Any) -> list[dict[str, Any]]
 
 
 def write_outputs(
-    out_dir: Path,
+    out_dir: OutputDir,
     name: str,
     image: np.ndarray,
     frame_result: Any,
@@ -159,9 +167,9 @@ def write_outputs(
     if rendered.semantic is None or pan is None or rendered.overlay is None:  # pragma: no cover - both tasks asked
         raise RuntimeError("the segmenter returned no semantic/panoptic result")
     h, w = image.shape[:2]
-    _imwrite(out_dir / f"{name}_semantic.png", rendered.semantic[0])
-    _imwrite(out_dir / f"{name}_panoptic.png", cv2.cvtColor(encode_panoptic_png(pan.id_map), cv2.COLOR_RGB2BGR))
-    _imwrite(out_dir / f"{name}_overlay.png", cv2.cvtColor(rendered.overlay, cv2.COLOR_RGB2BGR))
+    _imwrite(out_dir.file(f"{name}_semantic.png"), rendered.semantic[0])
+    _imwrite(out_dir.file(f"{name}_panoptic.png"), cv2.cvtColor(encode_panoptic_png(pan.id_map), cv2.COLOR_RGB2BGR))
+    _imwrite(out_dir.file(f"{name}_overlay.png"), cv2.cvtColor(rendered.overlay, cv2.COLOR_RGB2BGR))
     meta = {
         "file_name": f"{name}_panoptic.png",
         "source": source,
@@ -171,7 +179,7 @@ def write_outputs(
         "class_table": class_table.dataset,
         "segments_info": segments_json(pan.segments, class_table),
     }
-    (out_dir / f"{name}_panoptic.json").write_text(json.dumps(meta, indent=1))
+    out_dir.file(f"{name}_panoptic.json").write_text(json.dumps(meta, indent=1))
 
 
 def _imwrite(path: Path, array: np.ndarray) -> None:
@@ -191,25 +199,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "<name>_overlay.png. An unreadable file stops with an error naming it unless --skip-bad is given.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, video files or folders")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder (created if needed; a failed run removes what it wrote)",
+    )
     add_model_arguments(p)
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the class colours (0..1)")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="videos: segment every N-th frame (default 1)")
+    p.add_argument("--alpha", type=fraction, default=0.5, help="overlay opacity of the class colours (0..1)")
+    p.add_argument(
+        "--every", type=int_at_least(1), default=1, metavar="N", help="videos: segment every N-th frame (default 1)"
+    )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files (counted) instead of stopping")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    items = collect_inputs(args.inputs)
+    with new_output_dir(args.out, "--out") as out_dir:
+        return _predict(args, items, out_dir)
+
+
+def _predict(args: argparse.Namespace, items: list[InputItem], out_dir: OutputDir) -> int:
     from tqdm import tqdm
 
-    if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
-    if args.every < 1:
-        raise ValueError(f"--every must be >= 1, got {args.every}")
-    items = collect_inputs(args.inputs)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     segmenter = build_segmenter(args)
     table = segmenter.class_table
     tasks = ("semantic", "panoptic")
@@ -247,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         segmenter.close()
-    line = f"wrote {written} result(s) to {out_dir}"
+    line = f"wrote {written} result(s) to {out_dir.path}"
     if skipped:
         line += f"; skipped {len(skipped)} unreadable file(s): " + ", ".join(skipped[:5])
         line += " ..." if len(skipped) > 5 else ""

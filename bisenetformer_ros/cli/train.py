@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bisenetformer_ros.cli.options import add_quiet_option, check_output_file
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -23,18 +25,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if <run-dir>/last.pt exists")
     p.add_argument("--export", type=Path, default=None, help="also write the final weights as a model file here")
     p.add_argument("--half", action="store_true", help="store the --export file in fp16 (half the size)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.set_defaults(func=run)
+    add_quiet_option(p)  # logs still go to log.jsonl
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, before or after the flags")
+    p.set_defaults(func=run, accepts_overrides=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from bisenetformer_ros.train.config import load_config
     from bisenetformer_ros.train.trainer import Trainer
 
+    if args.export is not None:
+        check_output_file(args.export, "--export")
     cfg = load_config(args.config, args.overrides)
     run_dir = args.run_dir or Path("runs") / cfg.name
-    trainer = Trainer(cfg, run_dir, resume=not args.no_resume, progress=not args.no_progress)
+    trainer = Trainer(cfg, run_dir, resume=not args.no_resume, progress=not args.quiet)
     last = trainer.train()
     if trainer.dist.is_main:
         print(f"checkpoint: {last}")

@@ -487,6 +487,8 @@ class RosSession:
         from rclpy.context import Context
         from rclpy.signals import SignalHandlerOptions
 
+        if domain_id is not None and not 0 <= int(domain_id) <= 232:
+            raise ValueError(f"ROS domain id must be 0..232, got {domain_id}")  # rmw would fail with a traceback
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
         self.node = Node(name, context=self.context)
@@ -535,6 +537,13 @@ def record(
     """
     from rclpy.executors import SingleThreadedExecutor
 
+    # Nonsense limits would give an empty bag and exit 0: refuse them before anything is created.
+    if duration is not None and not duration > 0:
+        raise ValueError(f"duration must be > 0 seconds, got {duration:g}")
+    if max_messages is not None and max_messages < 1:
+        raise ValueError(f"max_messages must be >= 1, got {max_messages}")
+    if idle_timeout is not None and not idle_timeout > 0:
+        raise ValueError(f"idle_timeout must be > 0 seconds, got {idle_timeout:g}")
     writer = BagWriter(out, storage=storage, overwrite=overwrite, version=version)
     with RosSession("bisenetformer_bag_recorder", domain_id) as session:
         writer.open()

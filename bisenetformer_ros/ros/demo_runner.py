@@ -26,19 +26,17 @@ from typing import Any
 
 from bisenetformer_ros.bags.bagio import BagReader, BagWriter
 from bisenetformer_ros.bags.typestore import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, PANOPTIC_SEGMENTATION
+from bisenetformer_ros.model.network_size import model_file_network_size
+from bisenetformer_ros.topics import CLASS_INFO_TOPIC, OUTPUT_CAMERA_INFO_TOPICS, OUTPUT_TOPICS
 
 #: Namespace of the node in the demo; its outputs are <ns>/semantic, <ns>/panoptic, ...
 NODE_NAMESPACE = "/bisenetformer"
 NODE_NAME = "bisenetformer"
 #: Node outputs the demo records (everything a user would look at in RViz, plus the node's own diagnostics).
 OUTPUTS = (
-    "semantic",
-    "semantic/color",
-    "overlay",
-    "panoptic",
-    "panoptic/color",
-    "segmentation/camera_info",
-    "class_info",
+    *(OUTPUT_TOPICS[n] for n in ("semantic", "semantic_color", "overlay", "panoptic", "panoptic_color")),
+    *OUTPUT_CAMERA_INFO_TOPICS,
+    CLASS_INFO_TOPIC,
 )
 
 
@@ -151,25 +149,16 @@ def _private_domain(cfg: DemoConfig) -> int:
     return random.Random(os.getpid() ^ time.time_ns()).randint(150, 229)
 
 
-def trained_short_side(model: Path) -> int | None:
-    """Short side (pixels) the model was trained at, from the recipe stored in a model file by the trainer.
-
-    The paper runs inference with the short side resized to the training scale (ADE20K protocol); a model trained
-    on 128-pixel synthetic scenes sees objects 2-3x too large in a 384x288 frame otherwise. ``None`` for .onnx /
-    engine files or files without a recipe (the node then uses the camera size).
-    """
-    if model.suffix != ".pt":
-        return None
+def node_error_line(log_path: Path) -> str:
+    """The node's own reason for failing, from its log: the last error line (e.g. ``configure failed: ...``)."""
     try:
-        import yaml
-
-        from bisenetformer_ros.model.checkpoint import read_checkpoint
-
-        recipe = yaml.safe_load((read_checkpoint(model).get("extra") or {}).get("train_config") or "") or {}
-        base = int((recipe.get("augment") or {}).get("base_size") or 0)
-    except Exception:  # an unreadable recipe only loses the hint; the node reports real model problems itself
-        return None
-    return base or None
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if "[ERROR]" in line or "error:" in line or "invalid parameter" in line:
+            return line.split("]: ", 1)[-1].strip()
+    return lines[-1].strip() if lines else ""
 
 
 def start_node(
@@ -274,11 +263,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         shutil.rmtree(out_bag) if (out_bag / "metadata.yaml").exists() else None
     _log(f"starting bisenetformer_node (model {model.name}, CPU, ROS_DOMAIN_ID={domain}); log: {node_log}")
     node_args = list(cfg.node_args)
-    if not any(a.startswith(("input_short_side", "input_height", "input_width")) for a in node_args):
-        short = trained_short_side(model)
-        if short:
-            _log(f"running the network at short side {short} px, the scale the model was trained at")
-            node_args += ["-p", f"input_short_side:={short}"]
+    if any(a.startswith(("input_short_side", "input_height", "input_width")) for a in node_args):
+        network = "as set with --node-arg"
+    else:  # the node applies the one rule itself; say which size that is
+        network = model_file_network_size(model).describe()
+    _log(f"network input: {network}")
     node = start_node(model, image_topic, info_topic, env, node_log, node_args)
     output_topics = [f"{NODE_NAMESPACE}/{t}" for t in OUTPUTS] + ["/diagnostics"]
     played_topics = [image_topic] + ([info_topic] if info_topic else [])
@@ -298,14 +287,17 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                     ex.add_node(session.node)
                     deadline = time.monotonic() + cfg.node_start_timeout
                     while recorder.missing:
+                        # A node that cannot configure exits at once (exit_on_autostart_failure): seen within
+                        # one spin, not after the start-up timeout.
                         if node.poll() is not None:
                             raise RuntimeError(
-                                f"the node exited (code {node.returncode}) while starting:\n" + _tail(node_log)
+                                f"the node exited (code {node.returncode}) while starting: "
+                                f"{node_error_line(node_log) or 'no error in its log'} (log: {node_log})"
                             )
                         if time.monotonic() > deadline or session.stop.is_set():
                             raise RuntimeError(
                                 f"the node did not advertise {', '.join(recorder.missing)} within "
-                                f"{cfg.node_start_timeout:.0f} s; its log:\n{_tail(node_log)}"
+                                f"{cfg.node_start_timeout:.0f} s (log: {node_log})"
                             )
                         ex.spin_once(timeout_sec=0.1)
                     ex.remove_node(session.node)
@@ -385,6 +377,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                 "ros_domain_id": domain,
                 "playback": "lock-step (next frame after the node's answer)",
                 "frames_played": len(stats.publish_wall),
+                "network_input": network,
             },
             warnings=warnings,
             latency_note="End-to-end latency per frame: from publishing the image to receiving the node's semantic "

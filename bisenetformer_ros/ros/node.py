@@ -11,7 +11,16 @@ A thin adapter over the ROS-free core. Threads and data flow:
 
 Lifecycle: ``configure`` loads the model and creates publishers (a failure is logged with its cause and leaves the
 node unconfigured, ready to be configured again), ``activate`` subscribes and starts the worker, ``deactivate``
-stops both, ``cleanup`` releases the model. With ``autostart`` (default) the node configures and activates itself.
+stops both, ``cleanup`` releases the model and destroys every publisher it created (nothing accumulates over
+cycles). With ``autostart`` (default) the node configures and activates itself like a plain node; then a failed
+configure ends the process with exit code 2 and one error line (``exit_on_autostart_failure``), because a plain node
+that sits unconfigured for ever cannot be respawned or stopped on by a launch file.
+
+QoS: outputs are reliable by default (REP 2003), which serves reliable and best-effort subscribers alike. A
+subscriber (or, on the input side, a publisher) whose QoS does not match is reported twice: a WARN log line naming
+the topic and the policy (rclpy's QoS event callbacks), and a WARN in ``/diagnostics`` for as long as such an
+endpoint exists (checked against the graph every diagnostics period), since a lazy node would otherwise sit idle
+with an "OK" status while the user's display shows nothing.
 """
 
 from __future__ import annotations
@@ -33,24 +42,22 @@ from bisenetformer_ros.ros.parameters import (
     BUILTIN_PARAMETERS,
     PARAMETERS,
     SPECS,
+    ParamsFileError,
     check_combination,
+    check_params_file_syntax,
     help_text,
     mask_class_entries,
     suggest,
 )
+from bisenetformer_ros.topics import (
+    CLASS_INFO_TOPIC,
+    LABEL_INFO_TOPIC,
+    OUTPUT_CAMERA_INFO_TOPICS,
+    OUTPUT_TOPICS,
+)
 
-#: Output name -> topic (relative to the camera namespace).
-OUTPUT_TOPICS: dict[str, str] = {
-    "semantic": "semantic",
-    "semantic_color": "semantic/color",
-    "semantic_confidence": "semantic/confidence",
-    "overlay": "overlay",
-    "class_mask": "class_mask",
-    "panoptic": "panoptic",
-    "panoptic_color": "panoptic/color",
-    "detections": "detections",
-}
-CAMERA_INFO_OUT = "segmentation/camera_info"
+#: Exit code of the process for bad input: invalid parameters, unreadable parameter files, failed autostart.
+EXIT_BAD_INPUT = 2
 SEMANTIC_OUTPUTS = frozenset({"semantic", "semantic_color", "semantic_confidence", "overlay", "class_mask"})
 PANOPTIC_OUTPUTS = frozenset({"panoptic", "panoptic_color", "detections"})
 
@@ -71,6 +78,17 @@ class PendingFrame:
 
 
 @dataclass
+class QosIssue:
+    """An endpoint on one of our topics whose QoS does not match ours (seen through a QoS event)."""
+
+    topic: str
+    side: str  # 'subscriber' (of our output) or 'publisher' (of our input)
+    policy: str  # e.g. RELIABILITY, DURABILITY
+    ours: Any  # our QoSProfile on that topic
+    count: int = 0  # incompatible endpoints found in the graph at the last check
+
+
+@dataclass
 class Camera:
     """One camera namespace: its topics, publishers, last camera_info and statistics."""
 
@@ -81,9 +99,14 @@ class Camera:
     subscriptions: list[Any] = field(default_factory=list)
     publishers: dict[str, Any] = field(default_factory=dict)
     compressed: dict[str, Any] = field(default_factory=dict)  # image outputs' <topic>/compressed publishers
-    info_publisher: Any = None
+    info_publishers: dict[str, Any] = field(default_factory=dict)  # semantic/camera_info, panoptic/camera_info
     latched: list[Any] = field(default_factory=list)  # class_info (+ label_info)
     camera_info: Any = None
+    qos_issues: dict[str, QosIssue] = field(default_factory=dict)  # topic -> issue
+
+    def all_publishers(self) -> list[Any]:
+        """Every publisher this camera owns (for cleanup and counting)."""
+        return [*self.publishers.values(), *self.compressed.values(), *self.info_publishers.values(), *self.latched]
 
 
 def _tasks_for(wanted: set[str], task: str, edges: bool) -> set[str]:
@@ -118,6 +141,7 @@ def _node_class() -> type:
     )
     from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
     from rclpy.parameter import Parameter
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy, qos_policy_name_from_kind
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from std_msgs.msg import Header
 
@@ -128,6 +152,11 @@ def _node_class() -> type:
     from bisenetformer_ros.ros import messages as M
     from bisenetformer_ros.ros.qos import diagnostics_qos, latched_qos, stream_qos
     from bisenetformer_ros.ros.stats import STAGES, CameraStats, CauseThrottle
+
+    try:
+        from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+    except ImportError:  # pragma: no cover - Humble's name of the same module
+        from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 
     ptypes = {
         "bool": ParameterType.PARAMETER_BOOL,
@@ -160,6 +189,7 @@ def _node_class() -> type:
             self._last_error = ""
             self._configure_error = ""
             self._state_label = "unconfigured"
+            self._exit_on_failure = False  # set by autostart(): a failed configure then ends the process
             self.finalized = False
             self.add_on_set_parameters_callback(self._on_set_parameters)
             self._declare_all()
@@ -245,7 +275,7 @@ def _node_class() -> type:
 
         # ------------------------------------------------------------------------------------------- lifecycle
         def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-            from bisenetformer_ros.ros.pipeline import build_segmenter
+            from bisenetformer_ros.ros.pipeline import build_segmenter, network_size_from
 
             p = dict(self._params)
             log = self.get_logger()
@@ -256,7 +286,8 @@ def _node_class() -> type:
             t0 = time.perf_counter()
             seg = None
             try:
-                seg = build_segmenter(p)
+                size = network_size_from(p)  # the model file's recorded size unless overridden
+                seg = build_segmenter(p, size)
                 try:
                     mask_ids = seg.class_table.resolve(mask_class_entries(p["mask_classes"]))
                 except ValueError as exc:
@@ -269,9 +300,12 @@ def _node_class() -> type:
                 if seg is not None:
                     seg.close()
                 self._configure_error = f"{type(exc).__name__}: {exc}"
-                log.error(
-                    f"configure failed: {self._configure_error}. Fix the parameter(s) and trigger 'configure' again"
-                )
+                if self._exit_on_failure:
+                    log.error(f"configure failed: {self._configure_error}; exiting (code {EXIT_BAD_INPUT})")
+                else:
+                    log.error(
+                        f"configure failed: {self._configure_error}. Fix the parameter(s) and trigger 'configure' again"
+                    )
                 return TransitionCallbackReturn.FAILURE
             self._segmenter = seg
             self._mask_ids = mask_ids
@@ -282,14 +316,15 @@ def _node_class() -> type:
                 self._configure_error = f"{type(exc).__name__}: {exc}"
                 log.error(f"configure failed while creating topics: {self._configure_error}")
                 self._release()
+                self._configure_error = f"{type(exc).__name__}: {exc}"  # _release() resets the state
                 return TransitionCallbackReturn.FAILURE
             self._configured = True
             self._state_label = "inactive"
             info = seg.backend.info
             log.info(
                 f"model loaded in {time.perf_counter() - t0:.1f} s: {info.describe()}, classes "
-                f"'{seg.class_table.dataset}' ({seg.class_table.num_classes}); cameras: "
-                + ", ".join(c.label for c in self._cameras)
+                f"'{seg.class_table.dataset}' ({seg.class_table.num_classes}); network input "
+                f"{size.describe()}; cameras: " + ", ".join(c.label for c in self._cameras)
             )
             return TransitionCallbackReturn.SUCCESS
 
@@ -302,16 +337,14 @@ def _node_class() -> type:
                 if compressed:
                     topic = _ns_join(cam.ns, "image/compressed")
                     cb = self._make_compressed_callback(cam)
-                    cam.subscriptions.append(self.create_subscription(CompressedImage, topic, cb, qos))
+                    cam.subscriptions.append(self._subscribe(cam, CompressedImage, topic, cb, qos))
                 else:
                     topic = _ns_join(cam.ns, "image")
-                    cam.subscriptions.append(
-                        self.create_subscription(Image, topic, self._make_image_callback(cam), qos)
-                    )
+                    cam.subscriptions.append(self._subscribe(cam, Image, topic, self._make_image_callback(cam), qos))
                 if p["camera_info_passthrough"]:
                     cam.subscriptions.append(
-                        self.create_subscription(
-                            CameraInfo, _ns_join(cam.ns, "camera_info"), self._make_info_callback(cam), qos
+                        self._subscribe(
+                            cam, CameraInfo, _ns_join(cam.ns, "camera_info"), self._make_info_callback(cam), qos
                         )
                     )
             self._publish_class_tables()
@@ -345,8 +378,13 @@ def _node_class() -> type:
             self.teardown()
             return TransitionCallbackReturn.SUCCESS
 
-        def autostart(self) -> bool:
-            """Configure + activate (the ``autostart`` parameter); False if configuring failed."""
+        def autostart(self, exit_on_failure: bool = False) -> bool:
+            """Configure + activate (the ``autostart`` parameter); False if configuring failed.
+
+            ``exit_on_failure``: the caller ends the process on failure, so the configure error is logged as the
+            one final line instead of an invitation to configure again.
+            """
+            self._exit_on_failure = exit_on_failure
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 return False
             return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -372,12 +410,18 @@ def _node_class() -> type:
                 for sub in cam.subscriptions:
                     self.destroy_subscription(sub)
                 cam.subscriptions.clear()
+                for topic in [t for t, issue in cam.qos_issues.items() if issue.side == "publisher"]:
+                    del cam.qos_issues[topic]  # our subscription is gone, so is its mismatch
 
         def _release(self) -> None:
             for cam in self._cameras:
-                for pub in [*cam.publishers.values(), cam.info_publisher, *cam.latched]:
-                    if pub is not None:
-                        self.destroy_publisher(pub)
+                for pub in cam.all_publishers():
+                    self.destroy_publisher(pub)
+                cam.publishers.clear()
+                cam.compressed.clear()
+                cam.info_publishers.clear()
+                cam.latched.clear()
+                cam.qos_issues.clear()
             self._cameras = []
             if self._segmenter is not None:
                 try:
@@ -389,6 +433,63 @@ def _node_class() -> type:
             self._configured = False
             self._state_label = "unconfigured"
 
+        # ------------------------------------------------------------------------------------------- QoS events
+        def _publish_to(self, cam: Camera, msg_type: Any, topic: str, qos: Any) -> Any:
+            """A publisher whose incompatible-QoS events are logged and tracked for /diagnostics."""
+            resolved = self.resolve_topic_name(topic)
+
+            def on_incompatible(event: Any) -> None:
+                self._qos_event(cam, resolved, "subscriber", event, qos)
+
+            return self.create_publisher(
+                msg_type, topic, qos, event_callbacks=PublisherEventCallbacks(incompatible_qos=on_incompatible)
+            )
+
+        def _subscribe(self, cam: Camera, msg_type: Any, topic: str, callback: Any, qos: Any) -> Any:
+            """A subscription whose incompatible-QoS events are logged and tracked for /diagnostics."""
+            resolved = self.resolve_topic_name(topic)
+
+            def on_incompatible(event: Any) -> None:
+                self._qos_event(cam, resolved, "publisher", event, qos)
+
+            return self.create_subscription(
+                msg_type,
+                topic,
+                callback,
+                qos,
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=on_incompatible),
+            )
+
+        def _qos_event(self, cam: Camera, topic: str, side: str, event: Any, ours: Any) -> None:
+            policy = qos_policy_name_from_kind(event.last_policy_kind)
+            cam.qos_issues[topic] = QosIssue(topic, side, policy, ours, max(1, int(event.total_count_change)))
+            if side == "subscriber":
+                fix = "it receives nothing; give it a matching QoS" + (
+                    " or set output_qos: reliable" if self._params["output_qos"] != "reliable" else ""
+                )
+            else:
+                fix = "its messages are not received; give it a matching QoS or change input_qos"
+            self.get_logger().warning(
+                f"a {side} on {topic} requests an incompatible QoS ({policy}, ours: {_describe_qos(ours)}): {fix}"
+            )
+
+        def _refresh_qos_issues(self, cam: Camera) -> None:
+            """Recount the incompatible endpoints of every topic that reported one; forget topics that have none."""
+            for topic, issue in list(cam.qos_issues.items()):
+                try:
+                    if issue.side == "subscriber":
+                        infos = self.get_subscriptions_info_by_topic(topic)
+                        bad = [i for i in infos if _incompatible(issue.ours, i.qos_profile)]
+                    else:
+                        infos = self.get_publishers_info_by_topic(topic)
+                        bad = [i for i in infos if _incompatible(i.qos_profile, issue.ours)]
+                except Exception:  # pragma: no cover - graph queries fail only while shutting down
+                    continue
+                if bad:
+                    issue.count = len(bad)
+                else:
+                    del cam.qos_issues[topic]
+
         def _create_cameras(self, p: dict[str, Any]) -> None:
             out_qos = stream_qos(p["output_qos"], p["output_qos_depth"])
             image_topic = "image/compressed" if p["input_transport"] == "compressed" else "image"
@@ -396,6 +497,7 @@ def _node_class() -> type:
                 # Named by the resolved input topic (remappings applied), which is what a user recognises.
                 label = self.resolve_topic_name(_ns_join(ns, image_topic))
                 cam = Camera(index=i, ns=ns, label=label, stats=CameraStats(label))
+                self._cameras.append(cam)  # at once: a failure below still releases what was created
                 for name, topic in OUTPUT_TOPICS.items():
                     if name == "detections":
                         if self._vm is None:
@@ -405,18 +507,22 @@ def _node_class() -> type:
                         msg_type = PanopticSegmentation
                     else:
                         msg_type = Image
-                    cam.publishers[name] = self.create_publisher(msg_type, _ns_join(ns, topic), out_qos)
+                    cam.publishers[name] = self._publish_to(cam, msg_type, _ns_join(ns, topic), out_qos)
                     if msg_type is Image:
-                        cam.compressed[name] = self.create_publisher(
-                            CompressedImage, _ns_join(ns, f"{topic}/compressed"), out_qos
+                        cam.compressed[name] = self._publish_to(
+                            cam, CompressedImage, _ns_join(ns, f"{topic}/compressed"), out_qos
                         )
-                cam.info_publisher = self.create_publisher(CameraInfo, _ns_join(ns, CAMERA_INFO_OUT), out_qos)
-                cam.latched.append(self.create_publisher(ClassTableMsg, _ns_join(ns, "class_info"), latched_qos()))
+                if p["camera_info_passthrough"]:
+                    for info_topic in OUTPUT_CAMERA_INFO_TOPICS:
+                        cam.info_publishers[info_topic] = self._publish_to(
+                            cam, CameraInfo, _ns_join(ns, info_topic), out_qos
+                        )
+                latched = latched_qos()
+                cam.latched.append(self._publish_to(cam, ClassTableMsg, _ns_join(ns, CLASS_INFO_TOPIC), latched))
                 if self._vm is not None and hasattr(self._vm, "LabelInfo"):
                     cam.latched.append(
-                        self.create_publisher(self._vm.LabelInfo, _ns_join(ns, "label_info"), latched_qos())
+                        self._publish_to(cam, self._vm.LabelInfo, _ns_join(ns, LABEL_INFO_TOPIC), latched)
                     )
-                self._cameras.append(cam)
 
         def _publish_class_tables(self) -> None:
             table = self._segmenter.class_table
@@ -646,10 +752,13 @@ def _node_class() -> type:
                 fmt, quality = p["compressed_format"], int(p["compressed_jpeg_quality"])
                 sent = M.publish_compressed(cam.compressed, header, outs, compressed, fmt, quality) or sent
             info = cam.camera_info
-            if sent and info is not None and (not p["lazy"] or cam.info_publisher.get_subscription_count() > 0):
-                size = outs.size
-                if size is not None:
-                    cam.info_publisher.publish(M.scaled_camera_info(info, header, size[1], size[0]))
+            if sent and info is not None and outs.size is not None:
+                scaled = None
+                for pub in cam.info_publishers.values():
+                    if not p["lazy"] or pub.get_subscription_count() > 0:
+                        if scaled is None:
+                            scaled = M.scaled_camera_info(info, header, outs.size[1], outs.size[0])
+                        pub.publish(scaled)
             return sent
 
         # ------------------------------------------------------------------------------------------- diagnostics
@@ -701,6 +810,7 @@ def _node_class() -> type:
             arr.status.append(top)
             warn_fps, error_fps = float(p["diagnostics.warn_fps"]), float(p["diagnostics.error_fps"])
             for cam in list(self._cameras):
+                self._refresh_qos_issues(cam)
                 s = cam.stats.snapshot(window)
                 st = DiagnosticStatus(name=f"{name}: camera {cam.label}", hardware_id=name)
                 vals = [kv("state", self._state_label), kv("input_fps", s.input_fps), kv("output_fps", s.output_fps)]
@@ -729,6 +839,15 @@ def _node_class() -> type:
                 if s.window_bad_input:
                     level = max(level, DiagnosticStatus.WARN)
                     problems.append(f"{s.window_bad_input} malformed frame(s)")
+                for issue in cam.qos_issues.values():
+                    level = max(level, DiagnosticStatus.WARN)
+                    problems.append(
+                        f"incompatible QoS: {issue.count} {issue.side}(s) on {issue.topic} ({issue.policy}; ours: "
+                        f"{_describe_qos(issue.ours)})"
+                    )
+                    st.values.append(
+                        kv(f"incompatible_qos.{issue.topic}", f"{issue.count} {issue.side}(s), {issue.policy}")
+                    )
                 st.level = level
                 if problems:
                     st.message = "; ".join(problems)
@@ -743,7 +862,29 @@ def _node_class() -> type:
                 arr.status.append(st)
             return arr
 
+    def _incompatible(pub_qos: Any, sub_qos: Any) -> bool:
+        """True when a publisher with ``pub_qos`` cannot deliver to a subscription with ``sub_qos``.
+
+        Reliability and durability only: these are the mismatches cameras, RViz and recorders run into. (rclpy's
+        ``qos_check_compatible`` also flags the infinite deadline/lease that the graph reports for every endpoint
+        against a profile's "default", which would keep every topic in WARN.)
+        """
+        reliability = (
+            pub_qos.reliability == ReliabilityPolicy.BEST_EFFORT and sub_qos.reliability == ReliabilityPolicy.RELIABLE
+        )
+        durability = (
+            pub_qos.durability == DurabilityPolicy.VOLATILE and sub_qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        return reliability or durability
+
     return BiSeNetFormerNode
+
+
+def _describe_qos(qos: Any) -> str:
+    """``reliable, volatile`` for log lines and diagnostics."""
+    rel = getattr(qos.reliability, "name", str(qos.reliability)).lower().replace("_", " ")
+    dur = getattr(qos.durability, "name", str(qos.durability)).lower().replace("_", " ")
+    return f"{rel}, {dur}"
 
 
 def __getattr__(name: str) -> Any:
@@ -762,12 +903,38 @@ def _wants_help(argv: Sequence[str]) -> bool:
     return any(a in ("-h", "--help") for a in head)
 
 
+def _params_files(args: Sequence[str]) -> list[str]:
+    """The ``--params-file`` arguments among the ROS arguments (after ``--ros-args``)."""
+    files: list[str] = []
+    in_ros = False
+    it = iter(args)
+    for a in it:
+        if a == "--ros-args":
+            in_ros = True
+        elif a == "--":
+            in_ros = False
+        elif in_ros and a == "--params-file":
+            files.append(next(it, ""))
+    return files
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console script ``bisenetformer_node``: ``--help``, or run the node until SIGINT/SIGTERM."""
+    """Console script ``bisenetformer_node``: ``--help``, or run the node until SIGINT/SIGTERM.
+
+    Exit codes: 0 after a normal shutdown, 2 for bad input (a parameter file that is missing or not a ROS parameter
+    file, an invalid parameter value, a failed autostart with ``exit_on_autostart_failure``), each with one line.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if _wants_help(args):
         print(help_text())
         return 0
+    # rcl parses --params-file itself and answers a missing file or bad YAML with a traceback: check them first.
+    for path in _params_files(args):
+        try:
+            check_params_file_syntax(path)
+        except ParamsFileError as exc:
+            print(f"bisenetformer_node: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     import rclpy
     from rclpy.exceptions import (
         InvalidParameterTypeException,
@@ -778,20 +945,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with contextlib.suppress(AttributeError):  # older OpenCV builds lack the logging API
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # corrupt-JPEG warnings: we count those
-    rclpy.init(args=["bisenetformer_node", *args])
+    try:
+        rclpy.init(args=["bisenetformer_node", *args])
+    except Exception as exc:  # rcl's argument parser (RCLError): bad --ros-args
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"bisenetformer_node: error: invalid ROS arguments: {first}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     node_cls = _node_class()
     try:
         node = node_cls()
     except (InvalidParameterTypeException, InvalidParameterValueException, ParameterException, ValueError) as exc:
         print(f"bisenetformer_node: invalid parameter: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
-        return 2
+        return EXIT_BAD_INPUT
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    code = 0
     try:
-        if node.get_parameter("autostart").value and not node.autostart():
-            node.get_logger().error("autostart failed; the node stays unconfigured (configure it again via lifecycle)")
-        while rclpy.ok() and not node.finalized:
+        if node.get_parameter("autostart").value:
+            exit_on_failure = bool(node.get_parameter("exit_on_autostart_failure").value)
+            if not node.autostart(exit_on_failure=exit_on_failure):
+                if exit_on_failure:
+                    code = EXIT_BAD_INPUT  # the configure error was logged as the one error line
+                else:
+                    node.get_logger().error(
+                        "autostart failed; the node stays unconfigured (configure it again via lifecycle)"
+                    )
+        while code == 0 and rclpy.ok() and not node.finalized:
             executor.spin_once(timeout_sec=0.25)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -800,7 +980,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -180,7 +180,8 @@ def _specs() -> list[ParameterSpec]:
             "input_height",
             "integer",
             0,
-            "Network input height (with input_width); 0 = camera size",
+            "Network input height (with input_width); 0 = the size recorded in the model file (camera size if it "
+            "records none)",
             g,
             minimum=0,
             maximum=8192,
@@ -191,7 +192,8 @@ def _specs() -> list[ParameterSpec]:
             "input_width",
             "integer",
             0,
-            "Network input width (with input_height); 0 = camera size",
+            "Network input width (with input_height); 0 = the size recorded in the model file (camera size if it "
+            "records none)",
             g,
             minimum=0,
             maximum=8192,
@@ -202,8 +204,8 @@ def _specs() -> list[ParameterSpec]:
             "input_short_side",
             "integer",
             0,
-            "Resize the short image side to this many pixels keeping the "
-            "aspect ratio (instead of input_height/width); 0 = off",
+            "Resize the short image side to this many pixels keeping the aspect ratio (instead of "
+            "input_height/width); 0 = the size recorded in the model file (camera size if it records none)",
             g,
             minimum=0,
             maximum=8192,
@@ -281,8 +283,10 @@ def _specs() -> list[ParameterSpec]:
             "camera_info_passthrough",
             "bool",
             True,
-            "Republish <ns>/camera_info with each output frame's "
-            "header (scaled to the output size) on <ns>/segmentation/camera_info",
+            "Republish <ns>/camera_info with each output frame's header, scaled to the output size, where "
+            "image_transport looks for the camera info of the output images: <ns>/semantic/camera_info (for "
+            "semantic/color, semantic/confidence) and <ns>/panoptic/camera_info (for panoptic/color); the outputs "
+            "directly in <ns> (semantic, overlay, class_mask) pair with the input <ns>/camera_info",
             g,
         )
     )
@@ -351,8 +355,10 @@ def _specs() -> list[ParameterSpec]:
         ParameterSpec(
             "output_qos",
             "string",
-            "sensor_data",
-            "QoS of image outputs: sensor_data (best effort) or reliable",
+            "reliable",
+            "QoS of the outputs: reliable (REP 2003; serves reliable and best-effort subscribers such as RViz) or "
+            "sensor_data (best effort: only best-effort subscribers receive it; an incompatible subscriber is "
+            "reported in the log and as a WARN in /diagnostics)",
             g,
             choices=("sensor_data", "reliable"),
         )
@@ -558,6 +564,18 @@ def _specs() -> list[ParameterSpec]:
             startup=True,
         )
     )
+    add(
+        ParameterSpec(
+            "exit_on_autostart_failure",
+            "bool",
+            True,
+            "With autostart: a failed configure (missing or corrupt model, wrong expected_classes, no GPU for "
+            "device cuda) ends the process with exit code 2 and one error line, so a launch file can respawn or stop "
+            "on it; false = stay unconfigured and wait for a lifecycle manager to configure again",
+            g,
+            startup=True,
+        )
+    )
 
     g = "debug"
     add(
@@ -645,13 +663,58 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def read_params_file(path: str | Path, node_name: str = "bisenetformer") -> dict[str, Any]:
-    """Parameters a ROS params file gives to ``node_name`` (``/**`` wildcards and namespaced keys included)."""
+class ParamsFileError(ValueError):
+    """A parameter file that is missing, unreadable, not YAML or not shaped like a ROS parameter file."""
+
+
+def load_params_yaml(path: str | Path) -> Mapping[str, Any]:
+    """The YAML of a ROS parameter file, checked for the shape rcl needs: a mapping of node names, each with a
+    ``ros__parameters`` mapping. :class:`ParamsFileError` with one line naming the file and the problem otherwise.
+    """
     import yaml
 
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: a ROS parameter file must be a mapping of node names")
+    p = Path(path)
+    if not str(path):
+        raise ParamsFileError("--params-file needs a file name")
+    if not p.exists():
+        raise ParamsFileError(f"parameter file '{p}' does not exist")
+    if p.is_dir():
+        raise ParamsFileError(f"parameter file '{p}' is a directory")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamsFileError(f"cannot read parameter file '{p}': {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParamsFileError(f"parameter file '{p}' is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, Mapping) or not data:
+        raise ParamsFileError(
+            f"parameter file '{p}' must map node names to 'ros__parameters' (e.g. '/**:' then "
+            "'  ros__parameters:'), got " + ("an empty file" if not data else type(data).__name__)
+        )
+    for key, section in data.items():
+        params = section.get("ros__parameters") if isinstance(section, Mapping) else None
+        if not isinstance(params, Mapping):
+            raise ParamsFileError(
+                f"parameter file '{p}': section '{key}' has no 'ros__parameters' mapping (expected '{key}:' then "
+                "'  ros__parameters:' then the parameters)"
+            )
+    return data
+
+
+def check_params_file_syntax(path: str | Path) -> None:
+    """Raise :class:`ParamsFileError` unless ``path`` is a readable ROS parameter file (the node runs this before
+    handing the file to rcl, whose parser answers these problems with a traceback)."""
+    load_params_yaml(path)
+
+
+def read_params_file(path: str | Path, node_name: str = "bisenetformer") -> dict[str, Any]:
+    """Parameters a ROS params file gives to ``node_name`` (``/**`` wildcards and namespaced keys included)."""
+    data = load_params_yaml(path)
     out: dict[str, Any] = {}
     for key, section in data.items():
         base = str(key).rstrip("/").split("/")[-1]
@@ -702,7 +765,17 @@ def markdown_table(params: Iterable[ParameterSpec] = PARAMETERS) -> str:
 
 
 def help_text() -> str:
-    """Usage printed by ``bisenetformer_node --help`` (without starting ROS)."""
+    """Usage printed by ``bisenetformer_node --help`` (without starting ROS). Test-only ``debug.*`` parameters are
+    left out (``tools/param_table.py --include-debug`` lists them)."""
+    from bisenetformer_ros.topics import (
+        CLASS_INFO_TOPIC,
+        IMAGE_OUTPUTS,
+        LABEL_INFO_TOPIC,
+        OUTPUT_CAMERA_INFO_TOPICS,
+        OUTPUT_TOPICS,
+    )
+
+    images = [OUTPUT_TOPICS[n] for n in OUTPUT_TOPICS if n in IMAGE_OUTPUTS]
     lines = [
         "usage: bisenetformer_node [--help] [--ros-args [-p NAME:=VALUE] [-r FROM:=TO] [--params-file FILE] ...]",
         "",
@@ -710,13 +783,21 @@ def help_text() -> str:
         "",
         "Topics (relative to each camera namespace in 'cameras'; '' = the node's namespace):",
         "  in:  image (sensor_msgs/Image) or image/compressed (sensor_msgs/CompressedImage), camera_info",
-        "  out: semantic, semantic/color, overlay, panoptic, panoptic/color, detections, segmentation/camera_info,",
-        "       class_info (transient local), label_info (transient local); /diagnostics",
+        "  out: " + ", ".join(images) + " (sensor_msgs/Image; each also as <topic>/compressed),",
+        f"       {OUTPUT_TOPICS['panoptic']} (bisenetformer_ros/PanopticSegmentation), "
+        f"{OUTPUT_TOPICS['detections']} (vision_msgs/Detection2DArray),",
+        "       " + ", ".join(OUTPUT_CAMERA_INFO_TOPICS) + " (sensor_msgs/CameraInfo, scaled to the outputs),",
+        f"       {CLASS_INFO_TOPIC} (bisenetformer_ros/ClassTable), {LABEL_INFO_TOPIC} (vision_msgs/LabelInfo), both "
+        "transient local; /diagnostics",
+        "  QoS: outputs reliable by default (output_qos), inputs best effort (input_qos); mismatches are logged and",
+        "       reported in /diagnostics",
         "",
         "Parameters (set with -p NAME:=VALUE or a --params-file; 'applies' says when a change takes effect):",
     ]
     group = None
     for p in PARAMETERS:
+        if p.group == "debug":
+            continue
         if p.group != group:
             group = p.group
             lines.append(f"  [{group}]")
@@ -734,14 +815,26 @@ def help_text() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m bisenetformer_ros.ros.parameters``: the README table, the help text, or ``--check FILE...``
+    (exit 0 and ``ok``; exit 2 with one line per problem, a missing or malformed file included)."""
     parser = argparse.ArgumentParser(description="bisenetformer_node parameter table")
     parser.add_argument("--markdown", action="store_true", help="print the README table")
     parser.add_argument("--check", nargs="*", metavar="YAML", help="validate ROS parameter files for the node")
     args = parser.parse_args(argv)
     if args.check is not None:
-        problems = [p for f in args.check for p in check_params_file(f)]
-        print("\n".join(problems) if problems else "ok")
-        return 1 if problems else 0
+        if not args.check:
+            parser.error("--check needs at least one parameter file")
+        problems: list[str] = []
+        for f in args.check:
+            try:
+                problems += check_params_file(f)
+            except ParamsFileError as exc:
+                problems.append(f"error: {exc}")
+        if problems:
+            print("\n".join(problems), file=sys.stderr)
+            return 2
+        print("ok")
+        return 0
     print(markdown_table() if args.markdown else help_text())
     return 0
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from bisenetformer_ros.inference import Backend, BackendInfo, Segmenter, create_backend
+from bisenetformer_ros.model.network_size import NetworkSize, model_file_network_size
 from bisenetformer_ros.model.postprocess import PostprocessConfig
 
 
@@ -97,6 +98,13 @@ def input_size_from(params: Mapping[str, Any]) -> int | tuple[int, int] | None:
     return None
 
 
+def network_size_from(params: Mapping[str, Any]) -> NetworkSize:
+    """The network input size for the node's parameters: input_height/input_width/input_short_side when set, else
+    the size the model file records (the rule of :mod:`bisenetformer_ros.model.network_size`, shared with
+    ``bag evaluate``, ``predict`` and the demo), else each camera frame's own size."""
+    return model_file_network_size(params["model"] or None, input_size_from(params))
+
+
 def postprocess_config_from(params: Mapping[str, Any]) -> PostprocessConfig:
     return PostprocessConfig(
         object_mask_threshold=float(params["object_mask_threshold"]),
@@ -106,7 +114,7 @@ def postprocess_config_from(params: Mapping[str, Any]) -> PostprocessConfig:
     )
 
 
-def build_segmenter(params: Mapping[str, Any]) -> Segmenter:
+def build_segmenter(params: Mapping[str, Any], network_size: NetworkSize | None = None) -> Segmenter:
     """Load the model on the configured backend/device (raises with cause + fix on any problem)."""
     from bisenetformer_ros.data.classes import get_class_table
 
@@ -119,7 +127,7 @@ def build_segmenter(params: Mapping[str, Any]) -> Segmenter:
     if name == "tensorrt" and params["engine_cache_dir"]:
         options["cache_dir"] = str(params["engine_cache_dir"])
     expected = get_class_table(params["expected_classes"]) if params["expected_classes"] else None
-    input_size = input_size_from(params)
+    input_size = (network_size or network_size_from(params)).input_size
     if name == "tensorrt" and isinstance(input_size, tuple):
         options["profile_hw"] = [input_size]
     backend = create_backend(
