@@ -118,11 +118,6 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case: tuple, files: dict[s
         assert not Path(path.format(**fmt)).exists(), f"{path} was left behind"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the message is built in model/checkpoint.py (read_checkpoint), which is being rewritten on main; "
-    "remove this marker when it no longer quotes torch's first error line",
-)
 def test_checkpoint_errors_do_not_repeat_torchs_unsafe_advice(files: dict[str, Path]) -> None:
     """A file that is not a model file is named as such; torch's 'weights_only=False' advice would tell a user to
     run arbitrary code from an unknown file."""

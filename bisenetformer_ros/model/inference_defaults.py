@@ -20,7 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bisenetformer_ros.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+# ImageNet statistics on 0-255 RGB: what STDC/ResNet backbones and the reference's published models expect.
+IMAGENET_MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
+IMAGENET_STD: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
 MASK_ORDERS: tuple[str, ...] = ("upsample_logits", "sigmoid_first")
 
@@ -101,7 +103,7 @@ class InferenceDefaults:
         return InferenceDefaults.from_dict({**self.to_dict(), **changes})
 
 
-def recipe_input_size(train_config_yaml: str | None) -> int | None:
+def recipe_input_size(train_config_yaml: str | Mapping[str, Any] | None) -> int | None:
     """Short side a training recipe (YAML text stored by the trainer) trains at: ``augment.base_size``.
 
     The paper evaluates with the short side resized to the training scale (ADE20K protocol). Files written before
@@ -112,8 +114,9 @@ def recipe_input_size(train_config_yaml: str | None) -> int | None:
     import yaml
 
     try:
-        recipe = yaml.safe_load(train_config_yaml) or {}
-        base = int(((recipe.get("augment") or {}).get("base_size")) or 0)
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError):
-        return None
-    return base or None
+        recipe = yaml.safe_load(train_config_yaml) if isinstance(train_config_yaml, str) else train_config_yaml
+    except yaml.YAMLError:
+        return None  # an unreadable recipe only loses the hint; the weights are what matters
+    augment = recipe.get("augment") if isinstance(recipe, Mapping) else None
+    base = augment.get("base_size") if isinstance(augment, Mapping) else None
+    return int(base) if isinstance(base, int) and not isinstance(base, bool) and base > 0 else None

@@ -30,41 +30,17 @@ InputSize = int | tuple[int, int]
 
 def _as_size(value: Any, where: str) -> InputSize | None:
     """An int short side or an (h, w) pair from a recorded value; ValueError naming ``where`` when malformed."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{where} must be a short side or [height, width], got {value!r}")
-    if isinstance(value, int):
-        if value < 1:
-            raise ValueError(f"{where} must be positive, got {value}")
-        return int(value)
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        h, w = int(value[0]), int(value[1])
-        if h < 1 or w < 1:
-            raise ValueError(f"{where} must be positive, got {list(value)}")
-        return (h, w)
-    raise ValueError(f"{where} must be a short side or [height, width], got {value!r}")
+    from bisenetformer_ros.model.inference_defaults import parse_input_size as parse_recorded
+
+    return parse_recorded(value, where)
 
 
 def _recipe_base_size(checkpoint: Mapping[str, Any]) -> int | None:
     """``augment.base_size`` of the training recipe stored in the file, or None."""
-    extra = checkpoint.get("extra")
-    if not isinstance(extra, Mapping):
-        return None
-    text = extra.get("train_config")
-    if not text:
-        return None
-    import yaml
+    from bisenetformer_ros.model.inference_defaults import recipe_input_size
 
-    try:
-        recipe = yaml.safe_load(text) if isinstance(text, str) else text
-    except yaml.YAMLError:
-        return None  # an unreadable recipe only loses the hint; the weights are what matters
-    if not isinstance(recipe, Mapping):
-        return None
-    augment = recipe.get("augment")
-    base = augment.get("base_size") if isinstance(augment, Mapping) else None
-    return int(base) if isinstance(base, int) and not isinstance(base, bool) and base > 0 else None
+    extra = checkpoint.get("extra")
+    return recipe_input_size(extra.get("train_config")) if isinstance(extra, Mapping) else None
 
 
 def recorded_input_size(checkpoint: Mapping[str, Any]) -> InputSize | None:
@@ -135,6 +111,10 @@ def model_file_network_size(model: str | Path | None, override: InputSize | None
 
         model = default_model_path()
     path = Path(model)
+    if not path.is_file():
+        from bisenetformer_ros.inference.factory import resolve_model_path
+
+        path = resolve_model_path(model)  # a fetched pretrained model's name, or the loader's clear error
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         size, source = _onnx_recorded(path)

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
-IMAGENET_STD: tuple[float, float, float] = (58.395, 57.12, 57.375)
+from bisenetformer_ros.model.inference_defaults import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)
