@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from bisenetformer_ros.cli.options import (
     DEFAULT_MODEL_HINT,
@@ -20,6 +21,7 @@ from bisenetformer_ros.cli.options import (
     int_at_least,
     resolve_model,
 )
+from bisenetformer_ros.model.inference_defaults import MASK_ORDERS
 
 __all__ = ["DEFAULT_MODEL_HINT", "add_model_arguments", "build_segmenter", "register", "resolve_model", "run"]
 
@@ -44,18 +46,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout instead of a table")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON result to FILE")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument(
+        "--mask-order",
+        choices=MASK_ORDERS,
+        default=None,
+        help="post-processing order to evaluate with (default: the one recorded in the model file)",
+    )
+    order.add_argument(
+        "--record-mask-order",
+        action="store_true",
+        help="evaluate both post-processing orders and record the better one (mean of mIoU and PQ) with both "
+        "scores in the .pt model file, which is rewritten in place; for models trained here, on their "
+        "validation split",
+    )
     add_quiet_option(p)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from bisenetformer_ros.data.datasets import build_dataset
-    from bisenetformer_ros.evaluation.evaluator import evaluate, format_table
+def _evaluate(args: argparse.Namespace, dataset: Any, ds_name: str, mask_order: str | None) -> tuple[dict, Any]:
+    from bisenetformer_ros.evaluation.evaluator import evaluate
 
-    out = check_output_file(args.out, "--out") if args.out else None
-    dataset = build_dataset(args.dataset, args.split, root=args.root)
-    ds_name = f"{args.dataset}/{args.split}" + (f" ({args.root})" if args.root else "")
-    segmenter = build_segmenter(args, max_batch=args.batch_size)
+    segmenter = build_segmenter(args, max_batch=args.batch_size, mask_order=mask_order)
     try:
         result = evaluate(
             segmenter,
@@ -68,6 +80,59 @@ def run(args: argparse.Namespace) -> int:
     finally:
         segmenter.close()
     result["network_input"] = args.network_size.to_json()
+    result["mask_order"] = segmenter.postprocess_config.mask_order
+    return result, segmenter
+
+
+def _record_mask_order(args: argparse.Namespace, dataset: Any, ds_name: str) -> tuple[dict, Any]:
+    """Score both orders, keep the better (mean of mIoU and PQ, or mIoU alone without panoptic ground truth) in the
+    model file with the scores it was chosen on; returns the winner's result."""
+    from bisenetformer_ros.model.checkpoint import atomic_torch_save, inference_defaults, read_checkpoint
+
+    path = resolve_model(args.model)
+    if path.suffix != ".pt":
+        raise ValueError(f"--record-mask-order rewrites a .pt model file, not '{path.name}'")
+    results = {order: _evaluate(args, dataset, ds_name, order) for order in MASK_ORDERS}
+
+    def score(result: dict) -> float:
+        values = [result.get("mIoU"), result.get("PQ")]
+        values = [v for v in values if isinstance(v, (int, float))]
+        return sum(values) / len(values) if values else float("-inf")
+
+    best = max(MASK_ORDERS, key=lambda o: score(results[o][0]))
+    scores = {
+        o: {k: results[o][0].get(k) for k in ("mIoU", "PQ", "pixel_accuracy") if k in results[o][0]}
+        for o in MASK_ORDERS
+    }
+    scores["dataset"] = ds_name  # type: ignore[assignment]
+    data = read_checkpoint(path)
+    data["inference"] = inference_defaults(data, f"'{path}'").with_changes(mask_order=best, mask_order_scores=scores)
+    data["inference"] = data["inference"].to_dict()
+    atomic_torch_save(data, path)
+    print(
+        f"mask order: {best} recorded in {path} ("
+        + "; ".join(
+            f"{o}: mIoU {s.get('mIoU', float('nan')):.2f}, PQ {s.get('PQ', float('nan')):.2f}"
+            for o, s in scores.items()
+            if o != "dataset"
+        )
+        + ")",
+        file=sys.stderr,
+    )
+    return results[best]
+
+
+def run(args: argparse.Namespace) -> int:
+    from bisenetformer_ros.data.datasets import build_dataset
+    from bisenetformer_ros.evaluation.evaluator import format_table
+
+    out = check_output_file(args.out, "--out") if args.out else None
+    dataset = build_dataset(args.dataset, args.split, root=args.root)
+    ds_name = f"{args.dataset}/{args.split}" + (f" ({args.root})" if args.root else "")
+    if args.record_mask_order:
+        result, segmenter = _record_mask_order(args, dataset, ds_name)
+    else:
+        result, segmenter = _evaluate(args, dataset, ds_name, args.mask_order)
     text = json.dumps(result, indent=2)
     if out is not None:  # written only after a successful run: a failed one leaves no file and no folder
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,8 +50,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--width", type=int_at_least(1), default=None, help="input width in pixels (default 2048; --model: its size)"
     )
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="a published reference model (bisenetformer-s-ade, -m-ade, -l-ade): its architecture and 640x640",
+    )
     p.add_argument("--num-queries", type=int_at_least(1), default=100)
-    p.add_argument("--dec-layers", type=int_at_least(2), default=6, help="transformer blocks (multiple of 2)")
+    p.add_argument("--dec-layers", type=int_at_least(1), default=6, help="transformer blocks (paper 6)")
+    p.add_argument("--dim-feedforward", type=int_at_least(1), default=1024, help="decoder FFN width (paper 1024)")
+    p.add_argument(
+        "--width-dim",
+        type=int_at_least(4),
+        default=128,
+        help="pixel-decoder width: context path and mask features (paper 128; the reference's M model 96)",
+    )
     p.add_argument("--depth", type=int_at_least(1), default=2, help="module nesting depth of the breakdown")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run)
@@ -63,14 +75,25 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model:
         return run_model_file(args)
+    if args.variant:
+        from bisenetformer_ros.model.reference import published_model
+
+        config = published_model(args.variant).config
+        args.backbone, args.num_classes = config.backbone, config.num_classes
+        args.height = args.height or 640
+        args.width = args.width or 640
+    else:
+        config = ModelConfig(
+            backbone=args.backbone,
+            num_classes=args.num_classes,
+            num_queries=args.num_queries,
+            dec_layers=args.dec_layers,
+            dim_feedforward=args.dim_feedforward,
+            context_dim=args.width_dim,
+            mask_dim=args.width_dim,
+        )
     args.height = args.height or 1024
     args.width = args.width or 2048
-    config = ModelConfig(
-        backbone=args.backbone,
-        num_classes=args.num_classes,
-        num_queries=args.num_queries,
-        dec_layers=args.dec_layers,
-    )
     report = model_cost(config, args.height, args.width, depth=args.depth)
     paper_params = PAPER_PARAMS_M.get((args.backbone, args.num_classes)) if _paper_default(config) else None
     paper_macs = PAPER_GMACS.get((args.backbone, report.height, report.width)) if _paper_default(config) else None
@@ -81,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(report.format_table())
     print()
-    line = f"parameters: {report.params_total / 1e6:.2f} M"
+    line = f"parameters: {report.params_total / 1e6:.2f} M ({report.params_total:,})"
     if paper_params is not None:
         line += f"   (paper {paper_params} M, {100 * (report.params_total / 1e6 / paper_params - 1):+.1f} %)"
     print(line)
@@ -96,8 +119,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _paper_default(config: object) -> bool:
-    """Paper figures only apply to the paper's decoder (100 queries, 6 blocks)."""
-    return getattr(config, "num_queries", None) == 100 and getattr(config, "dec_layers", None) == 6
+    """Paper figures only apply to the paper's widths (100 queries, 6 blocks, FFN 1024, 128-wide pixel decoder)."""
+    return (
+        getattr(config, "num_queries", None) == 100
+        and getattr(config, "dec_layers", None) == 6
+        and getattr(config, "dim_feedforward", None) == 1024
+        and getattr(config, "context_dim", None) == 128
+        and getattr(config, "mask_dim", None) == 128
+    )
 
 
 #: Recipe entries shown by ``info --model`` (dotted keys of the training recipe stored in the model file).

@@ -252,7 +252,7 @@ def resolve_network_size(args: argparse.Namespace) -> Any:
     return size
 
 
-def build_segmenter(args: argparse.Namespace, max_batch: int | None = None) -> Any:
+def build_segmenter(args: argparse.Namespace, max_batch: int | None = None, mask_order: str | None = None) -> Any:
     """A Segmenter for the options of :func:`add_model_arguments` (the model's own class table), at the network
     size of the one rule (:mod:`bisenetformer_ros.model.network_size`)."""
     from bisenetformer_ros.inference.segmenter import Segmenter
@@ -265,4 +265,5 @@ def build_segmenter(args: argparse.Namespace, max_batch: int | None = None) -> A
         precision=args.precision,
         input_size=size.input_size,
         max_batch=max_batch,
+        mask_order=mask_order,
     )

@@ -143,6 +143,7 @@ class Segmenter:
         class_table: ClassTable | None = None,
         max_batch: int | None = None,
         postprocess: PostprocessConfig | None = None,
+        mask_order: str | None = None,
         **backend_options: Any,
     ) -> Segmenter:
         """Build backend + pipeline from a model file (``None`` = the embedded default model).
@@ -151,7 +152,8 @@ class Segmenter:
         ``max_batch_size``, ``calibration_images`` for TensorRT; ``inference_delay_ms`` for any backend, a
         load-test tool). For TensorRT a fixed ``input_size`` also becomes the engine's optimisation profile and
         ``max_batch`` its largest batch (unless ``profile_hw`` / ``max_batch_size`` are given).
-        ``postprocess`` is an alias of ``postprocess_config``.
+        ``postprocess`` is an alias of ``postprocess_config``. ``mask_order`` overrides the model file's
+        post-processing order (experiments only; see :class:`Segmenter`).
         """
         from bisenetformer_ros.inference.factory import create_backend
 
@@ -176,6 +178,7 @@ class Segmenter:
                 postprocess_config=postprocess_config,
                 max_batch=max_batch,
                 input_size=input_size,
+                mask_order=mask_order,
             )
         except BaseException:
             be.close()

@@ -145,7 +145,8 @@ def _specs() -> list[ParameterSpec]:
             "model",
             "string",
             "",
-            "Model file: a .pt checkpoint, an .onnx export or a TensorRT engine; empty = the embedded default model",
+            "Model file: a .pt checkpoint, an .onnx export or a TensorRT engine, or the name of a published model "
+            "fetched with `bisenetformer pretrained get` (e.g. bisenetformer-s-ade); empty = the embedded default model",
             g,
         )
     )
