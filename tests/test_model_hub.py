@@ -37,7 +37,7 @@ class _Server:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 if self.path != "/model_final.pth":
                     self.send_error(404)
                     return
@@ -147,9 +147,7 @@ def test_server_without_range_support_restarts_cleanly(server: _Server, tmp_path
     assert dest.read_bytes() == server.payload
 
 
-def test_no_network_and_unknown_names_are_one_line_errors(
-    cache: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_no_network_and_unknown_names_are_one_line_errors(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -159,7 +159,8 @@ def test_convert_writes_a_model_file_with_the_references_outputs(
     out2 = tmp_path / "s2.pt"
     assert cli_main(["convert", "focoos", str(s_weights), "--config", str(cfg), "-o", str(out2)]) == 0
     second = load_model(out2)
-    assert all(torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(), second.model.state_dict().values()))
+    first_state, second_state = loaded.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(first_state[k], second_state[k]) for k in first_state)
 
 
 class _Payload:

@@ -146,7 +146,8 @@ def _specs() -> list[ParameterSpec]:
             "string",
             "",
             "Model file: a .pt checkpoint, an .onnx export or a TensorRT engine, or the name of a published model "
-            "fetched with `bisenetformer pretrained get` (e.g. bisenetformer-s-ade); empty = the embedded default model",
+            "fetched with `bisenetformer pretrained get` (e.g. bisenetformer-s-ade); empty = the embedded default "
+            "model",
             g,
         )
     )
