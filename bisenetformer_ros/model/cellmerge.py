@@ -35,6 +35,7 @@ bounded chunks, never ``K x H x W``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -49,12 +50,22 @@ _EPS32 = 2.0**-24
 _ABS_MARGIN = 1e-9  # far above float64 rounding of the dense reference, far below any real score difference
 _CHUNK_ELEMENTS = 1 << 21  # float64 elements per per-pixel chunk (16 MB)
 _BAND_ELEMENTS = 1 << 22  # float32 elements of one band's bound tables (16 MB)
+_PRUNE = 1e-4  # a query adding less than this to every class score (in a cell) is bounded, not evaluated
 
 
-def float32_tolerance(n_terms: int, mass: torch.Tensor) -> torch.Tensor:
-    """Bound on the error of a float32 sum of ``n_terms`` non-negative products ``p * sigmoid`` whose exact total is at
-    most ``mass`` (``n u`` per accumulation step, a few ulps for softmax and sigmoid), plus the float64 margin."""
-    return (4.0 * (n_terms + 8) * _EPS32) * mass + _ABS_MARGIN
+def float32_error(n_terms: int) -> float:
+    """Relative error bound of a float32 sum of ``n_terms`` non-negative products ``p * sigmoid`` (``n u`` for the
+    accumulation - relative to the sum itself because no term is negative - and a few ulps for softmax and sigmoid).
+    Bounds are widened by it and by ``_ABS_MARGIN``: ``[lower (1 - e) - margin, upper (1 + e) + margin]``."""
+    return 4.0 * (n_terms + 8) * _EPS32
+
+
+def _widen_low(values: torch.Tensor, rel: float) -> torch.Tensor:
+    return values * (1.0 - rel) - _ABS_MARGIN
+
+
+def _widen_high(values: torch.Tensor, rel: float) -> torch.Tensor:
+    return values * (1.0 + rel) + _ABS_MARGIN
 
 
 # ------------------------------------------------------------------------------------------------ geometry
@@ -90,6 +101,13 @@ def _axis(n: int, padded: int, resized: int, orig: int, second: bool, device: st
     o = int(start.numel())
     change = torch.ones(o, dtype=torch.bool, device=dev)
     change[1:] = start[1:] != start[:-1]
+    # Runs of one window start are cells; the runs at the borders are longer (clamped source positions), so runs are
+    # cut to the most common length: every cell's pixels are padded to the largest cell in per-pixel work.
+    run_first = torch.nonzero(change).flatten()
+    run_len = torch.diff(run_first, append=torch.tensor([o], device=dev))
+    longest = int(torch.mode(run_len).values)
+    pos = torch.arange(o, device=dev) - run_first[torch.cumsum(change, 0) - 1]
+    change |= pos % longest == 0
     cell_first = torch.nonzero(change).flatten()
     cell_len = torch.diff(cell_first, append=torch.tensor([o], device=dev))
     return _Axis(
@@ -112,10 +130,17 @@ class _Block:
     rows: torch.Tensor
     cols: torch.Tensor
     valid: torch.Tensor  # [U, ry, rx]
-    wy: torch.Tensor  # [U, ry, Sy]
-    wx: torch.Tensor  # [U, rx, Sx]
+    weights: torch.Tensor  # [U, Sy*Sx, ry*rx] float64: window point -> pixel
     sy: torch.Tensor  # [U]
     sx: torch.Tensor  # [U]
+    cy: torch.Tensor  # [U] the cells
+    cx: torch.Tensor  # [U]
+
+    def select(self, idx: torch.Tensor) -> _Block:
+        """The cells ``idx`` of this block."""
+        return _Block(
+            **{f: getattr(self, f)[idx] for f in ("rows", "cols", "valid", "weights", "sy", "sx", "cy", "cx")}
+        )
 
     def flat(self, width: int) -> torch.Tensor:
         """Flat pixel index of every valid pixel, in the block's ``[U, ry, rx]`` order."""
@@ -160,12 +185,22 @@ class CellGrid:
     def window_max(self, values: torch.Tensor, c0: int, c1: int) -> torch.Tensor:
         """Max of ``values [E, rows of band, n_x]`` (mask-grid rows ``band_rows(c0, c1)``) over each cell's window:
         ``[E, c1 - c0, Cx]``."""
-        r0, _ = self.band_rows(c0, c1)
-        pooled = F.max_pool2d(values[None], (self.y.window, self.x.window), stride=1)[0]
-        return pooled[:, self.y.cell_start[c0:c1] - r0][:, :, self.x.cell_start]
+        return self._window_reduce(values, c0, c1, torch.maximum)
 
     def window_min(self, values: torch.Tensor, c0: int, c1: int) -> torch.Tensor:
-        return -self.window_max(-values, c0, c1)
+        return self._window_reduce(values, c0, c1, torch.minimum)
+
+    def _window_reduce(self, values: torch.Tensor, c0: int, c1: int, op: Callable) -> torch.Tensor:
+        # Separable, and only at the cells' own window starts (max_pool2d over every position is ~10x slower on CPU).
+        rows = self.y.cell_start[c0:c1] - self.band_rows(c0, c1)[0]
+        acc = values.index_select(1, rows)
+        for d in range(1, self.y.window):
+            acc = op(acc, values.index_select(1, rows + d))
+        flat = acc.reshape(-1, acc.shape[-1])  # a 2-D index_select on the last axis is ~5x faster than a 3-D one
+        out = flat.index_select(1, self.x.cell_start)
+        for d in range(1, self.x.window):
+            out = op(out, flat.index_select(1, self.x.cell_start + d))
+        return out.reshape(acc.shape[0], acc.shape[1], -1)
 
     def block(self, cy: torch.Tensor, cx: torch.Tensor) -> _Block:
         """The pixels of cells ``(cy[u], cx[u])``."""
@@ -176,14 +211,18 @@ class CellGrid:
         vx = ar_x[None, :] < self.x.cell_len[cx][:, None]
         rows = torch.where(vy, self.y.cell_first[cy][:, None] + ar_y, self.y.cell_first[cy][:, None])
         cols = torch.where(vx, self.x.cell_first[cx][:, None] + ar_x, self.x.cell_first[cx][:, None])
+        wy, wx = self.y.weights[rows], self.x.weights[cols]  # [U, ry, Sy], [U, rx, Sx]
+        # One small matrix per cell, so that interpolating A quantities is one batched matmul of useful size.
+        weights = (wy.transpose(1, 2)[:, :, None, :, None] * wx.transpose(1, 2)[:, None, :, None, :]).flatten(3)
         return _Block(
             rows=rows,
             cols=cols,
             valid=vy[:, :, None] & vx[:, None, :],
-            wy=self.y.weights[rows],
-            wx=self.x.weights[cols],
+            weights=weights.flatten(1, 2),
             sy=self.y.cell_start[cy],
             sx=self.x.cell_start[cx],
+            cy=cy,
+            cx=cx,
         )
 
     def window(self, grid: torch.Tensor, entities: torch.Tensor, blk: _Block) -> torch.Tensor:
@@ -198,11 +237,10 @@ class CellGrid:
         )
         return grid.reshape(-1)[flat]
 
-    @staticmethod
-    def interpolate(win: torch.Tensor, blk: _Block) -> torch.Tensor:
+    def interpolate(self, win: torch.Tensor, blk: _Block) -> torch.Tensor:
         """Window values ``[U, A, Sy, Sx]`` -> the cells' pixel values ``[U, A, ry, rx]`` (float64)."""
-        t = win.to(EXACT) @ blk.wx.transpose(1, 2)[:, None]
-        return blk.wy[:, None] @ t
+        out = win.to(EXACT).flatten(2) @ blk.weights
+        return out.reshape(out.shape[0], out.shape[1], self.y.max_len, self.x.max_len)
 
     def probabilities(self, masks: torch.Tensor, entities: torch.Tensor, blk: _Block, order: str) -> torch.Tensor:
         """Exact per-pixel mask probabilities ``[U, A, ry, rx]`` of queries ``entities [U, A]`` in ``order``."""
@@ -230,6 +268,57 @@ def _candidate_lists(cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return order, valid
 
 
+Evaluate = Callable[[_Block, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def _resolve(
+    dec: _Decision,
+    undecided: torch.Tensor,
+    cells: CellGrid,
+    c0: int,
+    evaluate: Evaluate,
+    per_item: Callable[[int], int],
+) -> Iterator[tuple[_Block, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Exact per-pixel winners of the ``undecided [Cb, Cx]`` cells of a band starting at cell row ``c0``: chunks of
+    ``(pixels, entities [U, C], pick [U, P], aux)``, the winner of pixel ``p`` of cell ``u`` being
+    ``entities[u, pick[u, p]]``.
+
+    ``evaluate(block, entities [U, C], valid [U, C])`` returns per-pixel values ``[U, C, P]`` whose first maximum
+    over the valid entities is the exact one and whose maximum does not exceed the true maximum, plus optional
+    ``aux`` of the same shape. Bounds rarely leave one candidate at a boundary (two masks crossing leave every
+    entity's lower bound near zero), but the two entities with the highest upper bounds usually own every pixel: they
+    are evaluated first, and any other candidate whose upper bound is below the lowest per-pixel maximum found can
+    never win; cells where one could are evaluated again with all remaining candidates."""
+    cy, cx = torch.nonzero(undecided, as_tuple=True)
+    if cy.numel() == 0:
+        return
+    table = dec.cand[:, cy, cx].t()  # [U, E]
+    upper = torch.where(table, dec.upper[:, cy, cx].t(), -torch.inf)
+    first = upper.topk(min(2, upper.shape[1]), dim=1).indices.sort(1).values
+    fvalid = table.gather(1, first)
+    for a, b in _chunks(int(cy.numel()), per_item(int(first.shape[1]))):
+        blk = cells.block(cy[a:b] + c0, cx[a:b])
+        values, aux = evaluate(blk, first[a:b], fvalid[a:b])
+        top = torch.where(fvalid[a:b, :, None], values, -torch.inf).amax(1)
+        floor = torch.where(blk.valid.flatten(1), top, torch.inf).amin(1)  # [U]
+        more = table[a:b] & (upper[a:b].to(EXACT) >= (floor - _ABS_MARGIN)[:, None])
+        more.scatter_(1, first[a:b], False)
+        again = more.any(1)
+        done = torch.nonzero(~again).flatten()
+        if done.numel():
+            pick = _first_max(values[done], fvalid[a:b][done])
+            yield blk.select(done), first[a:b][done], pick, None if aux is None else aux[done]
+        redo = torch.nonzero(again).flatten()
+        if redo.numel() == 0:
+            continue
+        full = more[redo] | table[a:b][redo].scatter(1, first[a:b][redo], True) & table[a:b][redo]
+        ents, valid = _candidate_lists(full)
+        for a2, b2 in _chunks(int(redo.numel()), per_item(int(ents.shape[1]))):
+            sub = blk.select(redo[a2:b2])
+            values, aux = evaluate(sub, ents[a2:b2], valid[a2:b2])
+            yield sub, ents[a2:b2], _first_max(values, valid[a2:b2]), aux
+
+
 def _first_max(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Index along dim 1 of the first maximum of ``values [U, C, ...]`` among valid ``[U, C]`` entries."""
     shape = valid.shape + (1,) * (values.dim() - 2)
@@ -239,31 +328,39 @@ def _first_max(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class _Decision:
-    """Per band: ``winner [Cb, Cx]`` (-1 where undecided) and candidate table ``[E, Cb, Cx]``."""
+    """Per band: ``winner [Cb, Cx]`` (-1 where undecided), candidate table ``[E, Cb, Cx]`` and the widened upper
+    bounds (at least every true value in the cell)."""
 
     winner: torch.Tensor
     cand: torch.Tensor
+    upper: torch.Tensor
 
 
-def _decide(lower: torch.Tensor, upper: torch.Tensor, tol: torch.Tensor) -> _Decision:
-    """Bounds ``[E, Cb, Cx]`` -> candidates (upper bound reaches the best lower bound) and decided winners."""
-    lo = lower - tol[:, None, None]
-    best, arg = lo.max(0)
-    cand = (upper + tol[:, None, None]) >= best
+def _decide(lower: torch.Tensor, upper: torch.Tensor, rel: float) -> _Decision:
+    """Float32 bounds ``[E, Cb, Cx]`` (relative error ``rel``) -> candidates (upper bound reaches the best lower
+    bound) and decided winners (one candidate: its lower bound beats every other upper bound by > 2 margins)."""
+    best, arg = _widen_low(lower, rel).max(0)
+    upper = _widen_high(upper, rel)
+    cand = upper >= best
     cand.scatter_(0, arg[None], True)  # the best lower bound's entity is always a candidate
-    return _Decision(winner=torch.where(cand.sum(0) == 1, arg, -1), cand=cand)
+    return _Decision(winner=torch.where(cand.sum(0) == 1, arg, -1), cand=cand, upper=upper)
 
 
-def _corner_winners(grid_values: torch.Tensor, tol: float, cells: CellGrid, c0: int, c1: int) -> torch.Tensor:
-    """Linear quantities ``[E, rows, n_x]`` on the band's grid: the entity that wins at every window point by more
-    than ``tol`` (it then wins at every pixel of the cell), else -1."""
+def _corner_winners(
+    grid_values: torch.Tensor, slack: torch.Tensor, rel: float, cells: CellGrid, c0: int, c1: int
+) -> torch.Tensor:
+    """Linear quantities on the band's grid, known as ``[grid_values, grid_values + slack]`` (``[E, rows, n_x]``
+    float32, relative error ``rel``; ``slack [E]``): the entity whose lower value beats every other entity's upper
+    value at every window point (it then wins at every pixel of the cell), else -1."""
     if grid_values.shape[0] == 1:
         return torch.zeros((c1 - c0, cells.shape[1]), dtype=torch.long, device=grid_values.device)
-    top, idx = grid_values.topk(2, dim=0)
-    win = idx[0].to(grid_values.dtype)[None]
-    same = cells.window_max(win, c0, c1) == cells.window_min(win, c0, c1)
-    margin = cells.window_min((top[0] - top[1])[None], c0, c1)
-    return torch.where(same & (margin > tol), cells.window_max(win, c0, c1).long(), -1)[0]
+    best, win = _widen_low(grid_values, rel).max(0)
+    top, idx = _widen_high(grid_values + slack[:, None, None], rel).topk(2, dim=0)
+    margin = best - torch.where(idx[0] == win, top[1], top[0])
+    win_f = win.to(grid_values.dtype)[None]
+    same = cells.window_max(win_f, c0, c1) == cells.window_min(win_f, c0, c1)
+    decided = same & (cells.window_min(margin[None], c0, c1) > 0)
+    return torch.where(decided, cells.window_max(win_f, c0, c1).long(), -1)[0]
 
 
 # ------------------------------------------------------------------------------------------------ semantic
@@ -272,51 +369,105 @@ def semantic_labels(class_probs: torch.Tensor, masks: torch.Tensor, cells: CellG
 
     ``class_probs [Q, K]`` float64 (softmax without no-object), ``masks [Q, h, w]`` mask logits."""
     q, k = class_probs.shape
-    p32 = class_probs.float()
-    tol = float32_tolerance(q, p32.sum(0))
-    m32 = masks.float()
+    rel = float32_error(q)
+    # Queries that add less than _PRUNE to any class score anywhere (no-object queries, masks off everywhere) are
+    # left out of the bounds and accounted for by a per-class slack: most of a typical frame's queries.
+    peak = masks.flatten(1).amax(1).to(EXACT).sigmoid()  # [Q] largest probability of each query
+    live = peak * class_probs.amax(1) > _PRUNE
+    slack = _widen_high((class_probs[~live] * peak[~live, None]).sum(0), 1e-12).float()  # [K]
+    p32 = class_probs[live].float()
+    m32 = masks[live].float()
+    n_live = int(p32.shape[0])
     cell_label = torch.empty(cells.shape, dtype=torch.long, device=masks.device)
     pix_idx, pix_val = [], []
+    ppc = cells.y.max_len * cells.x.max_len
     for c0, c1 in cells.bands(k):
         r0, r1 = cells.band_rows(c0, c1)
         band = m32[:, r0:r1]
+        hi_logit = None
         if order == "sigmoid_first":
-            scores = (p32.t() @ band.sigmoid().reshape(q, -1)).reshape(k, r1 - r0, -1)  # linear: class scores
-            lower, upper = cells.window_min(scores, c0, c1), cells.window_max(scores, c0, c1)
-            corner = _corner_winners(scores, 2 * float(tol.max()), cells, c0, c1)
+            scores = (p32.t() @ band.sigmoid().reshape(n_live, -1)).reshape(k, r1 - r0, -1)  # linear: class scores
+            lower = cells.window_min(scores, c0, c1)
+            upper = cells.window_max(scores, c0, c1) + slack[:, None, None]
+            corner = _corner_winners(scores, slack, rel, cells, c0, c1)
         else:
-            lo = cells.window_min(band, c0, c1).sigmoid().reshape(q, -1)
-            hi = cells.window_max(band, c0, c1).sigmoid().reshape(q, -1)
+            hi_logit = cells.window_max(band, c0, c1)
+            lo = cells.window_min(band, c0, c1).sigmoid().reshape(n_live, -1)
             lower = (p32.t() @ lo).reshape(k, c1 - c0, -1)
-            upper = (p32.t() @ hi).reshape(k, c1 - c0, -1)
+            upper = (p32.t() @ hi_logit.sigmoid().reshape(n_live, -1)).reshape(k, c1 - c0, -1) + slack[:, None, None]
             corner = None
-        dec = _decide(lower, upper, tol)
+        dec = _decide(lower, upper, rel)
         winner = dec.winner if corner is None else torch.where(corner >= 0, corner, dec.winner)
         cell_label[c0:c1] = winner
-        cy, cx = torch.nonzero(winner < 0, as_tuple=True)
-        if cy.numel() == 0:
-            continue
-        cand, valid = _candidate_lists(dec.cand[:, cy, cx].t())
-        ppc = cells.y.max_len * cells.x.max_len
-        per_cell = q * (ppc if order == "upsample_logits" else cells.y.window * cells.x.window) + cand.shape[1] * ppc
-        for a, b in _chunks(int(cy.numel()), per_cell):
-            blk = cells.block(cy[a:b] + c0, cx[a:b])
-            queries = torch.arange(q, device=masks.device).expand(b - a, q)
-            pc = class_probs[:, cand[a:b]].permute(1, 2, 0)  # [U, C, Q]
-            if order == "sigmoid_first":
+
+        def evaluate(
+            blk: _Block, cand: torch.Tensor, valid: torch.Tensor, hi_logit: torch.Tensor | None = hi_logit, c0: int = c0
+        ) -> tuple[torch.Tensor, None]:
+            u = int(cand.shape[0])
+            pc = class_probs.t()[cand]  # [U, C, Q]
+            if hi_logit is None:
+                queries = torch.arange(q, device=masks.device).expand(u, q)
                 win = cells.window(masks, queries, blk).to(EXACT).sigmoid()  # [U, Q, Sy, Sx]
-                class_win = (pc @ win.flatten(2)).reshape(b - a, -1, cells.y.window, cells.x.window)
-                values = cells.interpolate(class_win, blk)
-            else:
-                probs = cells.probabilities(masks, queries, blk, order)  # [U, Q, ry, rx]
-                values = (pc @ probs.flatten(2)).reshape(b - a, -1, cells.y.max_len, cells.x.max_len)
-            best = cand[a:b].gather(1, _first_max(values, valid[a:b]).flatten(1)).reshape(values[:, 0].shape)
+                class_win = (pc @ win.flatten(2)).reshape(u, -1, cells.y.window, cells.x.window)
+                return cells.interpolate(class_win, blk).flatten(2), None
+            hi = peak.expand(u, q).clone()  # [U, Q] bound on each probability in the cell
+            hi[:, live] = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()
+            return _class_values_pruned(masks, pc, valid, hi, blk, cells, order), None
+
+        def per_cell(c: int) -> int:
+            return q * cells.y.window * cells.x.window + c * q + c * ppc
+
+        for blk, cand, pick, _aux in _resolve(dec, winner < 0, cells, c0, evaluate, per_cell):
             pix_idx.append(blk.flat(cells.size[1]))
-            pix_val.append(best[blk.valid])
+            pix_val.append(cand.gather(1, pick)[blk.valid.flatten(1)])
     labels = cells.expand(cell_label)
     if pix_idx:
         labels.view(-1)[torch.cat(pix_idx)] = torch.cat(pix_val)
     return labels
+
+
+def _class_values(masks: torch.Tensor, pc: torch.Tensor, queries: torch.Tensor, blk: _Block, cells: CellGrid,
+                  order: str) -> torch.Tensor:  # fmt: skip
+    """``[U, C, ry*rx]`` sums ``pc[u, c, q] * prob_q`` over the distinct ``queries [U, A]``."""
+    probs = cells.probabilities(masks, queries, blk, order).flatten(2)  # [U, A, P]
+    return pc.gather(2, queries[:, None, :].expand(-1, pc.shape[1], -1)) @ probs
+
+
+def _class_values_pruned(
+    masks: torch.Tensor,
+    pc: torch.Tensor,
+    valid: torch.Tensor,
+    hi: torch.Tensor,
+    blk: _Block,
+    cells: CellGrid,
+    order: str,
+) -> torch.Tensor:
+    """Candidate class scores ``[U, C, P]`` whose first maximum is the exact one (upsample_logits order).
+
+    Per cell only the queries that can add more than ``_PRUNE`` to a candidate are evaluated per pixel; the others
+    add at most ``slack[c] = sum_q pc[c, q] * hi[q]`` (``hi`` bounds the query's probability in the cell). A pixel
+    whose winner beats every other candidate by more than that candidate's slack has the exact winner; cells with a
+    pixel that does not are evaluated with every query."""
+    _u, c, q = pc.shape
+    pcv = pc * valid[:, :, None]
+    active = hi * pcv.amax(1) > _PRUNE  # [U, Q]
+    queries, _ = _candidate_lists(active)  # padding lists inactive queries, whose weight is zeroed here
+    values = _class_values(masks, torch.where(active[:, None, :], pc, 0.0), queries, blk, cells, order)
+    slack = (pcv * (hi * ~active)[:, None, :]).sum(2) * (1 + 1e-9) + _ABS_MARGIN  # [U, C]
+    pick = _first_max(values, valid)
+    best = values.gather(1, pick[:, None])
+    others = torch.where(
+        valid[:, :, None] & (torch.arange(c, device=pc.device)[None, :, None] != pick[:, None]),
+        values + slack[:, :, None],
+        -torch.inf,
+    )
+    unsafe = ~((best > others).all(1) | ~blk.valid.flatten(1)).all(1)
+    if bool(unsafe.any()):
+        idx = torch.nonzero(unsafe).flatten()
+        sub = blk.select(idx)
+        every = torch.arange(q, device=pc.device).expand(int(idx.numel()), q)
+        values[idx] = _class_values(masks, pc[idx], every, sub, cells, order)
+    return values
 
 
 # ------------------------------------------------------------------------------------------------ panoptic
@@ -355,8 +506,7 @@ def panoptic_cells(
     n = int(scores.numel())
     dev = masks.device
     s32 = scores.float()
-    tol = float32_tolerance(1, s32)
-    ptol = float(float32_tolerance(1, torch.ones(())))
+    rel = float32_error(1)
     m32 = masks.float()
     sizes = cells.cell_pixels
     won = torch.zeros(n, dtype=torch.long, device=dev)
@@ -378,8 +528,8 @@ def panoptic_cells(
         phi = cells.window_max(band, c0, c1).sigmoid()
         size = sizes[c0:c1]
         # Areas of the binary masks: cells entirely above / below the threshold, per pixel where the edge crosses.
-        inside = plo - ptol >= threshold
-        crossing = ~inside & (phi + ptol >= threshold)
+        inside = _widen_low(plo, rel) >= threshold
+        crossing = ~inside & (_widen_high(phi, rel) >= threshold)
         orig += (inside * size).sum((1, 2))
         qi, cy, cx = torch.nonzero(crossing, as_tuple=True)
         for a, b in _chunks(int(qi.numel()), ppc):
@@ -388,17 +538,17 @@ def panoptic_cells(
             orig.index_add_(0, qi[a:b], hit.flatten(1).sum(1))
         # Winners.
         lower, upper = s32[:, None, None] * plo, s32[:, None, None] * phi
-        dec = _decide(lower, upper, tol)
+        dec = _decide(lower, upper, rel)
         winner = dec.winner
         if order == "sigmoid_first":
             grid_scores = s32[:, None, None] * band.sigmoid()
-            corner = _corner_winners(grid_scores, 2 * float(tol.max()), cells, c0, c1)
+            corner = _corner_winners(grid_scores, torch.zeros_like(s32), rel, cells, c0, c1)
             winner = torch.where(corner >= 0, corner, winner)
         cell_winner[c0:c1] = winner
         decided = winner >= 0
         w = winner.clamp(min=0)
-        owned = decided & (plo.gather(0, w[None])[0] - ptol >= threshold)
-        partly = decided & ~owned & (phi.gather(0, w[None])[0] + ptol >= threshold)
+        owned = decided & (_widen_low(plo.gather(0, w[None])[0], rel) >= threshold)
+        partly = decided & ~owned & (_widen_high(phi.gather(0, w[None])[0], rel) >= threshold)
         cell_owned[c0:c1] = owned
         won.index_add_(0, w[decided], size[decided])
         fin.index_add_(0, w[owned], size[owned])
@@ -411,17 +561,15 @@ def panoptic_cells(
             pix_win.append(who[blk.valid])
             pix_own.append(own[blk.valid])
             fin.index_add_(0, who[blk.valid & own], torch.ones_like(who[blk.valid & own]))
-        cy, cx = torch.nonzero(~decided, as_tuple=True)
-        if cy.numel() == 0:
-            continue
-        cand, valid = _candidate_lists(dec.cand[:, cy, cx].t())
-        for a, b in _chunks(int(cy.numel()), cand.shape[1] * ppc):
-            blk, p = probs_of(cy[a:b] + c0, cx[a:b], cand[a:b])
-            values = scores[cand[a:b]][:, :, None, None] * p
-            pick = _first_max(values, valid[a:b])
-            who = cand[a:b].gather(1, pick.flatten(1)).reshape(pick.shape)
+
+        def evaluate(blk: _Block, cand: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            p = cells.probabilities(masks, cand, blk, order).flatten(2)
+            return scores[cand][:, :, None] * p, p
+
+        for blk, cand, pick, p in _resolve(dec, ~decided, cells, c0, evaluate, lambda c: c * ppc):
+            who = cand.gather(1, pick)
             own = p.gather(1, pick[:, None])[:, 0] >= threshold
-            v = blk.valid
+            v = blk.valid.flatten(1)
             pix_idx.append(blk.flat(cells.size[1]))
             pix_win.append(who[v])
             pix_own.append(own[v])
@@ -461,10 +609,9 @@ def instance_masks(
     dev = masks.device
     out = torch.zeros((n, h, w), dtype=torch.bool, device=dev)
     prob_sum = torch.zeros(n, dtype=EXACT, device=dev)
-    ptol = float(float32_tolerance(1, torch.ones(())))
     if n == 0:
         return out, prob_sum, torch.zeros(0, dtype=torch.long, device=dev)
-    reach = cells.window_max(masks.float(), 0, cells.shape[0]).sigmoid() + ptol >= threshold  # [N, Cy, Cx]
+    reach = _widen_high(cells.window_max(masks.float(), 0, cells.shape[0]).sigmoid(), float32_error(1)) >= threshold
     for i in range(n):
         rows = torch.nonzero(reach[i].any(1)).flatten()
         cols = torch.nonzero(reach[i].any(0)).flatten()
