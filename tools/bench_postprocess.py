@@ -76,7 +76,9 @@ def realistic_predictions(
         occupancy[:rh, :rw] = (pan == seg.id).float()
         frac = F.avg_pool2d(occupancy[None, None], 8)[0, 0]
         if qi >= len(segments):  # a duplicate query: shifted by up to a cell, weaker
-            frac = torch.roll(frac, shifts=tuple(int(v) for v in torch.randint(-1, 2, (2,), generator=gen)), dims=(0, 1))
+            frac = torch.roll(
+                frac, shifts=tuple(int(v) for v in torch.randint(-1, 2, (2,), generator=gen)), dims=(0, 1)
+            )
         masks[qi] = 10.0 * (2.0 * frac - 1.0) + torch.randn(mh, mw, generator=gen) * 0.5
         logits[qi, (seg.category_id * 7 + qi % len(segments)) % k] = 8.0 - 0.5 * (qi // len(segments))
         logits[qi, k] = 0.0

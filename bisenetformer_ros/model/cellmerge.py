@@ -35,6 +35,7 @@ bounded chunks, never ``K x H x W``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -243,7 +244,7 @@ class CellGrid:
 
     def interpolate(self, win: torch.Tensor, blk: _Block) -> torch.Tensor:
         """Window values ``[U, A, Sy, Sx]`` -> the cells' pixel values ``[U, A, ry, rx]`` (float64)."""
-        out = win.to(EXACT).flatten(2) @ blk.weights
+        out = _weighted_sum(win.to(EXACT).flatten(2), blk.weights)
         return out.reshape(out.shape[0], out.shape[1], self.y.max_len, self.x.max_len)
 
     def probabilities(self, masks: torch.Tensor, entities: torch.Tensor, blk: _Block, order: str) -> torch.Tensor:
@@ -252,6 +253,17 @@ class CellGrid:
         if order == "sigmoid_first":
             return self.interpolate(win.sigmoid(), blk)
         return self.interpolate(win, blk).sigmoid()
+
+    def above(
+        self, masks: torch.Tensor, entities: torch.Tensor, blk: _Block, order: str, threshold: float
+    ) -> torch.Tensor:
+        """``probabilities(...) >= threshold`` without per-pixel sigmoids where the order allows: in
+        ``upsample_logits`` the test is on the interpolated logit against ``logit(threshold)`` (equal up to float64
+        rounding at the threshold itself)."""
+        if order == "sigmoid_first" or not 0.0 < threshold < 1.0:
+            return self.probabilities(masks, entities, blk, order) >= threshold
+        logit = self.interpolate(self.window(masks, entities, blk), blk)
+        return logit >= math.log(threshold / (1.0 - threshold))
 
     def expand(self, cell_values: torch.Tensor) -> torch.Tensor:
         """``[Cy, Cx]`` per-cell values -> ``[H, W]`` (each pixel takes its cell's value)."""
@@ -412,7 +424,7 @@ def semantic_labels(class_probs: torch.Tensor, masks: torch.Tensor, cells: CellG
             if hi_logit is None:
                 queries = torch.arange(q, device=masks.device).expand(u, q)
                 win = cells.window(masks, queries, blk).to(EXACT).sigmoid()  # [U, Q, Sy, Sx]
-                class_win = (pc @ win.flatten(2)).reshape(u, -1, cells.y.window, cells.x.window)
+                class_win = _weighted_sum(pc, win.flatten(2)).reshape(u, -1, cells.y.window, cells.x.window)
                 return cells.interpolate(class_win, blk).flatten(2), None
             hi = peak.expand(u, q).clone()  # [U, Q] bound on each probability in the cell
             hi[:, live] = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()
@@ -434,7 +446,18 @@ def _class_values(masks: torch.Tensor, pc: torch.Tensor, queries: torch.Tensor, 
                   order: str) -> torch.Tensor:  # fmt: skip
     """``[U, C, ry*rx]`` sums ``pc[u, c, q] * prob_q`` over the distinct ``queries [U, A]``."""
     probs = cells.probabilities(masks, queries, blk, order).flatten(2)  # [U, A, P]
-    return pc.gather(2, queries[:, None, :].expand(-1, pc.shape[1], -1)) @ probs
+    return _weighted_sum(pc.gather(2, queries[:, None, :].expand(-1, pc.shape[1], -1)), probs)
+
+
+def _weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``[U, C, A] x [U, A, P] -> [U, C, P]``, summing over A in the same order for every C. A batched matmul does
+    not: BLAS kernels may accumulate two identical rows differently, which would break exact ties (two classes or
+    queries with the same inputs must tie, and the first wins)."""
+    u, c, a = weights.shape
+    out = values.new_empty((u, c, values.shape[2]))
+    for s, e in _chunks(u, c * a * values.shape[2]):
+        out[s:e] = (weights[s:e, :, :, None] * values[s:e, None]).sum(2)
+    return out
 
 
 def _class_values_pruned(
@@ -521,10 +544,6 @@ def panoptic_cells(
     pix_idx, pix_win, pix_own = [], [], []
     ppc = cells.y.max_len * cells.x.max_len
 
-    def probs_of(cy: torch.Tensor, cx: torch.Tensor, entities: torch.Tensor) -> tuple[_Block, torch.Tensor]:
-        blk = cells.block(cy, cx)
-        return blk, cells.probabilities(masks, entities, blk, order)
-
     for c0, c1 in cells.bands(n):
         r0, r1 = cells.band_rows(c0, c1)
         band = m32[:, r0:r1]
@@ -539,8 +558,9 @@ def panoptic_cells(
         if cy.numel():
             lists, listed = _candidate_lists(crossing[:, cy, cx].t())
             for a, b in _chunks(int(cy.numel()), int(lists.shape[1]) * ppc):
-                blk, p = probs_of(cy[a:b] + c0, cx[a:b], lists[a:b])
-                hit = (p >= threshold) & blk.valid[:, None] & listed[a:b, :, None, None]
+                blk = cells.block(cy[a:b] + c0, cx[a:b])
+                hit = cells.above(masks, lists[a:b], blk, order, threshold)
+                hit &= blk.valid[:, None] & listed[a:b, :, None, None]
                 orig.index_add_(0, lists[a:b][listed[a:b]], hit.flatten(2).sum(2)[listed[a:b]])
         # Winners.
         lower, upper = s32[:, None, None] * plo, s32[:, None, None] * phi
@@ -560,8 +580,8 @@ def panoptic_cells(
         fin.index_add_(0, w[owned], size[owned])
         cy, cx = torch.nonzero(partly, as_tuple=True)
         for a, b in _chunks(int(cy.numel()), ppc):
-            blk, p = probs_of(cy[a:b] + c0, cx[a:b], w[cy[a:b], cx[a:b]][:, None])
-            own = p[:, 0] >= threshold
+            blk = cells.block(cy[a:b] + c0, cx[a:b])
+            own = cells.above(masks, w[cy[a:b], cx[a:b]][:, None], blk, order, threshold)[:, 0]
             who = w[cy[a:b], cx[a:b]][:, None, None].expand_as(own)
             pix_idx.append(blk.flat(cells.size[1]))
             pix_win.append(who[blk.valid])
