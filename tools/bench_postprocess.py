@@ -15,7 +15,8 @@ grid the way a trained model's look (about +-10 inside/outside, a 1-2 cell trans
 Each iteration times the network, then semantic + panoptic post-processing (``postprocess_batch``, the node's call)
 back to back; the table gives medians and the median per-iteration ratio post / network. ``--dense`` adds the dense
 brute force for comparison. Peak memory of one merge is measured in a fresh subprocess as the growth of the
-resident set's high-water mark (``/proc/self/clear_refs``, Linux). Example::
+resident set's high-water mark (``/proc/self/clear_refs``, Linux; glibc's mmap threshold fixed so that freed blocks
+leave the resident set). Example::
 
     .venv/bin/python tools/bench_postprocess.py --threads 2 --iters 5 --dense
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -125,7 +127,10 @@ def _peak_mb(camera: str, k: int, order: str, many: bool, merge: str, args: argp
     cmd += ["--merge", merge, "--threads", str(args.threads)]
     cmd += ["--many"] if many else []
     cmd += ["--input-size", str(args.input_size)] if args.input_size else []
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    # Fixed mmap threshold: every large block is mapped and unmapped, so RSS follows live memory (glibc's dynamic
+    # threshold would otherwise serve the measured run from memory the warm-up freed, and the peak would read 0).
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_bytes"] / 2**20
 
 

@@ -50,7 +50,7 @@ EXACT = torch.float64  # per-pixel values; float32 bounds decide everything else
 _EPS32 = 2.0**-24
 _ABS_MARGIN = 1e-9  # far above float64 rounding of the dense reference, far below any real score difference
 _CHUNK_ELEMENTS = 1 << 21  # float64 elements per per-pixel chunk (16 MB)
-_BAND_ELEMENTS = 1 << 22  # float32 elements of one band's bound tables (16 MB)
+_BAND_ELEMENTS = 1 << 20  # float32 elements of one band's bound tables (4 MB; a handful are alive at once)
 _PRUNE = 1e-4  # a query adding less than this to every class score (in a cell) is bounded, not evaluated
 
 
@@ -381,7 +381,8 @@ def _corner_winners(
 
 # ------------------------------------------------------------------------------------------------ semantic
 def semantic_labels(class_probs: torch.Tensor, masks: torch.Tensor, cells: CellGrid, order: str) -> torch.Tensor:
-    """Exact ``argmax_k sum_q class_probs[q, k] * prob_q`` at every pixel: ``[H, W]`` int64 labels.
+    """Exact ``argmax_k sum_q class_probs[q, k] * prob_q`` at every pixel: ``[H, W]`` labels (uint8, or int32 for
+    more than 255 classes).
 
     ``class_probs [Q, K]`` float64 (softmax without no-object), ``masks [Q, h, w]`` mask logits."""
     q, k = class_probs.shape
@@ -394,7 +395,9 @@ def semantic_labels(class_probs: torch.Tensor, masks: torch.Tensor, cells: CellG
     p32 = class_probs[live].float()
     m32 = masks[live].float()
     n_live = int(p32.shape[0])
-    cell_label = torch.empty(cells.shape, dtype=torch.long, device=masks.device)
+    # Labels in the smallest integer type that holds them: the full-resolution map is the merge's largest tensor.
+    label_dtype = torch.uint8 if k <= 255 else torch.int32
+    cell_label = torch.empty(cells.shape, dtype=label_dtype, device=masks.device)
     pix_idx, pix_val = [], []
     ppc = cells.y.max_len * cells.x.max_len
     for c0, c1 in cells.bands(k):
@@ -414,7 +417,7 @@ def semantic_labels(class_probs: torch.Tensor, masks: torch.Tensor, cells: CellG
             corner = None
         dec = _decide(lower, upper, rel)
         winner = dec.winner if corner is None else torch.where(corner >= 0, corner, dec.winner)
-        cell_label[c0:c1] = winner
+        cell_label[c0:c1] = winner.clamp(min=0)  # undecided cells are overwritten per pixel below
 
         def evaluate(
             blk: _Block, cand: torch.Tensor, valid: torch.Tensor, hi_logit: torch.Tensor | None = hi_logit, c0: int = c0
@@ -435,7 +438,7 @@ def semantic_labels(class_probs: torch.Tensor, masks: torch.Tensor, cells: CellG
 
         for blk, cand, pick, _aux in _resolve(dec, winner < 0, cells, c0, evaluate, per_cell):
             pix_idx.append(blk.flat(cells.size[1]))
-            pix_val.append(cand.gather(1, pick)[blk.valid.flatten(1)])
+            pix_val.append(cand.gather(1, pick)[blk.valid.flatten(1)].to(label_dtype))
     labels = cells.expand(cell_label)
     if pix_idx:
         labels.view(-1)[torch.cat(pix_idx)] = torch.cat(pix_val)

@@ -348,7 +348,7 @@ def _segment_stats(id_map: torch.Tensor, n: int, ys: np.ndarray, xs: np.ndarray)
 
     def histogram(key_offset: torch.Tensor, bins: int, weights: torch.Tensor) -> torch.Tensor:
         """``[bins, nb]``: ``sum weights`` over pixels by (line, id); uniform weights need no per-pixel table."""
-        key = id_map.to(torch.int64) + key_offset * nb
+        key = id_map.to(torch.int32) + (key_offset * nb).to(torch.int32)  # int32: half the memory of int64
         if bool((weights == 1).all()):
             hist = torch.bincount(key.flatten(), minlength=bins * nb).double()
         else:
@@ -481,6 +481,7 @@ def _semantic_confidence(
     """The winning class's share of the class scores (SegmentationOutput) at ``labels [H*W]``: one chunked pass over
     the queries' full-resolution probabilities (what the option costs), but only two accumulators, not K x H x W."""
     probs = _class_probs(pred_logits, torch.float32)[:, :-1]
+    labels = labels.long()  # an index (a uint8 tensor would index as a mask)
     best = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     total = torch.zeros_like(best)
     queries = torch.arange(probs.shape[0], device=labels.device)
@@ -616,7 +617,7 @@ def _postprocess(
                     share = _semantic_confidence(pred_logits[i], pred_masks[i], labels, work_meta, cfg)
                     conf = _nearest_resize(share.reshape(wh, ww).cpu().numpy(), ys, xs)
                 # To the host at the merge grid in the output dtype; the nearest up-sampling then moves bytes only.
-                small = labels.reshape(wh, ww).to(torch.int32).cpu().numpy().astype(sem_dtype)
+                small = labels.reshape(wh, ww).cpu().numpy().astype(sem_dtype, copy=False)
                 sem = _nearest_resize(small, ys, xs)
             if "instance" in tasks:
                 ins = instance_inference(pred_logits[i], pred_masks[i], meta, is_thing, cfg, dense_dtype)
