@@ -327,7 +327,7 @@ def _resolve(
         redo = torch.nonzero(again).flatten()
         if redo.numel() == 0:
             continue
-        full = more[redo] | table[a:b][redo].scatter(1, first[a:b][redo], True) & table[a:b][redo]
+        full = more[redo].scatter(1, first[a:b][redo], fvalid[a:b][redo])  # the rest and the first two
         ents, valid = _candidate_lists(full)
         for a2, b2 in _chunks(int(redo.numel()), per_item(int(ents.shape[1]))):
             sub = blk.select(redo[a2:b2])
