@@ -91,7 +91,9 @@ GEOMETRIES = [
 def test_cell_merge_equals_dense_reference_on_random_models(
     order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, smooth: bool
 ) -> None:
-    cfg = PostprocessConfig(mask_order=order, object_mask_threshold=0.5, overlap_threshold=0.3, instance_topk=10)
+    cfg = PostprocessConfig(
+        mask_order=order, dense_fallback=1.0, object_mask_threshold=0.5, overlap_threshold=0.3, instance_topk=10
+    )
     for k in (3, 19):
         seed = zlib.crc32(repr((order, mask_hw, smooth, k)).encode())  # stable across runs (unlike hash())
         logits, masks = random_predictions(seed, 17, k, mask_hw, smooth)
@@ -108,7 +110,7 @@ def test_cell_merge_more_than_255_classes(order: str) -> None:
     logits, masks = random_predictions(3, 12, k, (9, 13), smooth=True)
     logits[0, :, 280] += 9  # make a class id above 255 win somewhere
     meta = PreprocessMeta((70, 101), (66, 100), (72, 104))
-    cfg = PostprocessConfig(mask_order=order, object_mask_threshold=0.5)
+    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0, object_mask_threshold=0.5)
     fast = postprocess_batch(logits, masks, [meta], ("semantic", "panoptic"), cfg, table(k))[0]
     ref = dense_reference(logits, masks, [meta], ("semantic", "panoptic"), cfg, table(k))[0]
     assert fast.semantic.dtype == np.uint16 and int(fast.semantic.max()) > 255
@@ -129,7 +131,7 @@ def test_cell_merge_ties_take_the_first_maximum(order: str) -> None:
     masks[0, 3] = masks[0, 1]  # ... mask included
     masks[0, 5] = 1.5  # a flat query: the same probability everywhere
     meta = PreprocessMeta((53, 71), (52, 70), (56, 72))
-    cfg = PostprocessConfig(mask_order=order, object_mask_threshold=0.0, overlap_threshold=0.0)
+    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0, object_mask_threshold=0.0, overlap_threshold=0.0)
     fast = postprocess_batch(logits, masks, [meta], TASKS, cfg, table(k))[0]
     ref = dense_reference(logits, masks, [meta], TASKS, cfg, table(k))[0]
     assert_same(fast, ref)
@@ -148,7 +150,9 @@ def test_cell_merge_degenerate_query_sets(order: str) -> None:
     for q, k in ((1, 1), (1, 3), (2, 1)):
         logits, masks = random_predictions(q * 10 + k, q, k, (5, 6), smooth=True)
         for thr in (0.0, 1.0):  # everything kept / nothing kept
-            cfg = PostprocessConfig(mask_order=order, object_mask_threshold=thr, overlap_threshold=0.0)
+            cfg = PostprocessConfig(
+                mask_order=order, dense_fallback=1.0, object_mask_threshold=thr, overlap_threshold=0.0
+            )
             fast = postprocess_batch(logits, masks, [meta], TASKS, cfg, table(k))[0]
             ref = dense_reference(logits, masks, [meta], TASKS, cfg, table(k))[0]
             assert_same(fast, ref)
@@ -170,7 +174,7 @@ def test_cell_merge_equals_dense_reference_on_the_trained_model(order: str, inpu
     with torch.no_grad():
         out = net(batch)
     logits, masks = out["pred_logits"], out["pred_masks"]
-    cfg = PostprocessConfig(mask_order=order)
+    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0)
     fast = postprocess_batch(logits, masks, metas, TASKS, cfg, loaded.class_table)
     ref = dense_reference(logits, masks, metas, TASKS, cfg, loaded.class_table)
     for a, b in zip(fast, ref, strict=True):
@@ -184,9 +188,9 @@ def test_cell_merge_agrees_with_the_float32_dense_merge_up_to_float32_ties(order
     top two class scores are equal to float32 rounding."""
     logits, masks = random_predictions(5, 20, 6, (12, 20), smooth=True)
     meta = PreprocessMeta((97, 203), (90, 150), (96, 160))
-    cfg = PostprocessConfig(mask_order=order)
+    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0)
     fast = postprocess_batch(logits, masks, [meta], ("semantic",), cfg)[0].semantic
-    dense_cfg = PostprocessConfig(mask_order=order, merge="dense")
+    dense_cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0, merge="dense")
     dense = postprocess_batch(logits, masks, [meta], ("semantic",), dense_cfg)[0].semantic
     from bisenetformer_ros.model.postprocess import masks_to_original
 
@@ -197,11 +201,32 @@ def test_cell_merge_agrees_with_the_float32_dense_merge_up_to_float32_ties(order
     assert not ((fast != dense) & ~near_tie).any()
 
 
+@pytest.mark.parametrize("order", ORDERS)
+def test_frames_without_spatial_structure_fall_back_to_the_dense_merge(order: str) -> None:
+    """Noise masks leave most cells undecided: the semantic labels then come from the dense merge (faster there),
+    exactly its result; ``dense_fallback=1.0`` keeps the cell merge, which still equals the float64 reference."""
+    logits, masks = random_predictions(21, 17, 5, (12, 20), smooth=False)
+    meta = PreprocessMeta((97, 203), (90, 150), (96, 160))
+    kw = {"mask_order": order, "object_mask_threshold": 0.5, "overlap_threshold": 0.3}
+    fallback = postprocess_batch(logits, masks, [meta], ("semantic",), PostprocessConfig(**kw))[0]
+    dense = postprocess_batch(logits, masks, [meta], ("semantic",), PostprocessConfig(merge="dense", **kw))[0]
+    np.testing.assert_array_equal(fallback.semantic, dense.semantic)
+    from bisenetformer_ros.model.cellmerge import CellGrid, semantic_labels
+
+    probs = logits[0].double().softmax(-1)[:, :-1]
+    assert semantic_labels(probs, masks[0], CellGrid(meta, (12, 20), masks.device), order, 0.25) is None  # fell back
+    cells = postprocess_batch(logits, masks, [meta], TASKS, PostprocessConfig(dense_fallback=1.0, **kw), table(5))[0]
+    assert_same(cells, dense_reference(logits, masks, [meta], TASKS, PostprocessConfig(**kw), table(5))[0])
+    with pytest.raises(ValueError, match="dense_fallback"):
+        PostprocessConfig(dense_fallback=1.5)
+
+
 def test_sigmoid_first_is_the_reference_order() -> None:
     """``sigmoid_first``: sigmoid on the mask grid, then the bilinear chain; semantic = argmax of weighted sums."""
     logits, masks = random_predictions(11, 7, 4, (6, 10), smooth=False)
     meta = PreprocessMeta((45, 83), (44, 76), (48, 80))
-    out = postprocess_batch(logits, masks, [meta], ("semantic",), PostprocessConfig(mask_order="sigmoid_first"))[0]
+    cfg = PostprocessConfig(mask_order="sigmoid_first", dense_fallback=1.0)
+    out = postprocess_batch(logits, masks, [meta], ("semantic",), cfg)[0]
     prob = F.interpolate(masks.double().sigmoid(), size=(48, 80), mode="bilinear", align_corners=False)[..., :44, :76]
     prob = F.interpolate(prob, size=(45, 83), mode="bilinear", align_corners=False)[0]
     scores = torch.einsum("qk,qhw->khw", logits[0].double().softmax(-1)[:, :-1], prob)

@@ -380,9 +380,12 @@ def _corner_winners(
 
 
 # ------------------------------------------------------------------------------------------------ semantic
-def semantic_labels(class_probs: torch.Tensor, masks: torch.Tensor, cells: CellGrid, order: str) -> torch.Tensor:
+def semantic_labels(
+    class_probs: torch.Tensor, masks: torch.Tensor, cells: CellGrid, order: str, max_undecided: float = 1.0
+) -> torch.Tensor | None:
     """Exact ``argmax_k sum_q class_probs[q, k] * prob_q`` at every pixel: ``[H, W]`` labels (uint8, or int32 for
-    more than 255 classes).
+    more than 255 classes); ``None`` when the bounds leave more than ``max_undecided`` of the pixels open (masks
+    without spatial structure: per-pixel work here then costs more than the dense merge).
 
     ``class_probs [Q, K]`` float64 (softmax without no-object), ``masks [Q, h, w]`` mask logits."""
     q, k = class_probs.shape
@@ -400,6 +403,7 @@ def semantic_labels(class_probs: torch.Tensor, masks: torch.Tensor, cells: CellG
     cell_label = torch.empty(cells.shape, dtype=label_dtype, device=masks.device)
     pix_idx, pix_val = [], []
     ppc = cells.y.max_len * cells.x.max_len
+    bands, undecided = [], 0
     for c0, c1 in cells.bands(k):
         r0, r1 = cells.band_rows(c0, c1)
         band = m32[:, r0:r1]
@@ -418,6 +422,11 @@ def semantic_labels(class_probs: torch.Tensor, masks: torch.Tensor, cells: CellG
         dec = _decide(lower, upper, rel)
         winner = dec.winner if corner is None else torch.where(corner >= 0, corner, dec.winner)
         cell_label[c0:c1] = winner.clamp(min=0)  # undecided cells are overwritten per pixel below
+        undecided += int((cells.cell_pixels[c0:c1] * (winner < 0)).sum())
+        bands.append((c0, dec, winner, hi_logit))
+    if undecided > max_undecided * cells.size[0] * cells.size[1]:
+        return None
+    for c0, dec, winner, hi_logit in bands:
 
         def evaluate(
             blk: _Block, cand: torch.Tensor, valid: torch.Tensor, hi_logit: torch.Tensor | None = hi_logit, c0: int = c0

@@ -66,6 +66,10 @@ class PostprocessConfig:
     # "cells": exact at camera resolution, per-pixel work only along boundaries (model.cellmerge); "dense": the brute
     # force (every mask up-sampled, K x H x W float32 class scores), kept as the reference and for comparisons.
     merge: str = "cells"
+    # With "cells": when the bounds leave more than this share of the pixels undecided (masks without spatial
+    # structure, e.g. an untrained network or one far outside its training scale) the frame goes through the dense
+    # merge instead, which is then faster; 1.0 = never.
+    dense_fallback: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("object_mask_threshold", "overlap_threshold", "mask_threshold"):
@@ -83,6 +87,8 @@ class PostprocessConfig:
                 f"PostprocessConfig.mask_order must be one of {list(MASK_ORDERS)} (where the model applies the mask "
                 f"sigmoid), got {self.mask_order!r}"
             )
+        if not 0.0 <= float(self.dense_fallback) <= 1.0:
+            raise ValueError(f"PostprocessConfig.dense_fallback must be in [0, 1], got {self.dense_fallback!r}")
         if self.merge not in MERGES:
             raise ValueError(f"PostprocessConfig.merge must be one of {list(MERGES)}, got {self.merge!r}")
 
@@ -578,11 +584,20 @@ def _postprocess(
             labels = None
             pan = ins = conf = None
             kept = _Kept.of(pred_logits[i], cfg, dense_dtype or cellmerge.EXACT) if "panoptic" in tasks else None
+            # Which tasks the dense merge computes: all of them when asked for, else the semantic labels of a frame
+            # whose bounds decide too little (cfg.dense_fallback). Each task's result never depends on the others.
+            dense_tasks: tuple[str, ...] = tuple(tasks) if dense_dtype is not None else ()
             if dense_dtype is None:
                 cells = CellGrid(work_meta, tuple(pred_masks.shape[-2:]), pred_masks.device)
                 if "semantic" in tasks:
                     class_probs = _class_probs(pred_logits[i], cellmerge.EXACT)[:, :-1]
-                    labels = cellmerge.semantic_labels(class_probs, pred_masks[i], cells, cfg.mask_order).flatten()
+                    labels = cellmerge.semantic_labels(
+                        class_probs, pred_masks[i], cells, cfg.mask_order, float(cfg.dense_fallback)
+                    )
+                    if labels is None:
+                        dense_tasks = ("semantic",)
+                    else:
+                        labels = labels.flatten()
                 if kept is not None:
                     if kept.ids.numel():
                         pc = cellmerge.panoptic_cells(
@@ -592,15 +607,18 @@ def _postprocess(
                     else:
                         areas, id_map_of = (pred_logits.new_zeros(0),) * 3, None
                     pan = _panoptic_result(kept, areas, id_map_of, meta.orig_size, is_thing, cfg)
-            else:
-                sem_merge = _SemanticMerge(pred_logits[i], wh * ww, dense_dtype) if "semantic" in tasks else None
-                pan_merge = _PanopticMerge(kept, wh * ww, cfg) if kept is not None else None
+            if dense_tasks:
+                dtype = dense_dtype or torch.float32
+                sem_merge = _SemanticMerge(pred_logits[i], wh * ww, dtype) if "semantic" in dense_tasks else None
+                pan_merge = (
+                    _PanopticMerge(kept, wh * ww, cfg) if kept is not None and "panoptic" in dense_tasks else None
+                )
                 # Semantic needs every query, panoptic only the kept ones: one pass over the larger set feeds both.
                 if sem_merge is not None:
                     queries = torch.arange(q, device=pred_logits.device)
                 else:
-                    queries = kept.ids if kept is not None else pred_logits.new_zeros((0,), dtype=torch.long)
-                for idx, probs in _mask_prob_chunks(pred_masks[i], queries, work_meta, cfg, dense_dtype):
+                    queries = kept.ids if pan_merge is not None else pred_logits.new_zeros((0,), dtype=torch.long)
+                for idx, probs in _mask_prob_chunks(pred_masks[i], queries, work_meta, cfg, dtype):
                     if sem_merge is not None:
                         sem_merge.add(idx, probs)
                     if pan_merge is not None:
