@@ -69,3 +69,21 @@ def test_node_overhead_benchmark_splits_the_frame_into_stages() -> None:
     assert all(v >= 0.0 for v in stages.values()) and stages["backend"] > 0.0
     assert 0.0 < row["adapter_pct_of_backend"] <= row["node_pct_of_backend"]
     assert {d["encoding"] for d in out["decode"]} >= {"rgb8", "bgr8", "mono8", "jpeg"}
+
+
+def test_bench_postprocess_reports_cell_and_dense_merge_side_by_side() -> None:
+    """One row per (kept-query set, order, merge), network and post-processing timed in the same run, with the
+    merge's peak memory."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_postprocess.py"), "--camera", "160x96", "--classes", "3",
+         "--iters", "1", "--threads", "1", "--dense", "--orders", "sigmoid_first", "--json"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert [(r["merge"], r["kept"] > 8) for r in rows] == [("cells", False), ("dense", False), ("cells", True),
+                                                          ("dense", True)]  # fmt: skip
+    for r in rows:
+        assert r["network_input"] == "160x96" and r["classes"] == 3 and r["order"] == "sigmoid_first"
+        assert r["network_ms"] > 0 and r["post_ms"] > 0 and r["post_pct_of_network"] > 0
+        assert r["peak_mb"] >= 0  # the dense merge's memory is measured for the last camera only (here the only one)

@@ -1,0 +1,672 @@
+"""Exact Mask2Former merging at camera resolution, with per-pixel work only where the answer can change.
+
+Why: the dense merge up-samples every query's mask to camera size (``Q x H x W`` values, ``K x H x W`` class scores
+for semantic); at 1280x720 on a CPU that costs more than the network, and ADE20K's 150 classes need 0.5 GB. Yet the
+labels are piecewise constant and only their boundaries depend on per-pixel values.
+
+**Cells.** The mask chain (mask grid -> padded batch size, crop the padding, -> original size; bilinear,
+``align_corners=False``) is separable, and along each axis every output index reads a convex combination of a few
+consecutive mask-grid indices (2 for one resize, 3 when the image was also resized; the weights are PyTorch's own,
+obtained by pushing an identity matrix through the same resizes). Output pixels whose supports start at the same grid
+row and column form a *cell* (8x8 pixels for an 8x up-sampling); every pixel of a cell reads only the cell's *window*
+of ``Sy x Sx`` grid points, as a convex combination. Hence:
+
+* ``sigmoid_first`` (probabilities resized): class scores ``sum_q p_q(k) sigmoid(m_q)`` and panoptic scores
+  ``score_q sigmoid(m_q)`` are linear in what is resized, so an entity that beats every other one by a margin at all
+  window points beats it at every pixel of the cell (a convex combination of positive differences is positive), and
+  each value lies between its window minimum and maximum.
+* ``upsample_logits`` (logits resized, then the sigmoid): each pixel's logit lies between the window's smallest and
+  largest logit and the sigmoid is monotonic, so every probability, class score (non-negative weights) and panoptic
+  score lies between the values computed from the window extremes.
+
+A cell where one entity's lower bound beats every other entity's upper bound is *decided* and costs nothing per pixel;
+in the others (a thin band along boundaries) only the *candidates* - entities whose upper bound reaches the best lower
+bound - are evaluated per pixel, first maximum in index order like ``max(0)``. Mask-threshold tests (panoptic
+ownership and areas, instance masks) use the same bounds.
+
+**Precision.** Bounds are computed in float32 on the mask grid and widened by a bound on their rounding error plus a
+margin, so a decided cell is decided for the float64 computation too; per-pixel values are computed in float64. The
+result therefore equals the dense float64 merge pixel for pixel (tests); the float32 dense merge can differ from both
+only at pixels where two scores agree to float32 rounding.
+
+Everything is plain torch on the logits' device (CPU or CUDA); memory is ``O(Q x mask grid)`` plus the output maps and
+bounded chunks, never ``K x H x W``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from bisenetformer_ros.model.preprocess import PreprocessMeta
+
+MASK_ORDERS: tuple[str, ...] = ("upsample_logits", "sigmoid_first")
+EXACT = torch.float64  # per-pixel values; float32 bounds decide everything else
+_EPS32 = 2.0**-24
+_ABS_MARGIN = 1e-9  # far above float64 rounding of the dense reference, far below any real score difference
+_CHUNK_ELEMENTS = 1 << 21  # float64 elements per per-pixel chunk (16 MB)
+_BAND_ELEMENTS = 1 << 20  # float32 elements of one band's bound tables (4 MB; a handful are alive at once)
+_PRUNE = 1e-4  # a query adding less than this to every class score (in a cell) is bounded, not evaluated
+
+
+def float32_error(n_terms: int) -> float:
+    """Relative error bound of a float32 sum of ``n_terms`` non-negative products ``p * sigmoid`` (``n u`` for the
+    accumulation - relative to the sum itself because no term is negative - and a few ulps for softmax and sigmoid).
+    Bounds are widened by it and by ``_ABS_MARGIN``: ``[lower (1 - e) - margin, upper (1 + e) + margin]``."""
+    return 4.0 * (n_terms + 8) * _EPS32
+
+
+def _widen_low(values: torch.Tensor, rel: float) -> torch.Tensor:
+    return values * (1.0 - rel) - _ABS_MARGIN
+
+
+def _widen_high(values: torch.Tensor, rel: float) -> torch.Tensor:
+    return values * (1.0 + rel) + _ABS_MARGIN
+
+
+# ------------------------------------------------------------------------------------------------ geometry
+@dataclass(frozen=True)
+class _Axis:
+    """The interpolation chain along one axis: output index ``o`` = ``sum_s weights[o, s] * grid[start[o] + s]``."""
+
+    weights: torch.Tensor  # [O, S] float64
+    start: torch.Tensor  # [O] window start on the mask grid
+    cell_first: torch.Tensor  # [C] first output index of each cell
+    cell_len: torch.Tensor  # [C] output indices in each cell
+    cell_start: torch.Tensor  # [C] window start of each cell
+    cell_of: torch.Tensor  # [O] cell of each output index
+    window: int  # S
+    max_len: int  # largest cell
+
+
+@lru_cache(maxsize=64)
+def _axis(n: int, padded: int, resized: int, orig: int, second: bool, device: str) -> _Axis:
+    """Weights of the chain by resizing the identity (PyTorch's own index and weight arithmetic, in float64)."""
+    dev = torch.device(device)
+    eye = torch.eye(n, dtype=EXACT, device=dev)[None, :, :, None]  # channel i = basis vector e_i along this axis
+    x = F.interpolate(eye, size=(padded, 1), mode="bilinear", align_corners=False)[:, :, :resized]
+    if second:
+        x = F.interpolate(x, size=(orig, 1), mode="bilinear", align_corners=False)
+    dense = x[0, :, :, 0].t().contiguous()  # [O, n]
+    nz = (dense != 0).to(torch.uint8)
+    first = nz.argmax(1)
+    last = n - 1 - nz.flip(1).argmax(1)
+    window = int((last - first).max()) + 1
+    start = first.clamp(max=n - window)
+    weights = dense.gather(1, start[:, None] + torch.arange(window, device=dev))
+    o = int(start.numel())
+    change = torch.ones(o, dtype=torch.bool, device=dev)
+    change[1:] = start[1:] != start[:-1]
+    # Runs of one window start are cells; the runs at the borders are longer (clamped source positions), so runs are
+    # cut to the most common length: every cell's pixels are padded to the largest cell in per-pixel work.
+    run_first = torch.nonzero(change).flatten()
+    run_len = torch.diff(run_first, append=torch.tensor([o], device=dev))
+    longest = int(torch.mode(run_len).values)
+    pos = torch.arange(o, device=dev) - run_first[torch.cumsum(change, 0) - 1]
+    change |= pos % longest == 0
+    cell_first = torch.nonzero(change).flatten()
+    cell_len = torch.diff(cell_first, append=torch.tensor([o], device=dev))
+    return _Axis(
+        weights=weights,
+        start=start,
+        cell_first=cell_first,
+        cell_len=cell_len,
+        cell_start=start[cell_first],
+        cell_of=torch.cumsum(change, 0) - 1,
+        window=window,
+        max_len=int(cell_len.max()),
+    )
+
+
+@dataclass
+class _Block:
+    """Pixels of ``U`` cells, each padded to the largest cell: rows ``[U, ry]``, cols ``[U, rx]`` (padding repeats a
+    valid index), their validity and interpolation weights, and the cells' window starts."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    valid: torch.Tensor  # [U, ry, rx]
+    weights: torch.Tensor  # [U, Sy*Sx, ry*rx] float64: window point -> pixel
+    sy: torch.Tensor  # [U]
+    sx: torch.Tensor  # [U]
+    cy: torch.Tensor  # [U] the cells
+    cx: torch.Tensor  # [U]
+
+    def select(self, idx: torch.Tensor) -> _Block:
+        """The cells ``idx`` of this block."""
+        return _Block(
+            **{f: getattr(self, f)[idx] for f in ("rows", "cols", "valid", "weights", "sy", "sx", "cy", "cx")}
+        )
+
+    def flat(self, width: int) -> torch.Tensor:
+        """Flat pixel index of every valid pixel, in the block's ``[U, ry, rx]`` order."""
+        return (self.rows[:, :, None] * width + self.cols[:, None, :])[self.valid]
+
+
+class CellGrid:
+    """Cells of one image's mask chain (see the module docstring) and the operations on them."""
+
+    def __init__(self, meta: PreprocessMeta, mask_hw: tuple[int, int], device: torch.device) -> None:
+        second = tuple(meta.resized_size) != tuple(meta.orig_size)
+        dev = str(device)
+        self.y, self.x = (
+            _axis(
+                int(mask_hw[a]),
+                int(meta.padded_size[a]),
+                int(meta.resized_size[a]),
+                int(meta.orig_size[a]),
+                second,
+                dev,
+            )
+            for a in (0, 1)
+        )
+        self.size = (int(meta.orig_size[0]), int(meta.orig_size[1]))
+        self.shape = (int(self.y.cell_first.numel()), int(self.x.cell_first.numel()))
+        self.device = device
+
+    @property
+    def cell_pixels(self) -> torch.Tensor:
+        """``[Cy, Cx]`` pixel count of each cell."""
+        return self.y.cell_len[:, None] * self.x.cell_len[None, :]
+
+    def bands(self, entities: int) -> list[tuple[int, int]]:
+        """Ranges of cell rows whose ``entities x cells`` bound tables stay within the band budget."""
+        step = max(1, _BAND_ELEMENTS // max(1, entities * self.shape[1]))
+        return [(a, min(a + step, self.shape[0])) for a in range(0, self.shape[0], step)]
+
+    def band_rows(self, c0: int, c1: int) -> tuple[int, int]:
+        """Mask-grid rows read by cell rows ``c0..c1``."""
+        return int(self.y.cell_start[c0]), int(self.y.cell_start[c1 - 1]) + self.y.window
+
+    def window_max(self, values: torch.Tensor, c0: int, c1: int) -> torch.Tensor:
+        """Max of ``values [E, rows of band, n_x]`` (mask-grid rows ``band_rows(c0, c1)``) over each cell's window:
+        ``[E, c1 - c0, Cx]``."""
+        return self._window_reduce(values, c0, c1, torch.maximum)
+
+    def window_min(self, values: torch.Tensor, c0: int, c1: int) -> torch.Tensor:
+        return self._window_reduce(values, c0, c1, torch.minimum)
+
+    def _window_reduce(self, values: torch.Tensor, c0: int, c1: int, op: Callable) -> torch.Tensor:
+        # Separable: the reduction at every window position by shifted slices, then each cell picks its position
+        # (max_pool2d is ~10x slower on CPU; gathering the shifted copies first costs twice the memory traffic).
+        e, _r, n_x = values.shape
+        rows = self.y.cell_start[c0:c1] - self.band_rows(c0, c1)[0]
+        npos = int(rows[-1]) + 1
+        acc = values[:, :npos]
+        for d in range(1, self.y.window):
+            acc = op(acc, values[:, d : d + npos])
+        acc = acc.index_select(1, rows).reshape(-1, n_x)  # a 2-D index_select is ~5x faster than a 3-D one
+        npos = n_x - self.x.window + 1
+        out = acc[:, :npos]
+        for d in range(1, self.x.window):
+            out = op(out, acc[:, d : d + npos])
+        return out.index_select(1, self.x.cell_start).reshape(e, c1 - c0, -1)
+
+    def block(self, cy: torch.Tensor, cx: torch.Tensor) -> _Block:
+        """The pixels of cells ``(cy[u], cx[u])``."""
+        ry, rx = self.y.max_len, self.x.max_len
+        dev = self.device
+        ar_y, ar_x = torch.arange(ry, device=dev), torch.arange(rx, device=dev)
+        vy = ar_y[None, :] < self.y.cell_len[cy][:, None]
+        vx = ar_x[None, :] < self.x.cell_len[cx][:, None]
+        rows = torch.where(vy, self.y.cell_first[cy][:, None] + ar_y, self.y.cell_first[cy][:, None])
+        cols = torch.where(vx, self.x.cell_first[cx][:, None] + ar_x, self.x.cell_first[cx][:, None])
+        wy, wx = self.y.weights[rows], self.x.weights[cols]  # [U, ry, Sy], [U, rx, Sx]
+        # One small matrix per cell, so that interpolating A quantities is one batched matmul of useful size.
+        weights = (wy.transpose(1, 2)[:, :, None, :, None] * wx.transpose(1, 2)[:, None, :, None, :]).flatten(3)
+        return _Block(
+            rows=rows,
+            cols=cols,
+            valid=vy[:, :, None] & vx[:, None, :],
+            weights=weights.flatten(1, 2),
+            sy=self.y.cell_start[cy],
+            sx=self.x.cell_start[cx],
+            cy=cy,
+            cx=cx,
+        )
+
+    def window(self, grid: torch.Tensor, entities: torch.Tensor, blk: _Block) -> torch.Tensor:
+        """``grid[entities[u, a]]`` on cell ``u``'s window: ``[U, A, Sy, Sx]`` from ``grid [E, n_y, n_x]``."""
+        _e, n_y, n_x = grid.shape
+        dy = torch.arange(self.y.window, device=grid.device)
+        dx = torch.arange(self.x.window, device=grid.device)
+        flat = (
+            entities[:, :, None, None] * (n_y * n_x)
+            + (blk.sy[:, None, None, None] + dy[:, None]) * n_x
+            + (blk.sx[:, None, None, None] + dx)
+        )
+        return grid.reshape(-1)[flat]
+
+    def interpolate(self, win: torch.Tensor, blk: _Block) -> torch.Tensor:
+        """Window values ``[U, A, Sy, Sx]`` -> the cells' pixel values ``[U, A, ry, rx]`` (float64)."""
+        out = _weighted_sum(win.to(EXACT).flatten(2), blk.weights)
+        return out.reshape(out.shape[0], out.shape[1], self.y.max_len, self.x.max_len)
+
+    def probabilities(self, masks: torch.Tensor, entities: torch.Tensor, blk: _Block, order: str) -> torch.Tensor:
+        """Exact per-pixel mask probabilities ``[U, A, ry, rx]`` of queries ``entities [U, A]`` in ``order``."""
+        win = self.window(masks, entities, blk).to(EXACT)
+        if order == "sigmoid_first":
+            return self.interpolate(win.sigmoid(), blk)
+        return self.interpolate(win, blk).sigmoid()
+
+    def above(
+        self, masks: torch.Tensor, entities: torch.Tensor, blk: _Block, order: str, threshold: float
+    ) -> torch.Tensor:
+        """``probabilities(...) >= threshold`` without per-pixel sigmoids where the order allows: in
+        ``upsample_logits`` the test is on the interpolated logit against ``logit(threshold)`` (equal up to float64
+        rounding at the threshold itself)."""
+        if order == "sigmoid_first" or not 0.0 < threshold < 1.0:
+            return self.probabilities(masks, entities, blk, order) >= threshold
+        logit = self.interpolate(self.window(masks, entities, blk), blk)
+        return logit >= math.log(threshold / (1.0 - threshold))
+
+    def expand(self, cell_values: torch.Tensor) -> torch.Tensor:
+        """``[Cy, Cx]`` per-cell values -> ``[H, W]`` (each pixel takes its cell's value)."""
+        return cell_values.index_select(0, self.y.cell_of).index_select(1, self.x.cell_of)
+
+
+def _chunks(n: int, per_item: int) -> list[tuple[int, int]]:
+    step = max(1, _CHUNK_ELEMENTS // max(1, per_item))
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+def _candidate_lists(cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[U, E]`` bool -> ascending entity indices ``[U, C]`` (C = most candidates of any row) and their validity."""
+    count = cand.sum(1)
+    c = max(1, int(count.max()))
+    order = torch.sort((~cand).to(torch.uint8), dim=1, stable=True).indices[:, :c]
+    valid = torch.arange(c, device=cand.device)[None, :] < count[:, None]
+    return order, valid
+
+
+Evaluate = Callable[[_Block, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def _resolve(
+    dec: _Decision,
+    undecided: torch.Tensor,
+    cells: CellGrid,
+    c0: int,
+    evaluate: Evaluate,
+    per_item: Callable[[int], int],
+) -> Iterator[tuple[_Block, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Exact per-pixel winners of the ``undecided [Cb, Cx]`` cells of a band starting at cell row ``c0``: chunks of
+    ``(pixels, entities [U, C], pick [U, P], aux)``, the winner of pixel ``p`` of cell ``u`` being
+    ``entities[u, pick[u, p]]``.
+
+    ``evaluate(block, entities [U, C], valid [U, C])`` returns per-pixel values ``[U, C, P]`` whose first maximum
+    over the valid entities is the exact one and whose maximum does not exceed the true maximum, plus optional
+    ``aux`` of the same shape. Bounds rarely leave one candidate at a boundary (two masks crossing leave every
+    entity's lower bound near zero), but the two entities with the highest upper bounds usually own every pixel: they
+    are evaluated first, and any other candidate whose upper bound is below the lowest per-pixel maximum found can
+    never win; cells where one could are evaluated again with all remaining candidates."""
+    cy, cx = torch.nonzero(undecided, as_tuple=True)
+    if cy.numel() == 0:
+        return
+    table = dec.cand[:, cy, cx].t()  # [U, E]
+    upper = torch.where(table, dec.upper[:, cy, cx].t(), -torch.inf)
+    first = upper.topk(min(2, upper.shape[1]), dim=1).indices.sort(1).values
+    fvalid = table.gather(1, first)
+    for a, b in _chunks(int(cy.numel()), per_item(int(first.shape[1]))):
+        blk = cells.block(cy[a:b] + c0, cx[a:b])
+        values, aux = evaluate(blk, first[a:b], fvalid[a:b])
+        top = torch.where(fvalid[a:b, :, None], values, -torch.inf).amax(1)
+        floor = torch.where(blk.valid.flatten(1), top, torch.inf).amin(1)  # [U]
+        more = table[a:b] & (upper[a:b].to(EXACT) >= (floor - _ABS_MARGIN)[:, None])
+        more.scatter_(1, first[a:b], False)
+        again = more.any(1)
+        done = torch.nonzero(~again).flatten()
+        if done.numel():
+            pick = _first_max(values[done], fvalid[a:b][done])
+            yield blk.select(done), first[a:b][done], pick, None if aux is None else aux[done]
+        redo = torch.nonzero(again).flatten()
+        if redo.numel() == 0:
+            continue
+        full = more[redo].scatter(1, first[a:b][redo], fvalid[a:b][redo])  # the rest and the first two
+        ents, valid = _candidate_lists(full)
+        for a2, b2 in _chunks(int(redo.numel()), per_item(int(ents.shape[1]))):
+            sub = blk.select(redo[a2:b2])
+            values, aux = evaluate(sub, ents[a2:b2], valid[a2:b2])
+            yield sub, ents[a2:b2], _first_max(values, valid[a2:b2]), aux
+
+
+def _first_max(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Index along dim 1 of the first maximum of ``values [U, C, ...]`` among valid ``[U, C]`` entries."""
+    shape = valid.shape + (1,) * (values.dim() - 2)
+    masked = torch.where(valid.reshape(shape), values, torch.full_like(values, -torch.inf))
+    return masked.max(1).indices
+
+
+@dataclass
+class _Decision:
+    """Per band: ``winner [Cb, Cx]`` (-1 where undecided), candidate table ``[E, Cb, Cx]`` and the widened upper
+    bounds (at least every true value in the cell)."""
+
+    winner: torch.Tensor
+    cand: torch.Tensor
+    upper: torch.Tensor
+
+
+def _decide(lower: torch.Tensor, upper: torch.Tensor, rel: float) -> _Decision:
+    """Float32 bounds ``[E, Cb, Cx]`` (relative error ``rel``) -> candidates (upper bound reaches the best lower
+    bound) and decided winners (one candidate: its lower bound beats every other upper bound by > 2 margins)."""
+    best, arg = _widen_low(lower, rel).max(0)
+    upper = _widen_high(upper, rel)
+    cand = upper >= best
+    cand.scatter_(0, arg[None], True)  # the best lower bound's entity is always a candidate
+    return _Decision(winner=torch.where(cand.sum(0) == 1, arg, -1), cand=cand, upper=upper)
+
+
+def _corner_winners(
+    grid_values: torch.Tensor, slack: torch.Tensor, rel: float, cells: CellGrid, c0: int, c1: int
+) -> torch.Tensor:
+    """Linear quantities on the band's grid, known as ``[grid_values, grid_values + slack]`` (``[E, rows, n_x]``
+    float32, relative error ``rel``; ``slack [E]``): the entity whose lower value beats every other entity's upper
+    value at every window point (it then wins at every pixel of the cell), else -1."""
+    if grid_values.shape[0] == 1:
+        return torch.zeros((c1 - c0, cells.shape[1]), dtype=torch.long, device=grid_values.device)
+    best, win = _widen_low(grid_values, rel).max(0)
+    top, idx = _widen_high(grid_values + slack[:, None, None], rel).topk(2, dim=0)
+    margin = best - torch.where(idx[0] == win, top[1], top[0])
+    win_f = win.to(grid_values.dtype)[None]
+    same = cells.window_max(win_f, c0, c1) == cells.window_min(win_f, c0, c1)
+    decided = same & (cells.window_min(margin[None], c0, c1) > 0)
+    return torch.where(decided, cells.window_max(win_f, c0, c1).long(), -1)[0]
+
+
+# ------------------------------------------------------------------------------------------------ semantic
+def semantic_labels(
+    class_probs: torch.Tensor, masks: torch.Tensor, cells: CellGrid, order: str, max_undecided: float = 1.0
+) -> torch.Tensor | None:
+    """Exact ``argmax_k sum_q class_probs[q, k] * prob_q`` at every pixel: ``[H, W]`` labels (uint8, or int32 for
+    more than 255 classes); ``None`` when the bounds leave more than ``max_undecided`` of the pixels open (masks
+    without spatial structure: per-pixel work here then costs more than the dense merge).
+
+    ``class_probs [Q, K]`` float64 (softmax without no-object), ``masks [Q, h, w]`` mask logits."""
+    q, k = class_probs.shape
+    rel = float32_error(q)
+    # Queries that add less than _PRUNE to any class score anywhere (no-object queries, masks off everywhere) are
+    # left out of the bounds and accounted for by a per-class slack: most of a typical frame's queries.
+    peak = masks.flatten(1).amax(1).to(EXACT).sigmoid()  # [Q] largest probability of each query
+    live = peak * class_probs.amax(1) > _PRUNE
+    slack = _widen_high((class_probs[~live] * peak[~live, None]).sum(0), 1e-12).float()  # [K]
+    p32 = class_probs[live].float()
+    m32 = masks[live].float()
+    n_live = int(p32.shape[0])
+    # Labels in the smallest integer type that holds them: the full-resolution map is the merge's largest tensor.
+    label_dtype = torch.uint8 if k <= 255 else torch.int32
+    cell_label = torch.empty(cells.shape, dtype=label_dtype, device=masks.device)
+    pix_idx, pix_val = [], []
+    ppc = cells.y.max_len * cells.x.max_len
+    bands, undecided = [], 0
+    for c0, c1 in cells.bands(k):
+        r0, r1 = cells.band_rows(c0, c1)
+        band = m32[:, r0:r1]
+        hi_logit = None
+        if order == "sigmoid_first":
+            scores = (p32.t() @ band.sigmoid().reshape(n_live, -1)).reshape(k, r1 - r0, -1)  # linear: class scores
+            lower = cells.window_min(scores, c0, c1)
+            upper = cells.window_max(scores, c0, c1) + slack[:, None, None]
+            corner = _corner_winners(scores, slack, rel, cells, c0, c1)
+        else:
+            hi_logit = cells.window_max(band, c0, c1)
+            lo = cells.window_min(band, c0, c1).sigmoid().reshape(n_live, -1)
+            lower = (p32.t() @ lo).reshape(k, c1 - c0, -1)
+            upper = (p32.t() @ hi_logit.sigmoid().reshape(n_live, -1)).reshape(k, c1 - c0, -1) + slack[:, None, None]
+            corner = None
+        dec = _decide(lower, upper, rel)
+        winner = dec.winner if corner is None else torch.where(corner >= 0, corner, dec.winner)
+        cell_label[c0:c1] = winner.clamp(min=0)  # undecided cells are overwritten per pixel below
+        undecided += int((cells.cell_pixels[c0:c1] * (winner < 0)).sum())
+        bands.append((c0, dec, winner, hi_logit))
+    if undecided > max_undecided * cells.size[0] * cells.size[1]:
+        return None
+    for c0, dec, winner, hi_logit in bands:
+
+        def evaluate(
+            blk: _Block, cand: torch.Tensor, valid: torch.Tensor, hi_logit: torch.Tensor | None = hi_logit, c0: int = c0
+        ) -> tuple[torch.Tensor, None]:
+            u = int(cand.shape[0])
+            pc = class_probs.t()[cand]  # [U, C, Q]
+            if hi_logit is None:
+                queries = torch.arange(q, device=masks.device).expand(u, q)
+                win = cells.window(masks, queries, blk).to(EXACT).sigmoid()  # [U, Q, Sy, Sx]
+                class_win = _weighted_sum(pc, win.flatten(2)).reshape(u, -1, cells.y.window, cells.x.window)
+                return cells.interpolate(class_win, blk).flatten(2), None
+            hi = peak.expand(u, q).clone()  # [U, Q] bound on each probability in the cell
+            hi[:, live] = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()
+            return _class_values_pruned(masks, pc, valid, hi, blk, cells, order), None
+
+        def per_cell(c: int) -> int:
+            return q * cells.y.window * cells.x.window + c * q + c * ppc
+
+        for blk, cand, pick, _aux in _resolve(dec, winner < 0, cells, c0, evaluate, per_cell):
+            pix_idx.append(blk.flat(cells.size[1]))
+            pix_val.append(cand.gather(1, pick)[blk.valid.flatten(1)].to(label_dtype))
+    labels = cells.expand(cell_label)
+    if pix_idx:
+        labels.view(-1)[torch.cat(pix_idx)] = torch.cat(pix_val)
+    return labels
+
+
+def _class_values(masks: torch.Tensor, pc: torch.Tensor, queries: torch.Tensor, blk: _Block, cells: CellGrid,
+                  order: str) -> torch.Tensor:  # fmt: skip
+    """``[U, C, ry*rx]`` sums ``pc[u, c, q] * prob_q`` over the distinct ``queries [U, A]``."""
+    probs = cells.probabilities(masks, queries, blk, order).flatten(2)  # [U, A, P]
+    return _weighted_sum(pc.gather(2, queries[:, None, :].expand(-1, pc.shape[1], -1)), probs)
+
+
+def _weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``[U, C, A] x [U, A, P] -> [U, C, P]``, summing over A in the same order for every C. A batched matmul does
+    not: BLAS kernels may accumulate two identical rows differently, which would break exact ties (two classes or
+    queries with the same inputs must tie, and the first wins)."""
+    u, c, a = weights.shape
+    out = values.new_empty((u, c, values.shape[2]))
+    for s, e in _chunks(u, c * a * values.shape[2]):
+        out[s:e] = (weights[s:e, :, :, None] * values[s:e, None]).sum(2)
+    return out
+
+
+def _class_values_pruned(
+    masks: torch.Tensor,
+    pc: torch.Tensor,
+    valid: torch.Tensor,
+    hi: torch.Tensor,
+    blk: _Block,
+    cells: CellGrid,
+    order: str,
+) -> torch.Tensor:
+    """Candidate class scores ``[U, C, P]`` whose first maximum is the exact one (upsample_logits order).
+
+    Per cell only the queries that can add more than ``_PRUNE`` to a candidate are evaluated per pixel; the others
+    add at most ``slack[c] = sum_q pc[c, q] * hi[q]`` (``hi`` bounds the query's probability in the cell). A pixel
+    whose winner beats every other candidate by more than that candidate's slack has the exact winner; cells with a
+    pixel that does not are evaluated with every query."""
+    _u, c, q = pc.shape
+    pcv = pc * valid[:, :, None]
+    active = hi * pcv.amax(1) > _PRUNE  # [U, Q]
+    queries, _ = _candidate_lists(active)  # padding lists inactive queries, whose weight is zeroed here
+    values = _class_values(masks, torch.where(active[:, None, :], pc, 0.0), queries, blk, cells, order)
+    slack = (pcv * (hi * ~active)[:, None, :]).sum(2) * (1 + 1e-9) + _ABS_MARGIN  # [U, C]
+    pick = _first_max(values, valid)
+    best = values.gather(1, pick[:, None])
+    others = torch.where(
+        valid[:, :, None] & (torch.arange(c, device=pc.device)[None, :, None] != pick[:, None]),
+        values + slack[:, :, None],
+        -torch.inf,
+    )
+    unsafe = ~((best > others).all(1) | ~blk.valid.flatten(1)).all(1)
+    if bool(unsafe.any()):
+        idx = torch.nonzero(unsafe).flatten()
+        sub = blk.select(idx)
+        every = torch.arange(q, device=pc.device).expand(int(idx.numel()), q)
+        values[idx] = _class_values(masks, pc[idx], every, sub, cells, order)
+    return values
+
+
+# ------------------------------------------------------------------------------------------------ panoptic
+@dataclass
+class PanopticCells:
+    """What the panoptic rules need, measured exactly at full resolution without full-resolution scores.
+
+    ``won`` / ``fin`` / ``orig`` (per kept query): pixels where it wins, where it wins and owns the pixel (its
+    probability >= mask_threshold), and where its probability >= mask_threshold. Decided cells keep one winner and
+    an all-owned flag; the per-pixel ``(index, winner, owned)`` records cover undecided cells and decided cells
+    whose winner's mask edge crosses them."""
+
+    won: torch.Tensor
+    fin: torch.Tensor
+    orig: torch.Tensor
+    cell_winner: torch.Tensor
+    cell_owned: torch.Tensor
+    pix_idx: torch.Tensor
+    pix_win: torch.Tensor
+    pix_own: torch.Tensor
+    cells: CellGrid
+
+    def id_map(self, lut: torch.Tensor) -> torch.Tensor:
+        """``[H, W]`` int32 segment ids given ``lut`` (kept query -> segment id, 0 = dropped)."""
+        cell_ids = torch.where(self.cell_owned, lut[self.cell_winner.clamp(min=0)], 0)
+        ids = self.cells.expand(cell_ids.to(torch.int32))
+        ids.view(-1)[self.pix_idx] = torch.where(self.pix_own, lut[self.pix_win], 0).to(torch.int32)
+        return ids
+
+
+def panoptic_cells(
+    scores: torch.Tensor, masks: torch.Tensor, cells: CellGrid, order: str, threshold: float
+) -> PanopticCells:
+    """Per pixel: the kept query with the highest ``scores[q] * prob_q`` (first maximum) and whether its probability
+    reaches ``threshold``; ``scores [n]`` float64, ``masks [n, h, w]`` the kept queries' mask logits (n >= 1)."""
+    n = int(scores.numel())
+    dev = masks.device
+    s32 = scores.float()
+    rel = float32_error(1)
+    m32 = masks.float()
+    sizes = cells.cell_pixels
+    won = torch.zeros(n, dtype=torch.long, device=dev)
+    fin = torch.zeros_like(won)
+    orig = torch.zeros_like(won)
+    cell_winner = torch.empty(cells.shape, dtype=torch.long, device=dev)
+    cell_owned = torch.zeros(cells.shape, dtype=torch.bool, device=dev)
+    pix_idx, pix_win, pix_own = [], [], []
+    ppc = cells.y.max_len * cells.x.max_len
+
+    for c0, c1 in cells.bands(n):
+        r0, r1 = cells.band_rows(c0, c1)
+        band = m32[:, r0:r1]
+        plo = cells.window_min(band, c0, c1).sigmoid()  # probability bounds, both orders (sigmoid is monotonic)
+        phi = cells.window_max(band, c0, c1).sigmoid()
+        size = sizes[c0:c1]
+        # Areas of the binary masks: cells entirely above / below the threshold, per pixel where the edge crosses.
+        inside = _widen_low(plo, rel) >= threshold
+        crossing = ~inside & (_widen_high(phi, rel) >= threshold)
+        orig += (inside * size).sum((1, 2))
+        cy, cx = torch.nonzero(crossing.any(0), as_tuple=True)  # per cell, all the queries whose edge crosses it
+        if cy.numel():
+            lists, listed = _candidate_lists(crossing[:, cy, cx].t())
+            for a, b in _chunks(int(cy.numel()), int(lists.shape[1]) * ppc):
+                blk = cells.block(cy[a:b] + c0, cx[a:b])
+                hit = cells.above(masks, lists[a:b], blk, order, threshold)
+                hit &= blk.valid[:, None] & listed[a:b, :, None, None]
+                orig.index_add_(0, lists[a:b][listed[a:b]], hit.flatten(2).sum(2)[listed[a:b]])
+        # Winners.
+        lower, upper = s32[:, None, None] * plo, s32[:, None, None] * phi
+        dec = _decide(lower, upper, rel)
+        winner = dec.winner
+        if order == "sigmoid_first":
+            grid_scores = s32[:, None, None] * band.sigmoid()
+            corner = _corner_winners(grid_scores, torch.zeros_like(s32), rel, cells, c0, c1)
+            winner = torch.where(corner >= 0, corner, winner)
+        cell_winner[c0:c1] = winner
+        decided = winner >= 0
+        w = winner.clamp(min=0)
+        owned = decided & (_widen_low(plo.gather(0, w[None])[0], rel) >= threshold)
+        partly = decided & ~owned & (_widen_high(phi.gather(0, w[None])[0], rel) >= threshold)
+        cell_owned[c0:c1] = owned
+        won.index_add_(0, w[decided], size[decided])
+        fin.index_add_(0, w[owned], size[owned])
+        cy, cx = torch.nonzero(partly, as_tuple=True)
+        for a, b in _chunks(int(cy.numel()), ppc):
+            blk = cells.block(cy[a:b] + c0, cx[a:b])
+            own = cells.above(masks, w[cy[a:b], cx[a:b]][:, None], blk, order, threshold)[:, 0]
+            who = w[cy[a:b], cx[a:b]][:, None, None].expand_as(own)
+            pix_idx.append(blk.flat(cells.size[1]))
+            pix_win.append(who[blk.valid])
+            pix_own.append(own[blk.valid])
+            fin.index_add_(0, who[blk.valid & own], torch.ones_like(who[blk.valid & own]))
+
+        def evaluate(blk: _Block, cand: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            p = cells.probabilities(masks, cand, blk, order).flatten(2)
+            return scores[cand][:, :, None] * p, p
+
+        for blk, cand, pick, p in _resolve(dec, ~decided, cells, c0, evaluate, lambda c: c * ppc):
+            who = cand.gather(1, pick)
+            own = p.gather(1, pick[:, None])[:, 0] >= threshold
+            v = blk.valid.flatten(1)
+            pix_idx.append(blk.flat(cells.size[1]))
+            pix_win.append(who[v])
+            pix_own.append(own[v])
+            won.index_add_(0, who[v], torch.ones_like(who[v]))
+            fin.index_add_(0, who[v & own], torch.ones_like(who[v & own]))
+    empty_l = torch.zeros(0, dtype=torch.long, device=dev)
+    return PanopticCells(
+        won=won,
+        fin=fin,
+        orig=orig,
+        cell_winner=cell_winner,
+        cell_owned=cell_owned,
+        pix_idx=torch.cat(pix_idx) if pix_idx else empty_l,
+        pix_win=torch.cat(pix_win) if pix_win else empty_l,
+        pix_own=torch.cat(pix_own) if pix_own else torch.zeros(0, dtype=torch.bool, device=dev),
+        cells=cells,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ instance
+def _dense_weights(axis: _Axis, a: int, b: int) -> tuple[int, torch.Tensor]:
+    """Output indices ``a..b`` of an axis as a dense ``[b - a, n_read]`` weight matrix and the first grid index."""
+    base = int(axis.start[a])
+    width = int(axis.start[b - 1]) + axis.window - base
+    dense = torch.zeros((b - a, width), dtype=EXACT, device=axis.weights.device)
+    idx = axis.start[a:b, None] - base + torch.arange(axis.window, device=dense.device)
+    return base, dense.scatter_(1, idx, axis.weights[a:b])
+
+
+def instance_masks(
+    masks: torch.Tensor, cells: CellGrid, order: str, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Binary masks ``prob >= threshold`` ``[N, H, W]``, the sum of the probability inside each mask (float64) and
+    its area, for ``masks [N, h, w]`` logits; per-pixel work only inside the cells that can reach the threshold."""
+    n = int(masks.shape[0])
+    h, w = cells.size
+    dev = masks.device
+    out = torch.zeros((n, h, w), dtype=torch.bool, device=dev)
+    prob_sum = torch.zeros(n, dtype=EXACT, device=dev)
+    if n == 0:
+        return out, prob_sum, torch.zeros(0, dtype=torch.long, device=dev)
+    reach = _widen_high(cells.window_max(masks.float(), 0, cells.shape[0]).sigmoid(), float32_error(1)) >= threshold
+    for i in range(n):
+        rows = torch.nonzero(reach[i].any(1)).flatten()
+        cols = torch.nonzero(reach[i].any(0)).flatten()
+        if rows.numel() == 0:
+            continue
+        y0 = int(cells.y.cell_first[rows[0]])
+        y1 = int(cells.y.cell_first[rows[-1]] + cells.y.cell_len[rows[-1]])
+        x0 = int(cells.x.cell_first[cols[0]])
+        x1 = int(cells.x.cell_first[cols[-1]] + cells.x.cell_len[cols[-1]])
+        by, wy = _dense_weights(cells.y, y0, y1)
+        bx, wx = _dense_weights(cells.x, x0, x1)
+        grid = masks[i, by : by + wy.shape[1], bx : bx + wx.shape[1]].to(EXACT)
+        if order == "sigmoid_first":
+            prob = wy @ grid.sigmoid() @ wx.t()
+        else:
+            prob = (wy @ grid @ wx.t()).sigmoid()
+        binary = prob >= threshold
+        out[i, y0:y1, x0:x1] = binary
+        prob_sum[i] = (prob * binary).sum()
+    return out, prob_sum, out.flatten(1).sum(1)

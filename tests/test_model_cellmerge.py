@@ -1,0 +1,240 @@
+"""The cell merge (default post-processing) against the dense brute force: pixel for pixel, both mask orders.
+
+The dense reference (``dense_reference``, float64) up-samples every query to the output size; the cell merge only
+evaluates pixels where bounds leave the answer open. Equality must hold for random and trained models, odd sizes,
+sizes that are not multiples of the mask stride, images resized before the network (two resizes), padding, ties,
+more than 255 classes and degenerate query sets.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bisenetformer_ros.data.classes import ClassTable
+from bisenetformer_ros.model import (
+    PostprocessConfig,
+    PreprocessMeta,
+    Preprocessor,
+    SegmentationOutput,
+    postprocess_batch,
+)
+from bisenetformer_ros.model.postprocess import dense_reference
+
+torch.set_num_threads(1)
+ORDERS = ("upsample_logits", "sigmoid_first")
+TASKS = ("semantic", "panoptic", "instance")
+
+
+def table(k: int) -> ClassTable:
+    return ClassTable(
+        dataset=f"t{k}",
+        names=tuple(f"c{i}" for i in range(k)),
+        colors=tuple((i % 256, 0, 0) for i in range(k)),
+        is_thing=tuple(i % 2 == 1 for i in range(k)),
+        ignore_label=65535,
+    )
+
+
+def assert_same(a: SegmentationOutput, b: SegmentationOutput) -> None:
+    """Identical labels, panoptic maps and segment tables, instance masks/classes/boxes; instance scores to 1e-6."""
+    if b.semantic is not None:
+        assert a.semantic.dtype == b.semantic.dtype
+        np.testing.assert_array_equal(a.semantic, b.semantic)
+    if b.panoptic is not None:
+        np.testing.assert_array_equal(a.panoptic.id_map, b.panoptic.id_map)
+        assert a.panoptic.segments == b.panoptic.segments
+    if b.instances is not None:
+        assert len(a.instances) == len(b.instances)
+        np.testing.assert_array_equal(a.instances.classes, b.instances.classes)
+        np.testing.assert_array_equal(a.instances.masks, b.instances.masks)
+        np.testing.assert_array_equal(a.instances.boxes, b.instances.boxes)
+        np.testing.assert_allclose(a.instances.scores, b.instances.scores, rtol=1e-6, atol=1e-7)
+
+
+def random_predictions(
+    seed: int, q: int, k: int, mask_hw: tuple[int, int], smooth: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class logits with some confident queries; masks either noise (every cell a boundary) or smooth blobs."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, q, k + 1, generator=gen) * 3
+    logits[:, ::2, :k] += 6
+    if smooth:
+        low = torch.randn(1, q, max(1, mask_hw[0] // 3), max(1, mask_hw[1] // 3), generator=gen) * 8
+        masks = F.interpolate(low, size=mask_hw, mode="bilinear", align_corners=False)
+    else:
+        masks = torch.randn(1, q, *mask_hw, generator=gen) * 5
+    return logits, masks
+
+
+GEOMETRIES = [
+    # (mask grid, meta): one resize, exact multiples
+    ((12, 20), PreprocessMeta((96, 160), (96, 160), (96, 160))),
+    # content smaller than the padded batch, then resized to an odd original size (two resizes)
+    ((12, 20), PreprocessMeta((97, 203), (90, 150), (96, 160))),
+    ((9, 13), PreprocessMeta((70, 101), (66, 100), (72, 104))),
+    # strong up-sampling of a tiny network input; and an original smaller than the network input (down-sampling)
+    ((8, 8), PreprocessMeta((333, 251), (61, 47), (64, 64))),
+    ((16, 24), PreprocessMeta((50, 75), (128, 190), (128, 192))),
+    # no padding, sizes not multiples of 8
+    ((5, 7), PreprocessMeta((41, 55), (40, 56), (40, 56))),
+]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize(("mask_hw", "meta"), GEOMETRIES)
+@pytest.mark.parametrize("smooth", [True, False])
+def test_cell_merge_equals_dense_reference_on_random_models(
+    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, smooth: bool
+) -> None:
+    cfg = PostprocessConfig(
+        mask_order=order, dense_fallback=1.0, object_mask_threshold=0.5, overlap_threshold=0.3, instance_topk=10
+    )
+    for k in (3, 19):
+        seed = zlib.crc32(repr((order, mask_hw, smooth, k)).encode())  # stable across runs (unlike hash())
+        logits, masks = random_predictions(seed, 17, k, mask_hw, smooth)
+        fast = postprocess_batch(logits, masks, [meta], TASKS, cfg, table(k))[0]
+        ref = dense_reference(logits, masks, [meta], TASKS, cfg, table(k))[0]
+        assert_same(fast, ref)
+        assert fast.semantic.shape == tuple(meta.orig_size)
+        assert len(ref.panoptic.segments) >= 1
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_cell_merge_more_than_255_classes(order: str) -> None:
+    k = 300
+    logits, masks = random_predictions(3, 12, k, (9, 13), smooth=True)
+    logits[0, :, 280] += 9  # make a class id above 255 win somewhere
+    meta = PreprocessMeta((70, 101), (66, 100), (72, 104))
+    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0, object_mask_threshold=0.5)
+    fast = postprocess_batch(logits, masks, [meta], ("semantic", "panoptic"), cfg, table(k))[0]
+    ref = dense_reference(logits, masks, [meta], ("semantic", "panoptic"), cfg, table(k))[0]
+    assert fast.semantic.dtype == np.uint16 and int(fast.semantic.max()) > 255
+    assert_same(fast, ref)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_cell_merge_ties_take_the_first_maximum(order: str) -> None:
+    """Duplicate queries and duplicate classes tie exactly everywhere: the lower index wins, as with ``max(0)``."""
+    k, q = 4, 6
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, q, k + 1, generator=gen)
+    logits[0, :, 2] = logits[0, :, 1]  # classes 1 and 2 always tie
+    logits[0, :, 1] += 3
+    logits[0, :, 2] += 3
+    logits[0, 3] = logits[0, 1]  # query 3 duplicates query 1 ...
+    masks = F.interpolate(torch.randn(1, q, 3, 4, generator=gen) * 6, size=(7, 9), mode="bilinear")
+    masks[0, 3] = masks[0, 1]  # ... mask included
+    masks[0, 5] = 1.5  # a flat query: the same probability everywhere
+    meta = PreprocessMeta((53, 71), (52, 70), (56, 72))
+    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0, object_mask_threshold=0.0, overlap_threshold=0.0)
+    fast = postprocess_batch(logits, masks, [meta], TASKS, cfg, table(k))[0]
+    ref = dense_reference(logits, masks, [meta], TASKS, cfg, table(k))[0]
+    assert_same(fast, ref)
+    assert 2 not in set(np.unique(fast.semantic).tolist())  # class 2 only ever ties with class 1
+    # Flat masks everywhere: equal queries tie at every pixel, and so do the two equal classes. (Not flat at logit 0:
+    # a probability exactly at mask_threshold is decided by rounding in any implementation.)
+    flat = torch.full_like(masks, 1.5)
+    fast = postprocess_batch(logits, flat, [meta], TASKS, cfg, table(k))[0]
+    ref = dense_reference(logits, flat, [meta], TASKS, cfg, table(k))[0]
+    assert_same(fast, ref)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_cell_merge_degenerate_query_sets(order: str) -> None:
+    meta = PreprocessMeta((37, 45), (37, 45), (40, 48))
+    for q, k in ((1, 1), (1, 3), (2, 1)):
+        logits, masks = random_predictions(q * 10 + k, q, k, (5, 6), smooth=True)
+        for thr in (0.0, 1.0):  # everything kept / nothing kept
+            cfg = PostprocessConfig(
+                mask_order=order, dense_fallback=1.0, object_mask_threshold=thr, overlap_threshold=0.0
+            )
+            fast = postprocess_batch(logits, masks, [meta], TASKS, cfg, table(k))[0]
+            ref = dense_reference(logits, masks, [meta], TASKS, cfg, table(k))[0]
+            assert_same(fast, ref)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("input_size", [None, 48, (40, 72)])
+def test_cell_merge_equals_dense_reference_on_the_trained_model(order: str, input_size: object) -> None:
+    """The shipped model on rendered scenes, the network at camera size or resized (short side / (h, w))."""
+    from bisenetformer_ros.data.synthetic import render_scene
+    from bisenetformer_ros.model import load_model
+    from bisenetformer_ros.resources import default_model_path
+
+    loaded = load_model(default_model_path())
+    net = loaded.model.eval()
+    pre = Preprocessor(input_size=input_size)  # type: ignore[arg-type]
+    images = [render_scene(seed, 75, 133).image for seed in (10_000, 10_001)]
+    batch, metas = pre(images)
+    with torch.no_grad():
+        out = net(batch)
+    logits, masks = out["pred_logits"], out["pred_masks"]
+    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0)
+    fast = postprocess_batch(logits, masks, metas, TASKS, cfg, loaded.class_table)
+    ref = dense_reference(logits, masks, metas, TASKS, cfg, loaded.class_table)
+    for a, b in zip(fast, ref, strict=True):
+        assert_same(a, b)
+        assert len(b.panoptic.segments) >= 2
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_cell_merge_agrees_with_the_float32_dense_merge_up_to_float32_ties(order: str) -> None:
+    """Against the float32 brute force (the previous default) labels differ at most where that computation's own
+    top two class scores are equal to float32 rounding."""
+    logits, masks = random_predictions(5, 20, 6, (12, 20), smooth=True)
+    meta = PreprocessMeta((97, 203), (90, 150), (96, 160))
+    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0)
+    fast = postprocess_batch(logits, masks, [meta], ("semantic",), cfg)[0].semantic
+    dense_cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0, merge="dense")
+    dense = postprocess_batch(logits, masks, [meta], ("semantic",), dense_cfg)[0].semantic
+    from bisenetformer_ros.model.postprocess import masks_to_original
+
+    probs = masks_to_original(masks[0], meta, order, torch.float64)  # [Q, H, W]
+    scores = torch.einsum("qk,qhw->khw", logits[0].double().softmax(-1)[:, :-1], probs)
+    top2 = scores.topk(2, dim=0).values
+    near_tie = ((top2[0] - top2[1]) <= 1e-5 * top2[0]).numpy()
+    assert not ((fast != dense) & ~near_tie).any()
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_frames_without_spatial_structure_fall_back_to_the_dense_merge(order: str) -> None:
+    """Noise masks leave most cells undecided: the semantic labels then come from the dense merge (faster there),
+    exactly its result; ``dense_fallback=1.0`` keeps the cell merge, which still equals the float64 reference."""
+    logits, masks = random_predictions(21, 17, 5, (12, 20), smooth=False)
+    meta = PreprocessMeta((97, 203), (90, 150), (96, 160))
+    kw = {"mask_order": order, "object_mask_threshold": 0.5, "overlap_threshold": 0.3}
+    fallback = postprocess_batch(logits, masks, [meta], ("semantic",), PostprocessConfig(**kw))[0]
+    dense = postprocess_batch(logits, masks, [meta], ("semantic",), PostprocessConfig(merge="dense", **kw))[0]
+    np.testing.assert_array_equal(fallback.semantic, dense.semantic)
+    from bisenetformer_ros.model.cellmerge import CellGrid, semantic_labels
+
+    probs = logits[0].double().softmax(-1)[:, :-1]
+    assert semantic_labels(probs, masks[0], CellGrid(meta, (12, 20), masks.device), order, 0.25) is None  # fell back
+    cells = postprocess_batch(logits, masks, [meta], TASKS, PostprocessConfig(dense_fallback=1.0, **kw), table(5))[0]
+    assert_same(cells, dense_reference(logits, masks, [meta], TASKS, PostprocessConfig(**kw), table(5))[0])
+    with pytest.raises(ValueError, match="dense_fallback"):
+        PostprocessConfig(dense_fallback=1.5)
+
+
+def test_sigmoid_first_is_the_reference_order() -> None:
+    """``sigmoid_first``: sigmoid on the mask grid, then the bilinear chain; semantic = argmax of weighted sums."""
+    logits, masks = random_predictions(11, 7, 4, (6, 10), smooth=False)
+    meta = PreprocessMeta((45, 83), (44, 76), (48, 80))
+    cfg = PostprocessConfig(mask_order="sigmoid_first", dense_fallback=1.0)
+    out = postprocess_batch(logits, masks, [meta], ("semantic",), cfg)[0]
+    prob = F.interpolate(masks.double().sigmoid(), size=(48, 80), mode="bilinear", align_corners=False)[..., :44, :76]
+    prob = F.interpolate(prob, size=(45, 83), mode="bilinear", align_corners=False)[0]
+    scores = torch.einsum("qk,qhw->khw", logits[0].double().softmax(-1)[:, :-1], prob)
+    np.testing.assert_array_equal(out.semantic, scores.argmax(0).numpy().astype(np.uint8))
+
+
+def test_postprocess_config_rejects_unknown_order_and_merge() -> None:
+    with pytest.raises(ValueError, match=r"mask_order.*sigmoid_first"):
+        PostprocessConfig(mask_order="sigmoid_last")
+    with pytest.raises(ValueError, match="merge"):
+        PostprocessConfig(merge="fast")
