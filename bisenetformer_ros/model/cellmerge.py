@@ -45,7 +45,6 @@ import torch.nn.functional as F
 
 from bisenetformer_ros.model.preprocess import PreprocessMeta
 
-MASK_ORDERS: tuple[str, ...] = ("upsample_logits", "sigmoid_first")
 EXACT = torch.float64  # per-pixel values; float32 bounds decide everything else
 _EPS32 = 2.0**-24
 _ABS_MARGIN = 1e-9  # far above float64 rounding of the dense reference, far below any real score difference

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.model import cellmerge
-from bisenetformer_ros.model.cellmerge import MASK_ORDERS, CellGrid
+from bisenetformer_ros.model.cellmerge import CellGrid
+from bisenetformer_ros.model.inference_defaults import MASK_ORDERS
 from bisenetformer_ros.model.preprocess import PreprocessMeta
 
 TASKS: tuple[str, ...] = ("semantic", "panoptic", "instance")
