@@ -254,3 +254,32 @@ def test_predict_output_names_never_clash(tmp_path: Path) -> None:
     inputs = [tmp_path / "x" / "a.png", tmp_path / "y" / "a.png", tmp_path / "y" / "a_2.png"]
     names = [it.name for it in collect_inputs([str(p) for p in inputs])]
     assert names == ["a", "a_3", "a_2"]
+
+
+def test_record_mask_order_scores_both_orders_and_writes_the_winner(tiny_model: Path, tmp_path: Path) -> None:
+    """The order a model trained here uses is measured on its validation split and stored in the file; evaluate then
+    follows the file, and --mask-order reproduces each recorded score."""
+    from bisenetformer_ros.model import load_model
+
+    model = tmp_path / "m.pt"
+    model.write_bytes(tiny_model.read_bytes())
+    assert load_model(model).inference.mask_order == "upsample_logits"
+    args = ["--model", str(model), "--dataset", "synthetic", "--limit", "2", "--device", "cpu", "--quiet"]
+    proc = _cli("evaluate", *args, "--record-mask-order", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "mask order:" in proc.stderr
+    loaded = load_model(model)
+    scores = loaded.inference.mask_order_scores
+    assert scores is not None and set(scores) == {"upsample_logits", "sigmoid_first", "dataset"}
+
+    def mean(s: dict) -> float:
+        return (s["mIoU"] + s["PQ"]) / 2
+
+    winner = max(("upsample_logits", "sigmoid_first"), key=lambda o: mean(scores[o]))
+    assert loaded.inference.mask_order == winner
+    assert json.loads(proc.stdout)["mask_order"] == winner
+    for order in ("upsample_logits", "sigmoid_first"):
+        result = json.loads(_cli("evaluate", *args, "--mask-order", order, "--json").stdout)
+        assert result["mask_order"] == order
+        assert result["mIoU"] == pytest.approx(scores[order]["mIoU"])
+    assert _cli("evaluate", *args, "--mask-order", "sideways").returncode == 2
