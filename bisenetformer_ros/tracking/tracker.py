@@ -189,10 +189,14 @@ class PanopticTracker:
     items have ``id``, ``class_id``, ``is_thing``, ``area`` and ``bbox = (x, y, w, h)``).
     """
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
+    def __init__(self, config: TrackerConfig | None = None, first_id: int = 1) -> None:
+        """``first_id``: where the id counter starts (the node continues a camera's counter across lifecycle
+        cleanup, so ids stay unique for the whole process)."""
+        if int(first_id) < 1:
+            raise ValueError(f"first track id must be >= 1, got {first_id!r}")
         self.config = config or TrackerConfig()
         self._tracks: list[_Track] = []
-        self._next_id = 1
+        self._next_id = int(first_id)
         self._frame = 0
         self._shape: tuple[int, int] | None = None
 
