@@ -160,3 +160,28 @@ def test_bag_evaluate_reports_video_metrics_and_writes_track_ids(tmp_path: Path)
 def test_bad_tracking_options_are_one_line_errors(tmp_path: Path) -> None:
     proc = _cli("bag", "evaluate", str(tmp_path / "none"), "--image-topic", "/x", "--track-min-age", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--track-min-age" in proc.stderr
+
+
+def test_evaluate_on_sequences_reports_video_metrics(tmp_path: Path) -> None:
+    """``evaluate`` on a sequence dataset tracks per sequence (tracker reset between sequences) and reports both."""
+    from bisenetformer_ros.data.datasets import SyntheticSequenceDataset, build_dataset
+    from bisenetformer_ros.evaluation.evaluator import evaluate, format_table
+    from bisenetformer_ros.inference import Segmenter
+
+    model = make_model_file(tmp_path / "tiny.pt", class_table=SYNTHETIC)
+    segmenter = Segmenter.from_model(model_path=str(model), device="cpu", input_size=(48, 64))
+    try:
+        ds = SyntheticSequenceDataset("val", num_sequences=2, frames=4, image_size=(48, 64))
+        assert ds[5].sequence == ds[4].sequence != ds[3].sequence
+        assert any(s.track_id for s in ds[0].segments if s.isthing)
+        result = evaluate(segmenter, ds, progress=False, warmup=False)
+        off = evaluate(segmenter, ds, progress=False, warmup=False, tracking=None)
+    finally:
+        segmenter.close()
+    video = result["video"]
+    assert video["per_frame_ids"]["sequences"] == 2 and video["per_frame_ids"]["frames"] == 8
+    assert video["tracking"]["frames"] == 8 and video["tracker"]["max_lost_frames"] == 10
+    assert off["video"]["tracking"] is None and off["video"]["per_frame_ids"] == video["per_frame_ids"]
+    assert "STQ" in format_table(result, SYNTHETIC)
+    with pytest.raises(ValueError, match="no --root"):
+        build_dataset("synthetic_sequence", "val", root=str(tmp_path))
