@@ -54,7 +54,9 @@ def _ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[s
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_file(tmp_path_factory.mktemp("model") / "tiny.pt", class_table=SYNTHETIC)
+    # Seed 1: with seed 0 the sharpened random network happens to predict one class on these frames, and the parity
+    # checks below need label maps with content (asserted there).
+    return make_model_file(tmp_path_factory.mktemp("model") / "tiny.pt", class_table=SYNTHETIC, seed=1)
 
 
 @pytest.fixture(scope="module")

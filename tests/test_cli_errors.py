@@ -166,7 +166,7 @@ def test_info_describes_a_model_file(files: dict[str, Path]) -> None:
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["classes"]["dataset"] == "synthetic" and info["classes"]["num_classes"] == 8
-    assert info["network_input"]["input_size"] == 128 and info["network_input"]["source"] == "training recipe"
+    assert info["network_input"]["input_size"] == 128 and info["network_input"]["source"] == "model file"
     assert info["model_config"]["backbone"] == "stdc1"
     assert info["training"]["recipe"]["augment.base_size"] == 128
     assert info["cost"]["params_M"] > 1 and info["cost"]["GMACs"] > 0

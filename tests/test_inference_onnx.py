@@ -263,3 +263,26 @@ def test_cli_benchmark_bad_arguments(tiny_model: Path, capsys: pytest.CaptureFix
     assert "--iters must be >= 1" in capsys.readouterr().err
     assert main(["benchmark", "--model", str(tiny_model), "--backbone", "stdc1"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_export_carries_the_model_files_inference_defaults(tiny_model: Path, tmp_path: Path) -> None:
+    """Network size, normalisation and post-processing order travel into the export, so an ONNX Runtime segmenter
+    post-processes a reference model in the reference's order, like the .pt file does."""
+    from bisenetformer_ros.model.checkpoint import atomic_torch_save, read_checkpoint
+
+    data = read_checkpoint(tiny_model)
+    data["inference"] = {
+        "input_size": [96, 128],
+        "pixel_mean": [120.0, 110.0, 100.0],
+        "pixel_std": [50.0, 55.0, 60.0],
+        "mask_order": "sigmoid_first",
+    }
+    pt = atomic_torch_save(data, tmp_path / "ref_like.pt")
+    onnx_path = export_onnx(pt, tmp_path / "ref_like.onnx", trace_hw=(96, 128), verify=False).path
+    info = read_onnx_metadata(onnx_path)
+    assert info.inference.mask_order == "sigmoid_first" and info.inference.input_size == (96, 128)
+    for model in (pt, onnx_path):
+        backend = "torch" if model.suffix == ".pt" else "onnxruntime"
+        with Segmenter.from_model(model, backend=backend, device="cpu") as seg:
+            assert seg.postprocess_config.mask_order == "sigmoid_first"
+            assert seg.preprocessor._mean.flatten().tolist() == pytest.approx([120.0, 110.0, 100.0])

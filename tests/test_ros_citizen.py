@@ -286,16 +286,23 @@ def bad_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "corrupt", "expected_classes", "cuda"],
+    ["missing", "corrupt", "expected_classes", "cuda", "pretrained_not_fetched"],
 )
 def test_autostart_failure_exits_2_with_one_error_line(
-    case: str, bad_models: dict[str, Path], ros_env: dict[str, str]
+    case: str, bad_models: dict[str, Path], ros_env: dict[str, str], tmp_path: Path
 ) -> None:
     import torch
 
     params = ["-p", "device:=cpu", "-p", f"model:={bad_models['good']}"]
     expect = ""
-    if case in ("missing", "corrupt"):
+    env = ros_env
+    if case == "pretrained_not_fetched":
+        # A published model's name resolves from the user cache; an empty cache says how to fetch it (never a
+        # download at start-up).
+        env = dict(ros_env, BISENETFORMER_CACHE=str(tmp_path / "empty_cache"))
+        params = ["-p", "device:=cpu", "-p", "model:=bisenetformer-s-ade"]
+        expect = "bisenetformer pretrained get bisenetformer-s-ade"
+    elif case in ("missing", "corrupt"):
         params = ["-p", "device:=cpu", "-p", f"model:={bad_models[case]}"]
         expect = bad_models[case].name
     elif case == "expected_classes":
@@ -307,7 +314,7 @@ def test_autostart_failure_exits_2_with_one_error_line(
         params = ["-p", "device:=cuda", "-p", f"model:={bad_models['good']}"]
         expect = "cuda"
     t0 = time.monotonic()
-    proc = _node_run(ros_env, *params)
+    proc = _node_run(env, *params)
     print(f"{case}: exited with {proc.returncode} after {time.monotonic() - t0:.1f} s")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     errors = _error_lines(proc)

@@ -168,11 +168,13 @@ def describe_model_file(path: Path) -> dict[str, Any]:
 
         meta = read_onnx_metadata(path)
         model_config, table, fmt = dict(meta.model_config), meta.class_table, "onnx export"
+        inference = meta.inference
     elif suffix in (".pt", ".pth"):
-        from bisenetformer_ros.model.checkpoint import read_checkpoint
+        from bisenetformer_ros.model.checkpoint import inference_defaults, read_checkpoint
 
         ckpt = read_checkpoint(path)
         model_config, fmt = dict(ckpt["model_config"]), str(ckpt["format"])
+        inference = inference_defaults(ckpt, f"'{path}'")
         table = ClassTable.from_dict(ckpt["class_table"])
         extra = ckpt.get("extra") if isinstance(ckpt.get("extra"), dict) else {}
     else:
@@ -196,6 +198,9 @@ def describe_model_file(path: Path) -> dict[str, Any]:
             "things": [n for n, t in zip(table.names, table.is_thing, strict=True) if t],
         },
         "network_input": size.to_json(),
+        "preprocessing": {"pixel_mean": list(inference.pixel_mean), "pixel_std": list(inference.pixel_std)},
+        "postprocessing": {"mask_order": inference.mask_order, "chosen_on": inference.mask_order_scores},
+        "source": {k: extra[k] for k in ("source", "reference_model", "weights_uri", "reported_mIoU") if k in extra},
         "model_config": model_config,
         "training": {
             "iteration": extra.get("iteration"),
@@ -220,12 +225,11 @@ def _cost_size(size: Any, height: int | None, width: int | None) -> tuple[int, i
 
 
 def run_model_file(args: argparse.Namespace) -> int:
+    from bisenetformer_ros.inference.factory import resolve_model_path
     from bisenetformer_ros.model.config import ModelConfig
     from bisenetformer_ros.model.flops import model_cost
 
-    path = Path(args.model).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"model file '{path}' does not exist")
+    path = resolve_model_path(args.model)  # a path, or the name of a fetched pretrained model
     info = describe_model_file(path)
     config = ModelConfig.from_dict(info["model_config"])
     h, w, why = _cost_size(info["network_input"]["input_size"], args.height, args.width)
@@ -249,6 +253,16 @@ def run_model_file(args: argparse.Namespace) -> int:
     )
     print(f"things         {', '.join(cls['things'][:12]) or 'none'}" + (", ..." if len(cls["things"]) > 12 else ""))
     print(f"network input  {info['network_input']['text']}")
+    pre, post = info["preprocessing"], info["postprocessing"]
+    print(f"normalisation  mean {pre['pixel_mean']}, std {pre['pixel_std']} (0-255 RGB)")
+    chosen = post["chosen_on"]
+    why = ""
+    if isinstance(chosen, dict):
+        parts = [f"{o}: mIoU {s.get('mIoU', 0):.2f}" for o, s in chosen.items() if isinstance(s, dict)]
+        why = f" (measured on {chosen.get('dataset', 'validation')}: {'; '.join(parts)})"
+    print(f"mask order     {post['mask_order']}{why}")
+    if info["source"]:
+        print(f"source         {info['source'].get('source', '')} {info['source'].get('reference_model', '')}")
     mc = info["model_config"]
     print(
         f"architecture   BiSeNetFormer-{str(mc.get('backbone', '?')).upper()}, {mc.get('num_queries')} queries, "
