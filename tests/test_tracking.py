@@ -236,3 +236,18 @@ def test_large_objects_iou_on_the_subgrid_is_close_to_exact() -> None:
     tr._frame += 1  # compare with the next frame without updating the tracks
     est = tr._iou(b.id_map, [b.segments[1]], tr._frame)[0, 0]
     assert abs(est - exact) < 0.01
+
+
+def test_benchmark_script_prints_its_figures() -> None:
+    """tools/bench_tracking.py (the README's tracker cost) runs end to end; bad sizes are one line, exit code 2."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).resolve().parents[1] / "tools" / "bench_tracking.py")
+    args = [sys.executable, script, "--height", "90", "--width", "160", "--segments", "12", "--frames", "12"]
+    proc = subprocess.run([*args, "--repeat", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "tracker update at 160x90" in proc.stdout and "p50" in proc.stdout and "MB" in proc.stdout
+    bad = subprocess.run([sys.executable, script, "--frames", "1"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
