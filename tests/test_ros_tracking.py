@@ -170,3 +170,29 @@ def test_jump_back_reset_and_disable(setup: tuple[NodeProcess, RosClient], scene
     bad = client.set_parameters(node.fqn, {"tracking.min_iou": 0.0})
     assert not bad[0].successful and "tracking.min_iou" in bad[0].reason
     assert stamp_key(pan.header) == (153, 0)
+
+
+def test_lifecycle_cleanup_forgets_tracks_but_never_reuses_ids(
+    setup: tuple[NodeProcess, RosClient], scenes: list[Any]
+) -> None:
+    """deactivate + cleanup + configure + activate: the tracks are gone, the camera's id counter continues."""
+    from lifecycle_msgs.msg import Transition
+
+    node, client = setup
+    stream = Stream(client)
+    pan, _, _ = stream.send(scenes[0].image, 300)
+    pan, _, _ = stream.send(scenes[1].image, 301)
+    before = {s.track_id for s in pan.segments if s.is_thing}
+    assert before
+    for transition in (
+        Transition.TRANSITION_DEACTIVATE,
+        Transition.TRANSITION_CLEANUP,
+        Transition.TRANSITION_CONFIGURE,
+        Transition.TRANSITION_ACTIVATE,
+    ):
+        assert client.change_state(node.fqn, transition), node.log()[-2000:]
+    stream = Stream(client)  # the node's publishers were recreated
+    pan, _, _ = stream.send(scenes[1].image, 302)  # stamps keep increasing: only the cleanup resets
+    after = {s.track_id for s in pan.segments if s.is_thing}
+    assert after and min(after) > max(before)
+    assert all(s.frames_seen == 1 for s in pan.segments if s.is_thing)  # new tracks, not continued ones

@@ -251,3 +251,23 @@ def test_benchmark_script_prints_its_figures() -> None:
     assert "tracker update at 160x90" in proc.stdout and "p50" in proc.stdout and "MB" in proc.stdout
     bad = subprocess.run([sys.executable, script, "--frames", "1"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_panoptic_colours_follow_the_track_not_the_segment_id() -> None:
+    """``panoptic_color`` by track: the same track id keeps its colour although its segment id changes; an
+    untracked thing shows its class colour; without ``color_by_track`` the per-segment colours of before."""
+    from bisenetformer_ros.data.synthetic import SYNTHETIC
+    from bisenetformer_ros.inference.outputs import instance_color, render_outputs
+    from bisenetformer_ros.model.postprocess import SegmentationOutput
+    from bisenetformer_ros.tracking import TrackInfo
+
+    r = frame((20, 30), [(BALL, 2, 2, 6, 6), (CRATE, 10, 15, 6, 6)])
+    image = np.zeros((20, 30, 3), dtype=np.uint8)
+    out = SegmentationOutput(semantic=None, panoptic=r)
+    tracks = {1: UNTRACKED, 2: TrackInfo(41, 5), 3: TrackInfo(0, 1)}
+    colored = render_outputs(out, image, SYNTHETIC, outputs=["panoptic", "panoptic_color"], tracks=tracks)
+    assert colored.tracks is tracks
+    assert tuple(colored.panoptic_color[4, 4]) == instance_color(41, BALL, SYNTHETIC)
+    assert tuple(colored.panoptic_color[12, 17]) == tuple(SYNTHETIC.colors[CRATE])
+    plain = render_outputs(out, image, SYNTHETIC, outputs=["panoptic_color"], tracks=tracks, color_by_track=False)
+    assert tuple(plain.panoptic_color[4, 4]) == instance_color(2, BALL, SYNTHETIC)
