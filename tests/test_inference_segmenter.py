@@ -134,7 +134,7 @@ def test_inference_delay_makes_any_backend_slower_for_load_tests(model_path: Pat
 
 def test_postprocess_alias(model_path: Path) -> None:
     config = PostprocessConfig(instance_topk=3)
-    assert Segmenter.from_model(model_path, device="cpu", postprocess=config).postprocess_config is config
+    assert Segmenter.from_model(model_path, device="cpu", postprocess=config).postprocess_config == config
     with pytest.raises(ValueError, match=r"not both"):
         Segmenter.from_model(model_path, device="cpu", postprocess=config, postprocess_config=config)
 

@@ -74,6 +74,6 @@ def test_info_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_info_cli_table_and_rounding(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--backbone", "stdc2", "--num-classes", "150", "--height", "500", "--width", "500"]) == 0
     out = capsys.readouterr().out
-    assert "input 512x512" in out and "parameters: 17.18 M" in out and "paper 17.2 M" in out
+    assert "input 512x512" in out and "parameters: 17.16 M (17,164,471)" in out and "paper 17.2 M" in out
     assert "decoder.(own ops)" in out  # the query-mask products are shown, not lost
     assert main(["info", "--height", "0"]) == 2

@@ -26,12 +26,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bisenetformer_ros.atomic_io import atomic_write_bytes
 
 LOG = logging.getLogger("bisenetformer_ros.inference.engine_cache")
 
@@ -257,19 +258,7 @@ class EngineHeader:
 
 
 def _atomic_write(path: Path, chunks: Sequence[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, chunks)
 
 
 def write_engine(

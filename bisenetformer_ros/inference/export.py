@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bisenetformer_ros.atomic_io import atomic_path
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.inference.engine_cache import default_cache_dir, file_lock, file_sha256
 from bisenetformer_ros.model.inference_defaults import InferenceDefaults
@@ -116,11 +116,7 @@ def export_onnx(
     loaded = load_model(model_path, map_location="cpu")
     wrapper = InferenceWrapper(loaded.model).float().eval()
     example = torch.randn(1, 3, *trace_hw)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output_path.name}.", suffix=".tmp.onnx", dir=output_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(output_path, suffix=".tmp.onnx") as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # deprecation notice of the TorchScript exporter; tracer warnings
             torch.onnx.export(
@@ -167,10 +163,6 @@ def export_onnx(
         _check_dynamic_input(proto)
         onnx.save(proto, str(tmp))
         max_diff = _verify_against_torch(tmp, wrapper, trace_hw) if verify else None
-        os.replace(tmp, output_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     report = OnnxExportReport(
         path=output_path,
         opset=opset,

@@ -25,13 +25,13 @@ Build options and why:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from bisenetformer_ros.atomic_io import atomic_write_bytes
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.inference.base import Backend, BackendInfo, UnsupportedPrecisionError, check_precision
 from bisenetformer_ros.inference.calibration import CalibrationImages
@@ -166,10 +166,7 @@ class EntropyCalibrator(_CalibratorBase):
         return None
 
     def write_calibration_cache(self, cache: Any) -> None:
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_path.with_name(self.cache_path.name + ".tmp")
-        tmp.write_bytes(bytes(cache))
-        os.replace(tmp, self.cache_path)
+        atomic_write_bytes(self.cache_path, bytes(cache))
         LOG.info("wrote int8 calibration cache %s", self.cache_path)
 
 
