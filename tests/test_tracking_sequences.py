@@ -185,3 +185,41 @@ def test_evaluate_on_sequences_reports_video_metrics(tmp_path: Path) -> None:
     assert "STQ" in format_table(result, SYNTHETIC)
     with pytest.raises(ValueError, match="no --root"):
         build_dataset("synthetic_sequence", "val", root=str(tmp_path))
+
+
+#: PanopticSegment as recorded before tracking (no track_id / frames_seen).
+PRE_TRACKING_SEGMENT = """uint16 id
+uint16 class_id
+bool is_thing
+float32 score
+uint32 area
+sensor_msgs/RegionOfInterest bbox
+float32 centroid_x
+float32 centroid_y
+"""
+
+
+def test_bags_recorded_before_tracking_still_decode(tmp_path: Path) -> None:
+    """Ground truth / outputs recorded with the older PanopticSegment decode with the bag's own definition."""
+    from bisenetformer_ros.bags.bagio import SENSOR_QOS, BagWriter
+    from bisenetformer_ros.bags.typestore import PANOPTIC_SEGMENT, PANOPTIC_SEGMENTATION, build_typestore
+
+    ts = build_typestore([(PANOPTIC_SEGMENT, PRE_TRACKING_SEGMENT)])
+    ids = np.zeros((4, 5), np.uint16)
+    ids[1:3, 1:3] = 1
+    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=1, y_offset=1, height=2, width=2, do_rectify=False)
+    seg = ts.types[PANOPTIC_SEGMENT](
+        id=1, class_id=4, is_thing=True, score=1.0, area=4, bbox=roi, centroid_x=1.5, centroid_y=1.5
+    )
+    header = mc.make_header(ts, 1, "camera")
+    msg = ts.types[PANOPTIC_SEGMENTATION](
+        header=header, segment_ids=mc.image_msg(ts, header, ids, "mono16"), segments=[seg]
+    )
+    with BagWriter(tmp_path / "old", typestore=ts) as w:
+        w.add_topic("/gt", PANOPTIC_SEGMENTATION, [SENSOR_QOS])
+        w.write("/gt", 1, msg)
+    with BagReader(tmp_path / "old") as r:
+        (decoded,) = [mc.panoptic_from_msg(m.msg) for m in r.messages(["/gt"])]
+    assert np.array_equal(decoded[0], ids)
+    (s,) = decoded[1]
+    assert (s.id, s.class_id, s.area, s.bbox, s.track_id, s.frames_seen) == (1, 4, 4, (1, 1, 2, 2), 0, 0)
