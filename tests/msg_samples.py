@@ -43,6 +43,8 @@ def sample_messages() -> dict[str, Any]:
                 ),
                 centroid_x=float(np.float32(xs.mean())),
                 centroid_y=float(np.float32(ys.mean())),
+                track_id=7 if is_thing else 0,  # the tracking fields travel too (CDR layout checked with them)
+                frames_seen=3 if is_thing else 0,
             )
         )
     panoptic = PanopticSegmentation(header=header, segment_ids=image, segments=segments)

@@ -245,7 +245,10 @@ def test_offline_labels_equal_the_labels_the_node_publishes(
     offline_pan = _by_stamp(written, "/bisenetformer/panoptic", mc.panoptic_from_msg)
     for stamp, (ids, segments) in node_pan.items():
         np.testing.assert_array_equal(ids, offline_pan[stamp][0])
-        assert [(s.id, s.class_id) for s in segments] == [(s.id, s.class_id) for s in offline_pan[stamp][1]]
+        # the same tracker on the same frames in the same order: the same track ids (tracking on in both)
+        assert [(s.id, s.class_id, s.track_id, s.frames_seen) for s in segments] == [
+            (s.id, s.class_id, s.track_id, s.frames_seen) for s in offline_pan[stamp][1]
+        ]
 
 
 # -- bad input -----------------------------------------------------------------------------------------------------

@@ -143,7 +143,7 @@ def test_default_qos_subscribers_receive_every_output(setup: tuple[NodeProcess, 
     wanted = [CITYSCAPES.names.index("road"), CITYSCAPES.names.index("car")]
     np.testing.assert_array_equal(mask, np.where(np.isin(label_array(sem), wanted), 255, 0))
     pan = inboxes["panoptic"].by_stamp()[key]
-    things = {str(s.id) for s in pan.segments if s.is_thing}
+    things = {str(s.track_id) for s in pan.segments if s.is_thing}  # tracking on: the detection id is the track id
     assert {d.id for d in inboxes["detections"].by_stamp()[key].detections} == things
     assert client.wait(lambda: bool(labels.snapshot()), 10), "label_info is latched"
     assert [c.class_name for c in labels.snapshot()[-1].class_map] == list(CITYSCAPES.names)

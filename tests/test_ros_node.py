@@ -477,7 +477,7 @@ def test_detections_and_label_info(setup, outputs) -> None:
     pub.publish(image_msg(rgb, "rgb8", stamp, "detections"))
     assert client.wait(lambda: key in dets.by_stamp() and key in outputs["panoptic"].by_stamp(), 20)
     pan = outputs["panoptic"].by_stamp()[key]
-    things = {str(s.id): s for s in pan.segments if s.is_thing}
+    things = {str(s.track_id): s for s in pan.segments if s.is_thing}  # tracking on: detection id = track id
     msg = dets.by_stamp()[key]
     assert {d.id for d in msg.detections} == set(things)
     for d in msg.detections:

@@ -191,7 +191,21 @@ class BagReader:
         """Make every topic's type decodable: known types as they are, others from the bag's own definitions."""
         from rosbags.interfaces import MessageDefinitionFormat
 
+        from bisenetformer_ros.bags.typestore import OWN_TYPES
+
         missing = {c.msgtype for c in self._reader.connections} - set(self.typestore.fielddefs)
+        # This package's own messages recorded with an older definition (e.g. PanopticSegment before track_id): the
+        # bag's stored definition decodes them (absent fields read as their defaults downstream), not ours.
+        older = {
+            c.msgtype
+            for c in self._reader.connections
+            if c.msgtype in OWN_TYPES
+            and str(c.digest).startswith("RIHS01_")
+            and c.msgdef.format == MessageDefinitionFormat.MSG
+            and c.msgdef.data
+            and str(c.digest) != type_hash(self.typestore, c.msgtype)
+        }
+        missing |= older
         if not missing:
             return
         extra: list[tuple[str, str]] = []

@@ -5,6 +5,10 @@ No DDS is involved: frames are read with rosbags, decoded with the node's image 
 :func:`~bisenetformer_ros.inference.outputs.render_outputs` and — with ``--write-bag`` — written as the node's
 output topics with the input frames' stamps. Ground truth comes from a label topic, a panoptic topic or a folder of
 label images, matched to frames by header stamp (or frame index for files).
+
+Tracking: like the node, the panoptic segments are tracked over the frames (:mod:`bisenetformer_ros.tracking`,
+``tracking``; None = off), the output bag carries the track ids, and with panoptic ground truth the report has the
+video metrics (STQ, AQ, VPQ, ID switches, mostly tracked) of the tracker next to those of per-frame ids.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import bisect
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,7 @@ from bisenetformer_ros.bags.typestore import (
 )
 from bisenetformer_ros.model.network_size import NetworkSize, resolve_network_size
 from bisenetformer_ros.topics import OUTPUT_CAMERA_INFO_TOPICS
+from bisenetformer_ros.tracking import PanopticTracker, TrackerConfig
 
 #: How many later image messages an image waits for its ground truth before it is processed without it.
 GT_LOOKAHEAD = 32
@@ -83,6 +88,7 @@ class BagEvalConfig:
     worst_frames: int = 4
     segmenter: Any = None  # an already built Segmenter (tests, demo); else built from model/backend/device
     extra_warnings: list[str] = field(default_factory=list)
+    tracking: TrackerConfig | None = field(default_factory=TrackerConfig)  # None = per-frame ids (tracking off)
 
 
 @dataclass
@@ -254,9 +260,9 @@ class OutputBag:
         self.writer.write(_ns_join(ns, "semantic"), t, mc.image_msg(ts, header, sem, enc))
         self.writer.write(_ns_join(ns, "semantic/color"), t, mc.image_msg(ts, header, outputs.semantic_color, "rgb8"))
         self.writer.write(_ns_join(ns, "overlay"), t, mc.image_msg(ts, header, outputs.overlay, "rgb8"))
-        self.writer.write(
-            _ns_join(ns, "panoptic"), t, mc.panoptic_msg(ts, header, outputs.panoptic_ids, outputs.segments)
-        )
+        tracks = outputs.tracks or {}
+        segments = [mc.segment_record(s, tracks.get(s.id)) for s in outputs.segments]
+        self.writer.write(_ns_join(ns, "panoptic"), t, mc.panoptic_msg(ts, header, outputs.panoptic_ids, segments))
         self.writer.write(_ns_join(ns, "panoptic/color"), t, mc.image_msg(ts, header, outputs.panoptic_color, "rgb8"))
         i = bisect.bisect_right(self._info_times, timestamp) - 1
         if i >= 0:
@@ -301,6 +307,7 @@ def evaluate_bag(cfg: BagEvalConfig) -> dict[str, Any]:
             grid_frames=cfg.grid_frames,
             worst_frames=cfg.worst_frames,
         )
+        scorer.tracker_settings = asdict(cfg.tracking) if cfg.tracking is not None else None
         info_topic = cfg.camera_info_topic or cfg.image_topic.rsplit("/", 1)[0] + "/camera_info"
         has_info = info_topic in reader.topics and reader.topics[info_topic].msgtype == CAMERA_INFO
         out_bag = None
@@ -398,6 +405,7 @@ def _run(
         bar = tqdm(total=total, unit="frame", desc="evaluate")
     # Frames in input order; those that cannot be decoded ride along (img None) so the report keeps the order.
     batch: list[tuple[_Pending, FrameEval, np.ndarray | None]] = []
+    tracker = PanopticTracker(cfg.tracking) if cfg.tracking is not None else None
     processed = 0
     wall = 0.0
     warmed = False
@@ -437,15 +445,20 @@ def _run(
             r = next(it)
             out = r.output
             f.pred_semantic = out.semantic
-            if out.panoptic is not None:
-                f.pred_panoptic = (out.panoptic.id_map, [mc.segment_record(s) for s in out.panoptic.segments])
             t1 = time.perf_counter()
-            rendered = render_outputs(r, img, segmenter.class_table, cfg.overlay_alpha)
+            tracks = tracker.update(out.panoptic) if tracker is not None and out.panoptic is not None else None
+            if out.panoptic is not None:
+                f.pred_panoptic = (
+                    out.panoptic.id_map,
+                    [mc.segment_record(s, (tracks or {}).get(s.id)) for s in out.panoptic.segments],
+                )
+            rendered = render_outputs(r, img, segmenter.class_table, cfg.overlay_alpha, tracks=tracks)
             if out_bag is not None:
                 out_bag.write_frame(pending.image.msg.header, pending.image.timestamp, rendered)
             t_render = time.perf_counter() - t1
             wall += t_render
             f.overlay = rendered.overlay
+            f.track_color = rendered.panoptic_color if tracks is not None else None
             f.timings_ms.update({k: v * 1000.0 for k, v in stage.items()})
             f.timings_ms["other"] = max(0.0, t_batch - accounted) * 1000.0
             f.timings_ms["render"] = t_render * 1000.0

@@ -100,19 +100,36 @@ class SegmentRecord:
     area: int
     bbox: tuple[int, int, int, int]  # x, y, w, h
     centroid: tuple[float, float]  # x, y
+    track_id: int = 0  # identity over time (PanopticSegment.track_id); 0 = not tracked
+    frames_seen: int = 0
 
 
-def segment_record(seg: Any) -> SegmentRecord:
-    """From the model's ``Segment`` (postprocess) or anything with the same attributes."""
+def segment_record(seg: Any, track: Any = None) -> SegmentRecord:
+    """From the model's ``Segment`` (postprocess) or anything with the same attributes; ``track`` (a
+    :class:`~bisenetformer_ros.tracking.TrackInfo`) adds the segment's identity over time."""
     x, y, w, h = (int(v) for v in seg.bbox)
     cx, cy = (float(v) for v in seg.centroid)
+    track_id = int(getattr(track, "track_id", getattr(seg, "track_id", 0)) or 0)
+    frames_seen = int(getattr(track, "frames_seen", getattr(seg, "frames_seen", 0)) or 0)
     return SegmentRecord(
-        int(seg.id), int(seg.class_id), bool(seg.is_thing), float(seg.score), int(seg.area), (x, y, w, h), (cx, cy)
+        int(seg.id),
+        int(seg.class_id),
+        bool(seg.is_thing),
+        float(seg.score),
+        int(seg.area),
+        (x, y, w, h),
+        (cx, cy),
+        track_id,
+        frames_seen,
     )
 
 
-def segments_from_ids(ids: np.ndarray, classes: dict[int, int], class_table: ClassTable) -> list[SegmentRecord]:
-    """Segment table (area, tight box, centroid) computed from an id image, for ground truth we generate."""
+def segments_from_ids(
+    ids: np.ndarray, classes: dict[int, int], class_table: ClassTable, track_ids: dict[int, int] | None = None
+) -> list[SegmentRecord]:
+    """Segment table (area, tight box, centroid) computed from an id image, for ground truth we generate;
+    ``track_ids`` (segment id -> identity over time) fills ``track_id`` of ground-truth sequences."""
+    track_ids = track_ids or {}
     out: list[SegmentRecord] = []
     for sid in sorted(int(s) for s in np.unique(ids) if s != 0):
         ys, xs = np.nonzero(ids == sid)
@@ -127,6 +144,7 @@ def segments_from_ids(ids: np.ndarray, classes: dict[int, int], class_table: Cla
                 int(xs.size),
                 (x0, y0, x1 - x0 + 1, y1 - y0 + 1),
                 (float(xs.mean()), float(ys.mean())),
+                int(track_ids.get(sid, 0)),
             )
         )
     return out
@@ -150,6 +168,8 @@ def panoptic_msg(ts: Any, header: Any, ids: np.ndarray, segments: Sequence[Any])
                 bbox=roi_t(x_offset=x, y_offset=y, height=h, width=w, do_rectify=False),
                 centroid_x=float(np.float32(r.centroid[0])),
                 centroid_y=float(np.float32(r.centroid[1])),
+                track_id=int(r.track_id),
+                frames_seen=int(r.frames_seen),
             )
         )
     return ts.types[PANOPTIC_SEGMENTATION](
@@ -169,6 +189,8 @@ def panoptic_from_msg(msg: Any) -> tuple[np.ndarray, list[SegmentRecord]]:
             int(s.area),
             (int(s.bbox.x_offset), int(s.bbox.y_offset), int(s.bbox.width), int(s.bbox.height)),
             (float(s.centroid_x), float(s.centroid_y)),
+            int(getattr(s, "track_id", 0)),
+            int(getattr(s, "frames_seen", 0)),
         )
         for s in msg.segments
     ]

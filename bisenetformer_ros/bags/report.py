@@ -249,6 +249,12 @@ def headline(report: Mapping[str, Any]) -> str:
         parts.append(f"mIoU {float(sem['mIoU']):.2f} %")
     if pan.get("PQ") is not None:
         parts.append(f"PQ {float(pan['PQ']):.2f} %")
+    tracked = (report.get("video") or {}).get("tracking") or {}
+    if tracked.get("STQ") is not None:
+        parts.append(
+            f"STQ {float(tracked['STQ']):.2f} %, VPQ {float(tracked.get('VPQ') or 0.0):.2f} %, "
+            f"{int(tracked.get('id_switches', 0))} ID switches"
+        )
     lat = report.get("latency") or {}
     if lat.get("fps"):
         parts.append(f"{float(lat['fps']):.1f} FPS")
@@ -260,6 +266,27 @@ def headline(report: Mapping[str, Any]) -> str:
         skipped = sum((fr.get("skipped") or {}).values())
         parts.append(f"{fr.get('scored', 0)}/{fr.get('total', 0)} frames scored, {skipped} skipped")
     return ", ".join(parts) if parts else "no results"
+
+
+def video_rows(video: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Rows of the tracking table: STQ, AQ, SQ, VPQ, VPQ^k, ID switches, mostly tracked/lost, tracks."""
+    on = video.get("tracking") or {}
+    off = video.get("per_frame_ids") or {}
+    rows: list[tuple[str, Any, Any]] = [
+        (name, on.get(key), off.get(key))
+        for name, key in (("STQ %", "STQ"), ("AQ %", "AQ"), ("SQ (mIoU) %", "SQ"), ("VPQ %", "VPQ"))
+    ]
+    for k in on.get("VPQ_k") or off.get("VPQ_k") or {}:
+        rows.append((f"VPQ k={k} %", (on.get("VPQ_k") or {}).get(k), (off.get("VPQ_k") or {}).get(k)))
+    for name, key in (
+        ("ID switches", "id_switches"),
+        ("mostly tracked %", "mostly_tracked"),
+        ("mostly lost %", "mostly_lost"),
+        ("ground-truth tracks", "gt_tracks"),
+        ("predicted tracks", "pred_tracks"),
+    ):
+        rows.append((name, on.get(key), off.get(key)))
+    return rows
 
 
 def _fmt(v: Any) -> str:
@@ -356,6 +383,12 @@ def render_html(report: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
         if pan:
             keys = [k for k in ("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st") if k in pan]
             parts.append(_table([(k, pan[k]) for k in keys], ("panoptic", "%")))
+    video = report.get("video") or {}
+    if video.get("tracking") or video.get("per_frame_ids"):
+        parts.append("<h2>Tracking (video panoptic metrics)</h2>")
+        parts.append(_table(video_rows(video), ("metric", "tracker", "per-frame ids (baseline)")))
+        if "track_strip" in pngs:
+            parts.append(f"<div>{_img_tag(pngs['track_strip'], 'frames coloured by track')}</div>")
 
     if total.get("count"):
         parts.append("<h2>Latency</h2>")
@@ -410,6 +443,7 @@ def write_report(
     total_latency_ms: Sequence[float] | None = None,
     grid: Sequence[FrameThumb] = (),
     worst: Sequence[FrameThumb] = (),
+    track_strip: Sequence[FrameThumb] = (),
 ) -> dict[str, Path]:
     """Write ``report.json``, ``report.html``, ``plots/*.png`` and ``overview.png`` into ``out_dir``."""
     out = Path(out_dir)
@@ -428,6 +462,8 @@ def write_report(
         pngs["grid"] = compose_thumbs(grid, "Frames spread over the bag")
     if worst:
         pngs["worst"] = compose_thumbs(worst, "Lowest frame mIoU")
+    if track_strip:
+        pngs["track_strip"] = compose_thumbs(track_strip, "Frames coloured by track (same colour = same track id)")
     paths: dict[str, Path] = {}
     for key, data in pngs.items():
         p = out / "plots" / f"{key}.png"

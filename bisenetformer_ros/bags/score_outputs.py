@@ -27,6 +27,7 @@ class OutputScoreConfig:
     semantic_topic: str
     panoptic_topic: str | None = None
     overlay_topic: str | None = None
+    panoptic_color_topic: str | None = None  # the node's panoptic/color (by track when tracking): the report's strip
     class_info_topic: str | None = None
     gt_semantic_topic: str | None = None
     gt_panoptic_topic: str | None = None
@@ -76,6 +77,7 @@ def score_output_bag(cfg: OutputScoreConfig) -> dict[str, Any]:
         preds, bad_sem = _index_by_stamp(out_reader, cfg.semantic_topic, mc.label_image_to_array)
         pans, bad_pan = _index_by_stamp(out_reader, cfg.panoptic_topic, mc.panoptic_from_msg)
         overlays, _ = _index_by_stamp(out_reader, cfg.overlay_topic, mc.camera_image_to_rgb)
+        pan_colors, _ = _index_by_stamp(out_reader, cfg.panoptic_color_topic, mc.camera_image_to_rgb)
     if bad_sem or bad_pan:
         warnings.append(f"{bad_sem + bad_pan} node output message(s) could not be decoded")
 
@@ -93,6 +95,9 @@ def score_output_bag(cfg: OutputScoreConfig) -> dict[str, Any]:
         scorer = Scorer(
             table, semantic_gt=bool(cfg.gt_semantic_topic), panoptic_gt=bool(cfg.gt_panoptic_topic), total_hint=n_frames
         )
+        tracked = any(s.track_id for _, segs in pans.values() for s in segs)
+        # The node's track ids as recorded (its tracking.* parameters); none recorded = tracking was off.
+        scorer.tracker_settings = {"source": "track ids recorded from the node"} if tracked else None
         for index, m in enumerate(in_reader.messages([cfg.image_topic])):
             stamp = mc.stamp_ns(m.msg.header)
             f = FrameEval(index=index, stamp=stamp, timings_ms=dict(cfg.latency_ms.get(stamp, {})))
@@ -103,6 +108,7 @@ def score_output_bag(cfg: OutputScoreConfig) -> dict[str, Any]:
             f.pred_semantic = preds.get(stamp)
             f.pred_panoptic = pans.get(stamp)
             f.overlay = overlays.get(stamp)
+            f.track_color = pan_colors.get(stamp) if tracked else None
             if f.pred_semantic is None and f.pred_panoptic is None:
                 f.skip = f.skip or SKIP_NO_PRED
             if gt_topic:

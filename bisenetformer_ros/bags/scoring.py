@@ -46,6 +46,7 @@ class FrameEval:
     gt_panoptic: tuple[np.ndarray, list[SegmentRecord]] | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     overlay: np.ndarray | None = None
+    track_color: np.ndarray | None = None  # panoptic colours by track id (tracking on), for the report's strip
     skip: str | None = None
     detail: str = ""
 
@@ -65,6 +66,7 @@ def _segments_for_metric(segments: Sequence[SegmentRecord]) -> list[dict[str, An
             "is_thing": s.is_thing,
             "area": s.area,
             "iscrowd": 0,
+            "track_id": s.track_id,
         }
         for s in segments
     ]
@@ -89,6 +91,7 @@ class Scorer:
         thumb_width: int = 240,
     ) -> None:
         from bisenetformer_ros.evaluation.metrics import PanopticMetric, SemanticMetric
+        from bisenetformer_ros.evaluation.video import VideoPanopticMetric
 
         self.table = class_table
         self.semantic_gt = semantic_gt or panoptic_gt
@@ -97,6 +100,13 @@ class Scorer:
             SemanticMetric(class_table.num_classes, class_table.ignore_label) if self.semantic_gt else None
         )
         self.pan_metric = PanopticMetric(class_table) if panoptic_gt else None
+        # Video metrics of the predicted track ids and, as the baseline, of per-frame ids (track ids dropped).
+        self.video: dict[str, VideoPanopticMetric] = (
+            {"tracking": VideoPanopticMetric(class_table), "per_frame_ids": VideoPanopticMetric(class_table)}
+            if panoptic_gt
+            else {}
+        )
+        self.tracker_settings: dict[str, Any] | None = None  # the tracker's config (None = tracking off)
         self.total = 0
         self.scored = 0
         self.skipped: Counter[str] = Counter()
@@ -108,6 +118,7 @@ class Scorer:
         n = max(1, total_hint or grid_frames)
         self.grid_at = set(np.linspace(0, n - 1, min(grid_frames, n)).round().astype(int).tolist())
         self.grid: list[FrameThumb] = []
+        self.track_strip: list[FrameThumb] = []
         self.worst_n = worst_frames
         self._worst: list[tuple[float, int, FrameThumb]] = []
 
@@ -130,12 +141,12 @@ class Scorer:
                 self.sem_metric.update(f.pred_semantic, gt_sem)
                 score = frame_miou(f.pred_semantic, gt_sem, self.table.num_classes, self.table.ignore_label)
             if self.pan_metric is not None and f.pred_panoptic is not None and f.gt_panoptic is not None:
-                self.pan_metric.update(
-                    f.pred_panoptic[0],
-                    _segments_for_metric(f.pred_panoptic[1]),
-                    f.gt_panoptic[0],
-                    _segments_for_metric(f.gt_panoptic[1]),
-                )
+                pred_segs = _segments_for_metric(f.pred_panoptic[1])
+                gt_segs = _segments_for_metric(f.gt_panoptic[1])
+                self.pan_metric.update(f.pred_panoptic[0], pred_segs, f.gt_panoptic[0], gt_segs)
+                self.video["tracking"].update(f.pred_panoptic[0], pred_segs, f.gt_panoptic[0], gt_segs)
+                per_frame = [{**s, "track_id": 0} for s in pred_segs]
+                self.video["per_frame_ids"].update(f.pred_panoptic[0], per_frame, f.gt_panoptic[0], gt_segs)
             self.scored += 1
             f.gt_semantic = gt_sem
         elif skip is not None:
@@ -195,6 +206,10 @@ class Scorer:
 
     def _keep_thumbs(self, f: FrameEval, score: float | None, skip: str | None) -> None:
         position = self.total - 1
+        if position in self.grid_at and f.track_color is not None:
+            panels = [("input", thumbnail(f.image, self.thumb_width))] if f.image is not None else []
+            panels.append(("coloured by track", thumbnail(f.track_color, self.thumb_width)))
+            self.track_strip.append(FrameThumb(f.index, f.stamp, score, panels))
         if position in self.grid_at:
             panels = self._panels(f)
             if panels:
@@ -231,6 +246,18 @@ class Scorer:
         sem = self.sem_metric.compute() if self.sem_metric is not None and self.scored else None
         pan = self.pan_metric.compute() if self.pan_metric is not None and self.scored else None
         return sem, pan
+
+    def video_metrics(self) -> dict[str, Any] | None:
+        """STQ / VPQ / ID switches of the tracker and of per-frame ids (None without panoptic ground truth).
+
+        ``tracking`` is None when tracking was off (its figures would equal the baseline's)."""
+        if not self.video or not self.scored:
+            return None
+        return {
+            "tracking": self.video["tracking"].compute() if self.tracker_settings is not None else None,
+            "per_frame_ids": self.video["per_frame_ids"].compute(),
+            "tracker": self.tracker_settings,
+        }
 
     def latency(self, wall_time: float | None = None, frames_processed: int | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -273,6 +300,7 @@ class Scorer:
             "warnings": warnings,
             "semantic": sem,
             "panoptic": pan,
+            "video": self.video_metrics(),
             "latency": latency,
             "per_frame": self.frames,
         }
@@ -288,6 +316,7 @@ class Scorer:
                 total_latency_ms=self.total_ms,
                 grid=self.grid,
                 worst=self.worst,
+                track_strip=self.track_strip,
             )
         report["headline"] = headline(report)
         return report

@@ -16,11 +16,13 @@ from typing import Any
 from bisenetformer_ros.cli.options import (
     add_input_size_option,
     add_quiet_option,
+    add_tracking_options,
     check_output_dir,
     float_above,
     fraction,
     int_at_least,
     ros_domain_id,
+    tracker_config_from,
 )
 
 
@@ -131,6 +133,12 @@ def register(subparsers: Any) -> None:
     sm.add_argument(
         "--start-time", type=float, default=1_700_000_000.0, help="stamp of the first frame, seconds since the epoch"
     )
+    sm.add_argument(
+        "--sequence",
+        action="store_true",
+        help="tracking sequence: faster objects that cross, hide each other, leave the frame and return (ground-truth "
+        "identities in every bag's gt/panoptic track_id)",
+    )
     sm.add_argument("--overwrite", action="store_true")
     add_quiet_option(sm)
     sm.set_defaults(func=run_make_synthetic)
@@ -162,6 +170,7 @@ def register(subparsers: Any) -> None:
     se.add_argument("--output-namespace", default="/bisenetformer", help="namespace of the written output topics")
     se.add_argument("--overlay-alpha", type=fraction, default=0.5)
     se.add_argument("--overwrite", action="store_true", help="replace an existing --write-bag")
+    add_tracking_options(se)
     add_quiet_option(se)
     se.set_defaults(func=run_evaluate)
 
@@ -261,6 +270,7 @@ def run_make_synthetic(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         frame_id=args.frame_id,
         start_time=args.start_time,
+        sequence=args.sequence,
     )
     check_output_dir(args.out, "OUT")
     info = make_synthetic_bag(args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
@@ -298,6 +308,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         overlay_alpha=args.overlay_alpha,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        tracking=tracker_config_from(args),
     )
     report = evaluate_bag(cfg)
     print(report["headline"])

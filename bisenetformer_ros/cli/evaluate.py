@@ -37,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "split on the fly.",
     )
     add_model_arguments(p)
-    p.add_argument("--dataset", default="synthetic", help="dataset name (synthetic, cityscapes, ade20k, ...)")
+    p.add_argument(
+        "--dataset",
+        default="synthetic",
+        help="dataset name (synthetic, synthetic_sequence, cityscapes, ade20k, ...); synthetic_sequence renders "
+        "tracking sequences and adds the video metrics (STQ, AQ, VPQ, ID switches) of the tracker and of per-frame ids",
+    )
     p.add_argument("--root", default=None, help="dataset folder (not needed for the rendered synthetic split)")
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
     p.add_argument("--limit", type=int_at_least(1), default=None, help="evaluate only the first N images")

@@ -129,6 +129,47 @@ def add_quiet_option(p: argparse.ArgumentParser | Any) -> None:
     p.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
 
 
+def add_tracking_options(p: argparse.ArgumentParser | Any) -> None:
+    """``--tracking on|off`` and the tracker settings, with the node's defaults (``tracking.*`` parameters)."""
+    from bisenetformer_ros.tracking import TrackerConfig
+
+    d = TrackerConfig()
+    p.add_argument(
+        "--tracking",
+        choices=("on", "off"),
+        default="on",
+        help="track panoptic instances over the frames, as the node does (default on); the video metrics are "
+        "reported for the tracker and for per-frame ids (the baseline) either way when the ground truth has "
+        "identities",
+    )
+    p.add_argument("--track-min-iou", type=fraction, default=d.min_iou, help=f"tracking min_iou (default {d.min_iou})")
+    p.add_argument(
+        "--track-max-lost",
+        type=int_at_least(0),
+        default=d.max_lost_frames,
+        help=f"frames a lost track is remembered (default {d.max_lost_frames})",
+    )
+    p.add_argument(
+        "--track-min-age",
+        type=int_at_least(1),
+        default=d.min_age,
+        help=f"frames before a track id is published (default {d.min_age})",
+    )
+
+
+def tracker_config_from(args: argparse.Namespace) -> Any:
+    """The TrackerConfig of ``--tracking``/``--track-*`` (None = tracking off)."""
+    from bisenetformer_ros.tracking import TrackerConfig
+
+    if getattr(args, "tracking", "on") == "off":
+        return None
+    if args.track_min_iou <= 0:
+        raise ValueError("--track-min-iou must be > 0")
+    return TrackerConfig(
+        min_iou=float(args.track_min_iou), max_lost_frames=int(args.track_max_lost), min_age=int(args.track_min_age)
+    )
+
+
 # ----------------------------------------------------------------------------------------------------- outputs
 
 

@@ -15,7 +15,14 @@ from torch.utils.data import Dataset
 
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.data.sample import Sample, SegmentInfo
-from bisenetformer_ros.data.synthetic import DEFAULT_SIZE, SYNTHETIC, TRAIN_SEED, VAL_SEED, render_scene
+from bisenetformer_ros.data.synthetic import (
+    DEFAULT_SIZE,
+    SYNTHETIC,
+    TRAIN_SEED,
+    VAL_SEED,
+    render_scene,
+    render_sequence_frame,
+)
 
 
 class SampleDataset(Protocol):
@@ -86,6 +93,50 @@ class SyntheticDataset(Dataset):
         scene = render_scene(self.seed + index, *self.image_size)
         segments = [SegmentInfo(s.id, s.category_id, s.isthing) for s in scene.segments]
         return Sample(scene.image, scene.semantic, scene.panoptic, segments, name=f"synthetic_{self.seed + index:08d}")
+
+
+class SyntheticSequenceDataset(Dataset):
+    """Tracking sequences rendered on the fly (:func:`render_sequence_frame`): ``num_sequences`` sequences of
+    ``frames`` frames at ``rate`` Hz; sample ``i`` is frame ``i % frames`` of sequence ``i // frames`` (seed
+    ``VAL_SEED + sequence`` for ``val``, ``TRAIN_SEED + sequence`` for ``train``), with ground-truth identities
+    (``SegmentInfo.track_id``) and ``Sample.sequence`` set, so ``evaluate`` reports the video metrics."""
+
+    class_table = SYNTHETIC
+
+    def __init__(
+        self,
+        split: str = "val",
+        num_sequences: int = 4,
+        frames: int = 30,
+        rate: float = 10.0,
+        image_size: tuple[int, int] = (192, 256),
+    ):
+        if split not in ("train", "val"):
+            raise ValueError(f"synthetic_sequence has splits 'train' and 'val', not '{split}'")
+        if num_sequences < 1 or frames < 1 or not rate > 0:
+            raise ValueError("synthetic_sequence needs >= 1 sequence of >= 1 frame at a rate > 0")
+        self.seed = TRAIN_SEED if split == "train" else VAL_SEED
+        self.num_sequences, self.frames, self.rate, self.image_size = num_sequences, frames, float(rate), image_size
+
+    def __len__(self) -> int:
+        return self.num_sequences * self.frames
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        seq, frame = divmod(index, self.frames)
+        seed = self.seed + seq
+        scene = render_sequence_frame(seed, *self.image_size, t=frame / self.rate)
+        segments = [SegmentInfo(s.id, s.category_id, s.isthing, track_id=s.track_id) for s in scene.segments]
+        name = f"sequence_{seed:08d}"
+        return Sample(scene.image, scene.semantic, scene.panoptic, segments, name=f"{name}_{frame:04d}", sequence=name)
+
+
+@register_dataset("synthetic_sequence")
+def _synthetic_sequence(split: str, root: str | None = None, **kwargs: Any) -> SampleDataset:
+    if root is not None:
+        raise ValueError("synthetic_sequence is rendered on the fly: it takes no --root")
+    return SyntheticSequenceDataset(split)
 
 
 @register_dataset("synthetic")

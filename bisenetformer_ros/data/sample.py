@@ -22,6 +22,8 @@ class SegmentInfo:
     category_id: int
     isthing: bool
     iscrowd: bool = False
+    #: Identity of the object over the frames of a sequence (0 = none: single images, stuff).
+    track_id: int = 0
 
 
 @dataclass
@@ -37,6 +39,9 @@ class Sample:
     panoptic: np.ndarray | None = None  # HxW int32 segment ids
     segments: list[SegmentInfo] = field(default_factory=list)
     name: str = ""
+    #: Name of the video sequence this frame belongs to (frames of one sequence are consecutive and in time
+    #: order); None for single images. Evaluation tracks and scores identities within each sequence.
+    sequence: str | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:

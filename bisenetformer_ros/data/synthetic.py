@@ -10,7 +10,10 @@ What makes it more than a toy:
 - several instances per thing class, drawn back to front so they occlude each other and the stuff;
 - scale varies by ~5x, positions and counts vary, stuff layout (horizon, wall, grass patches) varies per image;
 - scenes are deterministic functions of ``(seed, t)``: ``t`` moves objects smoothly, which gives camera sequences for
-  rosbags with ground truth at every frame.
+  rosbags with ground truth at every frame;
+- *tracking sequences* (:func:`render_sequence_frame`): the same scenes with faster objects that cross each other
+  (near ones hide far ones), leave the frame and come back, with the ground-truth identity of every object over time
+  (``SceneSegment.track_id``), for the video metrics (STQ, VPQ, ID switches).
 
 Class ids are contiguous (``SYNTHETIC`` class table); pixels are never unlabelled (every pixel belongs to a stuff
 region or a thing), so ``ignore_label`` (255) does not occur in the ground truth.
@@ -69,6 +72,8 @@ class SceneSegment:
     isthing: bool
     area: int
     bbox: tuple[int, int, int, int]  # x, y, w, h
+    #: Identity of a thing over the frames of a sequence (the object's number in its scene); 0 for stuff.
+    track_id: int = 0
 
     def to_coco(self) -> dict[str, Any]:
         return {
@@ -200,10 +205,34 @@ def _stuff_layer(layout: _Layout, h: int, w: int, rng: np.random.Generator) -> t
     return img, sem
 
 
-def _thing_mask(obj: dict[str, Any], h: int, w: int, t: float) -> np.ndarray:
-    """Binary mask of one object at time ``t`` (moves with constant velocity, bouncing inside the frame)."""
-    x = obj["x"] + obj["vx"] * t
-    x = 1 - abs(1 - (x % 2)) if not 0 <= x <= 1 else x  # bounce between 0 and 1
+class _SequenceLayout(_Layout):
+    """A scene for tracking: the layout of ``seed`` with objects that move 3-10x faster, horizontally, bouncing
+    between -0.35 and 1.35 of the width, so they cross each other, enter, leave the frame and come back."""
+
+    #: Horizontal range objects bounce in (normalised); beyond 0..1 they are out of view.
+    BOUNCE = (-0.35, 1.35)
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        rng = np.random.default_rng(seed + 7_777_777)
+        for obj in self.things:
+            obj["x"] = float(rng.uniform(self.BOUNCE[0] + 0.05, self.BOUNCE[1] - 0.05))  # some start out of view
+            obj["vx"] = float(rng.uniform(0.06, 0.22) * rng.choice([-1.0, 1.0]))
+            obj["vy"] = float(rng.uniform(-0.01, 0.01))
+            obj["spin"] = float(rng.uniform(-15, 15))
+
+
+def _bounce(x: float, lo: float, hi: float) -> float:
+    """Position of a point moving freely on the line, reflected into ``[lo, hi]``."""
+    u = (x - lo) / (hi - lo)
+    u = 1 - abs(1 - (u % 2)) if not 0 <= u <= 1 else u
+    return lo + u * (hi - lo)
+
+
+def _thing_mask(obj: dict[str, Any], h: int, w: int, t: float, bounce: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """Binary mask of one object at time ``t`` (moves with constant velocity, bouncing inside ``bounce``, by default
+    the frame)."""
+    x = _bounce(obj["x"] + obj["vx"] * t, *bounce)
     y = min(0.98, max(0.02, obj["y"] + obj["vy"] * t))
     cx, cy = x * w, y * h
     r = obj["size"] * min(h, w) * 1.6
@@ -248,15 +277,26 @@ def _paint_thing(img: np.ndarray, mask: np.ndarray, obj: dict[str, Any], h: int,
 
 def render_scene(seed: int, height: int = DEFAULT_SIZE[0], width: int = DEFAULT_SIZE[1], t: float = 0.0) -> Scene:
     """Render scene ``seed`` at ``t`` seconds: objects move smoothly with ``t`` (same layout, textures, colours)."""
+    return _render(_Layout(seed), seed, height, width, t, (0.0, 1.0))
+
+
+def render_sequence_frame(
+    seed: int, height: int = DEFAULT_SIZE[0], width: int = DEFAULT_SIZE[1], t: float = 0.0
+) -> Scene:
+    """Frame at ``t`` seconds of tracking sequence ``seed``: moving, occluding, leaving and returning objects; each
+    thing segment carries its object's identity in ``track_id`` (stable over the sequence, 1-based)."""
+    return _render(_SequenceLayout(seed), seed, height, width, t, _SequenceLayout.BOUNCE)
+
+
+def _render(layout: _Layout, seed: int, height: int, width: int, t: float, bounce: tuple[float, float]) -> Scene:
     if height < 8 or width < 8:
         raise ValueError(f"synthetic scenes need at least 8x8 pixels, got {height}x{width}")
-    layout = _Layout(seed)
     rng = np.random.default_rng(layout.texture_seed)
     img, sem = _stuff_layer(layout, height, width, rng)
     inst = np.zeros((height, width), np.int32)
     inst_cls: dict[int, int] = {}
     for k, obj in enumerate(layout.things, start=1):
-        mask = _thing_mask(obj, height, width, t)
+        mask = _thing_mask(obj, height, width, t, bounce)
         _paint_thing(img, mask, obj, height, width)
         sem[mask] = obj["cls"]
         inst[mask] = k
@@ -286,17 +326,19 @@ def _to_scene(image: np.ndarray, sem: np.ndarray, inst: np.ndarray, inst_cls: di
         m = inst == k
         if m.sum() >= 4:  # fully hidden or sub-pixel instances are not annotated (as in real datasets)
             pan[m] = next_id
-            segments.append(_segment(next_id, cls, True, m))
+            segments.append(_segment(next_id, cls, True, m, track_id=k))
             next_id += 1
         else:
             sem[m] = sem[m]  # keep the class label; the pixels stay void in the panoptic map
     return Scene(image=image, semantic=sem, panoptic=pan, segments=segments)
 
 
-def _segment(seg_id: int, cls: int, isthing: bool, mask: np.ndarray) -> SceneSegment:
+def _segment(seg_id: int, cls: int, isthing: bool, mask: np.ndarray, track_id: int = 0) -> SceneSegment:
     ys, xs = np.nonzero(mask)
     bbox = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
-    return SceneSegment(id=seg_id, category_id=cls, isthing=isthing, area=int(mask.sum()), bbox=bbox)
+    return SceneSegment(
+        id=seg_id, category_id=cls, isthing=isthing, area=int(mask.sum()), bbox=bbox, track_id=int(track_id)
+    )
 
 
 def encode_panoptic_png(ids: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,9 @@ from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.data.datasets import SampleDataset
 from bisenetformer_ros.data.sample import Sample
 from bisenetformer_ros.evaluation.metrics import PanopticMetric, SemanticMetric
+from bisenetformer_ros.evaluation.video import VideoPanopticMetric
 from bisenetformer_ros.inference.segmenter import STAGES, Segmenter
+from bisenetformer_ros.tracking import PanopticTracker, TrackerConfig
 
 PANOPTIC_KEYS: tuple[str, ...] = ("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st")
 
@@ -64,10 +67,14 @@ def evaluate(
     batch_size: int = 1,
     warmup: bool = True,
     dataset_name: str | None = None,
+    tracking: Any = "default",
 ) -> dict[str, Any]:
     """Score ``segmenter`` on the first ``limit`` (default all) samples of ``dataset``; one JSON-ready dict.
 
     Panoptic metrics are computed when the samples carry a panoptic annotation (otherwise the PQ keys are ``None``).
+    Samples of video sequences (``Sample.sequence``) are also tracked, per sequence and in order, with
+    ``tracking`` (a TrackerConfig; "default" = the node's defaults; None = per-frame ids only) and scored with the
+    video metrics (STQ, AQ, VPQ, ID switches) in ``result['video']``: the tracker's and per-frame ids' (baseline).
     The progress bar goes to stderr so that stdout can carry the JSON result.
     """
     from tqdm import tqdm
@@ -88,6 +95,11 @@ def evaluate(
     sem_metric = SemanticMetric(table.num_classes, ds_table.ignore_label)
     pan_metric = PanopticMetric(table)
     with_panoptic = 0
+    tracker_cfg = TrackerConfig() if tracking == "default" else tracking
+    video = {"tracking": VideoPanopticMetric(table), "per_frame_ids": VideoPanopticMetric(table)}
+    tracker: PanopticTracker | None = None
+    current_sequence: str | None = None
+    video_frames = 0
     per_image_ms: list[float] = []
     stages_ms: dict[str, list[float]] = {s: [] for s in STAGES}
     total_s = 0.0
@@ -116,6 +128,25 @@ def evaluate(
                 if panoptic and out.panoptic is not None and sample.panoptic is not None:
                     pan_metric.update(out.panoptic.id_map, out.panoptic.segments, sample.panoptic, sample.segments)
                     with_panoptic += 1
+                    if sample.sequence is not None:
+                        if sample.sequence != current_sequence:  # a new video: new tracks, new tubes
+                            current_sequence = sample.sequence
+                            tracker = PanopticTracker(tracker_cfg) if tracker_cfg is not None else None
+                            for m in video.values():
+                                m.new_sequence()
+                        tracks = tracker.update(out.panoptic) if tracker is not None else {}
+                        gt = [
+                            {"id": g.id, "class_id": g.category_id, "track_id": g.track_id, "iscrowd": g.iscrowd}
+                            for g in sample.segments
+                        ]
+                        pred = [
+                            {"id": s.id, "class_id": s.class_id, "track_id": getattr(tracks.get(s.id), "track_id", 0)}
+                            for s in out.panoptic.segments
+                        ]
+                        video["tracking"].update(out.panoptic.id_map, pred, sample.panoptic, gt)
+                        per_frame = [{**d, "track_id": 0} for d in pred]
+                        video["per_frame_ids"].update(out.panoptic.id_map, per_frame, sample.panoptic, gt)
+                        video_frames += 1
             bar.update(len(samples))
     finally:
         bar.close()
@@ -143,6 +174,15 @@ def evaluate(
         result.update(dict.fromkeys(PANOPTIC_KEYS))
         result["panoptic_per_class"] = None
         result["panoptic_counts"] = None
+    result["video"] = (
+        {
+            "tracking": video["tracking"].compute() if tracker_cfg is not None else None,
+            "per_frame_ids": video["per_frame_ids"].compute(),
+            "tracker": asdict(tracker_cfg) if tracker_cfg is not None else None,
+        }
+        if video_frames
+        else None
+    )
     result["timing"] = timing_summary(per_image_ms, total_s, stages_ms)
     return result
 
@@ -185,6 +225,14 @@ def format_table(result: dict[str, Any], class_table: ClassTable) -> str:
             row += f"  {p.get('TP', 0):5d}  {p.get('FP', 0):5d}  {p.get('FN', 0):5d}"
         lines.append(row)
     lines.append("(- = class absent from both ground truth and prediction, left out of the mean)")
+    video = result.get("video") or {}
+    if video:
+        lines += ["", "video metrics (sequences)        tracker   per-frame ids"]
+        on, off = video.get("tracking") or {}, video.get("per_frame_ids") or {}
+        for label, key in (("STQ", "STQ"), ("AQ", "AQ"), ("SQ", "SQ"), ("VPQ", "VPQ")):
+            lines.append(f"  {label:<30} {_fmt(on.get(key))}   {_fmt(off.get(key))}")
+        lines.append(f"  {'ID switches':<30} {on.get('id_switches', '-')!s:>7}   {off.get('id_switches', '-')!s:>7}")
+        lines.append(f"  {'mostly tracked %':<30} {_fmt(on.get('mostly_tracked'))}   {_fmt(off.get('mostly_tracked'))}")
     t = result.get("timing") or {}
     if t.get("mean_ms") is not None:
         lines += [

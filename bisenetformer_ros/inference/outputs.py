@@ -6,6 +6,9 @@ offline bag tools write, so both always carry identical content (colours include
 
 Colours: semantic classes use the class table's palette; panoptic "stuff" segments use their class colour and "thing"
 instances a deterministic per-instance variation of it (same id and class -> same colour in every frame and tool).
+With tracks (:mod:`bisenetformer_ros.tracking`) and ``color_by_track``, a thing's colour comes from its *track* id
+instead, so an object keeps its colour while it is tracked and a person sees identities hold in RViz; things not
+(yet) tracked get their plain class colour.
 The overlay blends the semantic colours over the camera image with ``alpha`` and, when a panoptic result exists,
 draws the outline of every thing instance so touching instances of one class stay distinguishable.
 """
@@ -56,6 +59,8 @@ class FrameOutputs:
     panoptic_ids: np.ndarray | None = None
     panoptic_color: np.ndarray | None = None
     segments: list[Segment] = field(default_factory=list)
+    #: Segment id -> TrackInfo (identity over time) when a tracker ran on this frame; None = not tracked.
+    tracks: dict[int, Any] | None = None
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -112,20 +117,29 @@ def instance_color(segment_id: int, class_id: int, table: ClassTable) -> tuple[i
     return tuple(int(v) for v in np.clip(base + offset, 0, 255))  # type: ignore[return-value]
 
 
-def segment_palette(segments: list[Segment], table: ClassTable, max_id: int) -> np.ndarray:
-    """(max_id + 1) x 3 colours indexed by segment id; id 0 (void) and unknown ids black."""
+def segment_palette(
+    segments: list[Segment], table: ClassTable, max_id: int, tracks: dict[int, Any] | None = None
+) -> np.ndarray:
+    """(max_id + 1) x 3 colours indexed by segment id; id 0 (void) and unknown ids black. With ``tracks``
+    (segment id -> TrackInfo) things are coloured by track id (class colour while untracked)."""
     pal = np.zeros((max_id + 1, 3), dtype=np.uint8)
     for s in segments:
         if 0 < s.id <= max_id and 0 <= s.class_id < table.num_classes:
-            pal[s.id] = instance_color(s.id, s.class_id, table) if s.is_thing else table.colors[s.class_id]
+            if not s.is_thing:
+                pal[s.id] = table.colors[s.class_id]
+            elif tracks is None:
+                pal[s.id] = instance_color(s.id, s.class_id, table)
+            else:
+                track_id = int(getattr(tracks.get(s.id), "track_id", 0))
+                pal[s.id] = instance_color(track_id, s.class_id, table) if track_id else table.colors[s.class_id]
     return pal
 
 
-def colorize_panoptic(panoptic: PanopticResult, table: ClassTable) -> np.ndarray:
-    """Panoptic id image -> HxWx3 RGB, a colour per segment (see :func:`instance_color`)."""
+def colorize_panoptic(panoptic: PanopticResult, table: ClassTable, tracks: dict[int, Any] | None = None) -> np.ndarray:
+    """Panoptic id image -> HxWx3 RGB, a colour per segment (see :func:`instance_color`), or per track."""
     ids = panoptic.id_map
     max_id = max([int(ids.max()) if ids.size else 0] + [s.id for s in panoptic.segments])
-    return _lookup_rgb(ids, segment_palette(panoptic.segments, table, max_id))
+    return _lookup_rgb(ids, segment_palette(panoptic.segments, table, max_id, tracks))
 
 
 def instance_edges(panoptic: PanopticResult) -> np.ndarray:
@@ -174,6 +188,8 @@ def render_outputs(
     outputs: Collection[str] | None = None,
     draw_instance_edges: bool = True,
     mask_classes: Collection[int] = (),
+    tracks: dict[int, Any] | None = None,
+    color_by_track: bool = True,
 ) -> FrameOutputs:
     """Arrays to publish for one frame.
 
@@ -182,6 +198,8 @@ def render_outputs(
     was computed on (same size). ``outputs`` limits the work to the named entries of :data:`OUTPUT_NAMES` (the node
     passes only those with subscribers); ``None`` renders everything the result supports. ``class_mask`` marks the
     pixels of ``mask_classes`` (ids, see :meth:`ClassTable.resolve`), e.g. the drivable classes for a costmap.
+    ``tracks`` (segment id -> TrackInfo of :class:`~bisenetformer_ros.tracking.PanopticTracker`) travels with the
+    segments and, with ``color_by_track``, colours ``panoptic_color`` by track.
     """
     out: SegmentationOutput = getattr(frame_result, "output", frame_result)
     wanted = set(OUTPUT_NAMES if outputs is None else outputs)
@@ -215,9 +233,10 @@ def render_outputs(
         if "panoptic" in wanted:
             result.panoptic_ids = pan.id_map
             result.segments = list(pan.segments)
+            result.tracks = tracks
         need_pan_color = "panoptic_color" in wanted or ("overlay" in wanted and result.overlay is None)
         if need_pan_color:
-            pan_color = colorize_panoptic(pan, class_table)
+            pan_color = colorize_panoptic(pan, class_table, tracks if color_by_track else None)
             if "panoptic_color" in wanted:
                 result.panoptic_color = pan_color
             if "overlay" in wanted and result.overlay is None:  # panoptic-only task: blend segment colours, not void

@@ -12,6 +12,7 @@ Lives under ``ros/`` because it drives rclpy; bag making and scoring are the ROS
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -25,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from bisenetformer_ros.bags.bagio import BagReader, BagWriter
-from bisenetformer_ros.bags.typestore import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, PANOPTIC_SEGMENTATION
+from bisenetformer_ros.bags.typestore import (
+    CAMERA_INFO,
+    COMPRESSED_IMAGE,
+    IMAGE,
+    PANOPTIC_SEGMENTATION,
+    own_type_definitions,
+)
 from bisenetformer_ros.model.network_size import model_file_network_size
 from bisenetformer_ros.topics import CLASS_INFO_TOPIC, OUTPUT_CAMERA_INFO_TOPICS, OUTPUT_TOPICS
 
@@ -71,6 +78,11 @@ def _log(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
+#: The shipped tracking sequence: ``bag make-synthetic --sequence --seed 2`` (objects cross, hide each other, leave
+#: and come back within the demo's 60 frames); the same settings always give the same bag.
+SEQUENCE_SEED = 2
+
+
 def synthetic_settings(cfg: DemoConfig) -> dict[str, Any]:
     """Bag size of the full demo and of ``--quick`` (sized to finish in minutes on 2 CPU cores)."""
     if cfg.quick:
@@ -91,7 +103,10 @@ def ensure_synthetic_bag(cfg: DemoConfig) -> Path:
     from bisenetformer_ros.bags.synthetic_bag import SyntheticBagConfig, make_synthetic_bag
 
     s = synthetic_settings(cfg)
-    path = cache_dir(cfg) / f"synthetic_{s['width']}x{s['height']}_{s['frames']}f_{s['rate']:g}hz"
+    # The message definitions are part of the name: a bag cached with older ground-truth messages is not reused.
+    defs = hashlib.sha256("".join(own_type_definitions().values()).encode()).hexdigest()[:8]
+    name = f"synthetic_seq{SEQUENCE_SEED}_{s['width']}x{s['height']}_{s['frames']}f_{s['rate']:g}hz_{defs}"
+    path = cache_dir(cfg) / name
     if path.exists():
         try:
             with BagReader(path) as r:
@@ -107,7 +122,14 @@ def ensure_synthetic_bag(cfg: DemoConfig) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     make_synthetic_bag(
         tmp,
-        SyntheticBagConfig(width=s["width"], height=s["height"], frames=s["frames"], rate=s["rate"]),
+        SyntheticBagConfig(
+            width=s["width"],
+            height=s["height"],
+            frames=s["frames"],
+            rate=s["rate"],
+            seed=SEQUENCE_SEED,
+            sequence=True,
+        ),
         progress=cfg.progress,
     )
     tmp.rename(path)
@@ -364,6 +386,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             semantic_topic=f"{NODE_NAMESPACE}/semantic",
             panoptic_topic=f"{NODE_NAMESPACE}/panoptic",
             overlay_topic=f"{NODE_NAMESPACE}/overlay",
+            panoptic_color_topic=f"{NODE_NAMESPACE}/panoptic/color",
             class_info_topic=f"{NODE_NAMESPACE}/class_info",
             gt_semantic_topic=gt_sem,
             gt_panoptic_topic=gt_pan,

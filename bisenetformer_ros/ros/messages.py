@@ -59,7 +59,8 @@ def image_msg(header: Header, arr: np.ndarray, encoding: str) -> Image:
     return msg
 
 
-def segment_msg(seg: Segment) -> PanopticSegment:
+def segment_msg(seg: Segment, track: Any = None) -> PanopticSegment:
+    """One segment; ``track`` (TrackInfo) fills ``track_id``/``frames_seen`` (0 = not tracked)."""
     x, y, w, h = (int(v) for v in seg.bbox)
     m = PanopticSegment()
     m.id = int(seg.id)
@@ -70,15 +71,21 @@ def segment_msg(seg: Segment) -> PanopticSegment:
     m.bbox = RegionOfInterest(x_offset=x, y_offset=y, height=h, width=w, do_rectify=False)
     m.centroid_x = float(np.float32(seg.centroid[0]))
     m.centroid_y = float(np.float32(seg.centroid[1]))
+    if track is not None:
+        m.track_id = int(track.track_id)
+        m.frames_seen = int(track.frames_seen)
     return m
 
 
-def panoptic_msg(header: Header, ids: np.ndarray, segments: Sequence[Segment]) -> PanopticSegmentation:
-    """Segment-id image (mono16, same header) + segment table."""
+def panoptic_msg(
+    header: Header, ids: np.ndarray, segments: Sequence[Segment], tracks: dict[int, Any] | None = None
+) -> PanopticSegmentation:
+    """Segment-id image (mono16, same header) + segment table (with track ids when ``tracks`` is given)."""
     msg = PanopticSegmentation()
     msg.header = header
     msg.segment_ids = image_msg(header, np.asarray(ids, dtype=np.uint16), "mono16")
-    msg.segments = [segment_msg(s) for s in segments]
+    tracks = tracks or {}
+    msg.segments = [segment_msg(s, tracks.get(s.id)) for s in segments]
     return msg
 
 
@@ -96,8 +103,19 @@ def class_table_msg(header: Header, table: ClassTable) -> ClassTableMsg:
 class_table_from_msg = ClassTable.from_message  # inverse of class_table_msg (for consumers and tests)
 
 
-def detections_msg(vm: Any, header: Header, segments: Sequence[Segment], table: ClassTable, min_score: float) -> Any:
-    """vision_msgs/Detection2DArray of the thing segments (class id as string, the segment id as detection id)."""
+def detections_msg(
+    vm: Any,
+    header: Header,
+    segments: Sequence[Segment],
+    table: ClassTable,
+    min_score: float,
+    tracks: dict[int, Any] | None = None,
+) -> Any:
+    """vision_msgs/Detection2DArray of the thing segments (class id as string).
+
+    Detection id: with tracking (``tracks``), the track id, which vision_msgs defines as the id that stays the same
+    for the same object across messages ("" while a track is younger than ``tracking.min_age``); without tracking the
+    frame's segment id (valid within this message only)."""
     out = vm.Detection2DArray()
     out.header = header
     for s in segments:
@@ -124,7 +142,11 @@ def detections_msg(vm: Any, header: Header, segments: Sequence[Segment], table: 
             hyp.score = float(s.score)
         det.results = [hyp]
         if hasattr(det, "id"):
-            det.id = str(s.id)
+            if tracks is None:
+                det.id = str(s.id)
+            else:
+                track_id = int(getattr(tracks.get(s.id), "track_id", 0))
+                det.id = str(track_id) if track_id else ""
         out.detections.append(det)
     return out
 
@@ -199,10 +221,12 @@ def publish_outputs(
             publishers[name].publish(image_msg(header, arr, encoding))
             sent = True
     if "panoptic" in wanted and outs.panoptic_ids is not None:
-        publishers["panoptic"].publish(panoptic_msg(header, outs.panoptic_ids, outs.segments))
+        publishers["panoptic"].publish(panoptic_msg(header, outs.panoptic_ids, outs.segments, outs.tracks))
         sent = True
     if "detections" in wanted and outs.panoptic_ids is not None and vm is not None and "detections" in publishers:
-        publishers["detections"].publish(detections_msg(vm, header, outs.segments, table, detection_min_score))
+        publishers["detections"].publish(
+            detections_msg(vm, header, outs.segments, table, detection_min_score, outs.tracks)
+        )
         sent = True
     return sent
 

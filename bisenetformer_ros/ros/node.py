@@ -9,6 +9,12 @@ A thin adapter over the ROS-free core. Threads and data flow:
   batched inference for all cameras, renders (:func:`~bisenetformer_ros.inference.outputs.render_outputs`) and
   publishes with each input's own header.
 
+Tracking: each camera has its own :class:`~bisenetformer_ros.tracking.PanopticTracker`, run by the worker on the
+camera's panoptic result in stamp order; the track ids go into ``panoptic`` (``PanopticSegment.track_id``),
+``detections`` (the detection id) and ``panoptic/color``. The tracks are forgotten when the camera's stamps jump back
+in time (a bag played in a loop), on ``tracking.reset``, when tracking is switched off and on lifecycle cleanup;
+the id counter of a camera continues across all of these, so ids are never reused while the process runs.
+
 Lifecycle: ``configure`` loads the model and creates publishers (a failure is logged with its cause and leaves the
 node unconfigured, ready to be configured again), ``activate`` subscribes and starts the worker, ``deactivate``
 stops both, ``cleanup`` releases the model and destroys every publisher it created (nothing accumulates over
@@ -103,6 +109,8 @@ class Camera:
     latched: list[Any] = field(default_factory=list)  # class_info (+ label_info)
     camera_info: Any = None
     qos_issues: dict[str, QosIssue] = field(default_factory=dict)  # topic -> issue
+    tracker: Any = None  # PanopticTracker while tracking.enable (one per camera: ids are per camera)
+    last_stamp_ns: int | None = None  # header stamp of the last tracked frame: a jump back resets the tracks
 
     def all_publishers(self) -> list[Any]:
         """Every publisher this camera owns (for cleanup and counting)."""
@@ -190,6 +198,9 @@ def _node_class() -> type:
             self._configure_error = ""
             self._state_label = "unconfigured"
             self._exit_on_failure = False  # set by autostart(): a failed configure then ends the process
+            self._next_track_ids: dict[str, int] = {}  # camera namespace -> next track id (survives cleanup)
+            self._reset_tracks = threading.Event()  # tracking.reset: the worker forgets the tracks at the next frame
+            self._reset_timer: Any = None
             self.finalized = False
             self.add_on_set_parameters_callback(self._on_set_parameters)
             self._declare_all()
@@ -269,9 +280,29 @@ def _node_class() -> type:
                         mask_ids = self._segmenter.class_table.resolve(mask_class_entries(new["mask_classes"]))
                     except ValueError as exc:
                         return SetParametersResult(successful=False, reason=f"parameter 'mask_classes': {exc}")
+            if not self._declaring and new.get("tracking.reset"):
+                self._reset_tracks.set()
+                new["tracking.reset"] = False
+                self._schedule_reset_clear()
             self._params = new
             self._mask_ids = mask_ids
             return SetParametersResult(successful=True)
+
+        def _schedule_reset_clear(self) -> None:
+            """Set ``tracking.reset`` back to false once the current set-parameters call is over (a parameter
+            cannot be changed from inside its own callback)."""
+            if self._reset_timer is not None:
+                return
+
+            def clear() -> None:
+                if self._reset_timer is not None:
+                    self._reset_timer.cancel()
+                    self.destroy_timer(self._reset_timer)
+                    self._reset_timer = None
+                if self.get_parameter("tracking.reset").value:
+                    self.set_parameters([Parameter("tracking.reset", Parameter.Type.BOOL, False)])
+
+            self._reset_timer = self.create_timer(0.01, clear)
 
         # ------------------------------------------------------------------------------------------- lifecycle
         def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -415,6 +446,7 @@ def _node_class() -> type:
 
         def _release(self) -> None:
             for cam in self._cameras:
+                self._drop_tracker(cam)
                 for pub in cam.all_publishers():
                     self.destroy_publisher(pub)
                 cam.publishers.clear()
@@ -715,6 +747,7 @@ def _node_class() -> type:
                 render = {n for n in wanted if n in OUTPUT_NAMES}
                 if "detections" in wanted:
                     render.add("panoptic")
+                tracks = self._track(cam, f, r.output.panoptic, p)
                 outs = render_outputs(
                     r,
                     rgb,
@@ -723,6 +756,8 @@ def _node_class() -> type:
                     outputs=render,
                     draw_instance_edges=edges,
                     mask_classes=self._mask_ids,
+                    tracks=tracks,
+                    color_by_track=bool(p["tracking.color_by_track"]),
                 )
                 t1 = time.perf_counter()
                 cam.stats.latency("render", t1 - t0)
@@ -731,6 +766,46 @@ def _node_class() -> type:
                 t2 = time.perf_counter()
                 cam.stats.latency("publish", t2 - t1)
                 cam.stats.latency("age", time.monotonic() - f.receipt)
+
+        # ------------------------------------------------------------------------------------------- tracking
+        def _drop_tracker(self, cam: Camera) -> None:
+            """Forget ``cam``'s tracks, keeping its id counter for the next tracker (ids are never reused)."""
+            if cam.tracker is not None:
+                self._next_track_ids[cam.ns] = cam.tracker.next_id
+            cam.tracker = None
+            cam.last_stamp_ns = None
+
+        def _track(self, cam: Camera, f: PendingFrame, panoptic: Any, p: dict[str, Any]) -> dict[int, Any] | None:
+            """Track ids of this frame's segments (None when tracking is off or there is no panoptic result)."""
+            from bisenetformer_ros.ros.pipeline import tracker_config_from
+            from bisenetformer_ros.tracking import PanopticTracker
+
+            if self._reset_tracks.is_set():
+                self._reset_tracks.clear()
+                for c in self._cameras:
+                    self._drop_tracker(c)
+                self.get_logger().info("tracking.reset: every camera's tracks forgotten")
+            if not p["tracking.enable"]:
+                if cam.tracker is not None:
+                    self._drop_tracker(cam)
+                return None
+            if panoptic is None:
+                return None
+            st = f.msg.header.stamp
+            stamp = int(st.sec) * 1_000_000_000 + int(st.nanosec)
+            if cam.last_stamp_ns is not None and stamp < cam.last_stamp_ns:
+                self.get_logger().info(
+                    f"[{cam.label}] time jumped back ({(cam.last_stamp_ns - stamp) / 1e9:.3f} s, e.g. a bag loop): "
+                    "tracks reset"
+                )
+                self._drop_tracker(cam)
+            cam.last_stamp_ns = stamp
+            config = tracker_config_from(p)
+            if cam.tracker is None:
+                cam.tracker = PanopticTracker(config, first_id=self._next_track_ids.get(cam.ns, 1))
+            elif cam.tracker.config != config:
+                cam.tracker.set_config(config)
+            return cam.tracker.update(panoptic)
 
         def _publish(self, cam: Camera, f: PendingFrame, outs: Any, wanted: set[str], p: dict[str, Any]) -> bool:
             if not self._active:

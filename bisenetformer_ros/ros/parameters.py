@@ -480,6 +480,94 @@ def _specs() -> list[ParameterSpec]:
         )
     )
 
+    g = "tracking"
+    add(
+        ParameterSpec(
+            "tracking.enable",
+            "bool",
+            True,
+            "Track panoptic thing segments per camera: `PanopticSegment.track_id` (and the `detections` id) stays "
+            "the same for the same object across frames; false = track_id 0 (per-frame segment ids only). "
+            "Turning it off forgets the tracks",
+            g,
+            tunable=True,
+        )
+    )
+    add(
+        ParameterSpec(
+            "tracking.min_iou",
+            "double",
+            0.25,
+            "Least mask IoU between a track's predicted mask and a segment of the same class for a match",
+            g,
+            minimum=0.01,
+            maximum=1.0,
+            tunable=True,
+        )
+    )
+    add(
+        ParameterSpec(
+            "tracking.max_lost_frames",
+            "integer",
+            10,
+            "Frames a track that is not seen is remembered (an object hidden this long keeps its id; one that "
+            "returns later gets a new id); 0 = forget at once",
+            g,
+            minimum=0,
+            maximum=10000,
+            tunable=True,
+        )
+    )
+    add(
+        ParameterSpec(
+            "tracking.min_age",
+            "integer",
+            1,
+            "Frames in a row a new object must be seen before its track id is published (track_id 0 until then); "
+            "1 = at once",
+            g,
+            minimum=1,
+            maximum=1000,
+            tunable=True,
+        )
+    )
+    add(
+        ParameterSpec(
+            "tracking.centroid_gate",
+            "double",
+            0.75,
+            "Second association stage for what the masks leave (objects re-appearing from behind an occluder): "
+            "same class, centroid within this many object sizes of the predicted position; 0 = masks only",
+            g,
+            minimum=0.0,
+            maximum=10.0,
+            tunable=True,
+        )
+    )
+    add(
+        ParameterSpec(
+            "tracking.color_by_track",
+            "bool",
+            True,
+            "Colour thing segments in `panoptic/color` by track id (an object keeps its colour while tracked; "
+            "untracked ones get their class colour) instead of by per-frame segment id",
+            g,
+            tunable=True,
+        )
+    )
+    add(
+        ParameterSpec(
+            "tracking.reset",
+            "bool",
+            False,
+            "Set to true to forget every camera's tracks at the next frame (the node sets it back to false); "
+            "tracks are also reset when a camera's stamps jump back in time (bag loop) and on lifecycle cleanup; "
+            "ids are never reused while the node runs",
+            g,
+            tunable=True,
+        )
+    )
+
     g = "latency"
     add(
         ParameterSpec(

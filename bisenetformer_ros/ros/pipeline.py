@@ -20,6 +20,7 @@ import torch
 from bisenetformer_ros.inference import Backend, BackendInfo, Segmenter, create_backend
 from bisenetformer_ros.model.network_size import NetworkSize, model_file_network_size
 from bisenetformer_ros.model.postprocess import PostprocessConfig
+from bisenetformer_ros.tracking import TrackerConfig
 
 
 class InjectedFailure(RuntimeError):
@@ -111,6 +112,16 @@ def postprocess_config_from(params: Mapping[str, Any]) -> PostprocessConfig:
         overlap_threshold=float(params["overlap_threshold"]),
         mask_threshold=float(params["mask_threshold"]),
         label_stride=int(params.get("label_stride", 1)),
+    )
+
+
+def tracker_config_from(params: Mapping[str, Any]) -> TrackerConfig:
+    """The per-camera tracker's settings from the ``tracking.*`` parameters."""
+    return TrackerConfig(
+        min_iou=float(params["tracking.min_iou"]),
+        max_lost_frames=int(params["tracking.max_lost_frames"]),
+        min_age=int(params["tracking.min_age"]),
+        centroid_gate=float(params["tracking.centroid_gate"]),
     )
 
 
