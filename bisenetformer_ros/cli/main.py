@@ -55,12 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if getattr(args, "accepts_overrides", False) and all("=" in e and not e.startswith("-") for e in extra):
-            args.overrides = [*getattr(args, "overrides", []), *extra]
-        else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            if getattr(args, "accepts_overrides", False) and all("=" in e and not e.startswith("-") for e in extra):
+                args.overrides = [*getattr(args, "overrides", []), *extra]
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # usage errors (exit 2) and --help (0): a status, also for callers of main()
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
