@@ -92,7 +92,12 @@ def test_cell_merge_equals_dense_reference_on_random_models(
     order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, smooth: bool
 ) -> None:
     cfg = PostprocessConfig(
-        mask_order=order, dense_fallback=1.0, object_mask_threshold=0.5, overlap_threshold=0.3, instance_topk=10
+        merge="cells",
+        mask_order=order,
+        dense_fallback=1.0,
+        object_mask_threshold=0.5,
+        overlap_threshold=0.3,
+        instance_topk=10,
     )
     for k in (3, 19):
         seed = zlib.crc32(repr((order, mask_hw, smooth, k)).encode())  # stable across runs (unlike hash())
@@ -110,7 +115,7 @@ def test_cell_merge_more_than_255_classes(order: str) -> None:
     logits, masks = random_predictions(3, 12, k, (9, 13), smooth=True)
     logits[0, :, 280] += 9  # make a class id above 255 win somewhere
     meta = PreprocessMeta((70, 101), (66, 100), (72, 104))
-    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0, object_mask_threshold=0.5)
+    cfg = PostprocessConfig(merge="cells", mask_order=order, dense_fallback=1.0, object_mask_threshold=0.5)
     fast = postprocess_batch(logits, masks, [meta], ("semantic", "panoptic"), cfg, table(k))[0]
     ref = dense_reference(logits, masks, [meta], ("semantic", "panoptic"), cfg, table(k))[0]
     assert fast.semantic.dtype == np.uint16 and int(fast.semantic.max()) > 255
@@ -131,7 +136,9 @@ def test_cell_merge_ties_take_the_first_maximum(order: str) -> None:
     masks[0, 3] = masks[0, 1]  # ... mask included
     masks[0, 5] = 1.5  # a flat query: the same probability everywhere
     meta = PreprocessMeta((53, 71), (52, 70), (56, 72))
-    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0, object_mask_threshold=0.0, overlap_threshold=0.0)
+    cfg = PostprocessConfig(
+        merge="cells", mask_order=order, dense_fallback=1.0, object_mask_threshold=0.0, overlap_threshold=0.0
+    )
     fast = postprocess_batch(logits, masks, [meta], TASKS, cfg, table(k))[0]
     ref = dense_reference(logits, masks, [meta], TASKS, cfg, table(k))[0]
     assert_same(fast, ref)
@@ -151,7 +158,7 @@ def test_cell_merge_degenerate_query_sets(order: str) -> None:
         logits, masks = random_predictions(q * 10 + k, q, k, (5, 6), smooth=True)
         for thr in (0.0, 1.0):  # everything kept / nothing kept
             cfg = PostprocessConfig(
-                mask_order=order, dense_fallback=1.0, object_mask_threshold=thr, overlap_threshold=0.0
+                merge="cells", mask_order=order, dense_fallback=1.0, object_mask_threshold=thr, overlap_threshold=0.0
             )
             fast = postprocess_batch(logits, masks, [meta], TASKS, cfg, table(k))[0]
             ref = dense_reference(logits, masks, [meta], TASKS, cfg, table(k))[0]
@@ -174,7 +181,7 @@ def test_cell_merge_equals_dense_reference_on_the_trained_model(order: str, inpu
     with torch.no_grad():
         out = net(batch)
     logits, masks = out["pred_logits"], out["pred_masks"]
-    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0)
+    cfg = PostprocessConfig(merge="cells", mask_order=order, dense_fallback=1.0)
     fast = postprocess_batch(logits, masks, metas, TASKS, cfg, loaded.class_table)
     ref = dense_reference(logits, masks, metas, TASKS, cfg, loaded.class_table)
     for a, b in zip(fast, ref, strict=True):
@@ -188,7 +195,7 @@ def test_cell_merge_agrees_with_the_float32_dense_merge_up_to_float32_ties(order
     top two class scores are equal to float32 rounding."""
     logits, masks = random_predictions(5, 20, 6, (12, 20), smooth=True)
     meta = PreprocessMeta((97, 203), (90, 150), (96, 160))
-    cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0)
+    cfg = PostprocessConfig(merge="cells", mask_order=order, dense_fallback=1.0)
     fast = postprocess_batch(logits, masks, [meta], ("semantic",), cfg)[0].semantic
     dense_cfg = PostprocessConfig(mask_order=order, dense_fallback=1.0, merge="dense")
     dense = postprocess_batch(logits, masks, [meta], ("semantic",), dense_cfg)[0].semantic
@@ -208,24 +215,28 @@ def test_frames_without_spatial_structure_fall_back_to_the_dense_merge(order: st
     logits, masks = random_predictions(21, 17, 5, (12, 20), smooth=False)
     meta = PreprocessMeta((97, 203), (90, 150), (96, 160))
     kw = {"mask_order": order, "object_mask_threshold": 0.5, "overlap_threshold": 0.3}
-    fallback = postprocess_batch(logits, masks, [meta], ("semantic",), PostprocessConfig(**kw))[0]
+    fallback = postprocess_batch(logits, masks, [meta], ("semantic",), PostprocessConfig(merge="cells", **kw))[0]
     dense = postprocess_batch(logits, masks, [meta], ("semantic",), PostprocessConfig(merge="dense", **kw))[0]
     np.testing.assert_array_equal(fallback.semantic, dense.semantic)
     from bisenetformer_ros.model.cellmerge import CellGrid, semantic_labels
 
     probs = logits[0].double().softmax(-1)[:, :-1]
     assert semantic_labels(probs, masks[0], CellGrid(meta, (12, 20), masks.device), order, 0.25) is None  # fell back
-    cells = postprocess_batch(logits, masks, [meta], TASKS, PostprocessConfig(dense_fallback=1.0, **kw), table(5))[0]
-    assert_same(cells, dense_reference(logits, masks, [meta], TASKS, PostprocessConfig(**kw), table(5))[0])
+    cells = postprocess_batch(
+        logits, masks, [meta], TASKS, PostprocessConfig(merge="cells", dense_fallback=1.0, **kw), table(5)
+    )[0]
+    assert_same(
+        cells, dense_reference(logits, masks, [meta], TASKS, PostprocessConfig(merge="cells", **kw), table(5))[0]
+    )
     with pytest.raises(ValueError, match="dense_fallback"):
-        PostprocessConfig(dense_fallback=1.5)
+        PostprocessConfig(merge="cells", dense_fallback=1.5)
 
 
 def test_sigmoid_first_is_the_reference_order() -> None:
     """``sigmoid_first``: sigmoid on the mask grid, then the bilinear chain; semantic = argmax of weighted sums."""
     logits, masks = random_predictions(11, 7, 4, (6, 10), smooth=False)
     meta = PreprocessMeta((45, 83), (44, 76), (48, 80))
-    cfg = PostprocessConfig(mask_order="sigmoid_first", dense_fallback=1.0)
+    cfg = PostprocessConfig(merge="cells", mask_order="sigmoid_first", dense_fallback=1.0)
     out = postprocess_batch(logits, masks, [meta], ("semantic",), cfg)[0]
     prob = F.interpolate(masks.double().sigmoid(), size=(48, 80), mode="bilinear", align_corners=False)[..., :44, :76]
     prob = F.interpolate(prob, size=(45, 83), mode="bilinear", align_corners=False)[0]
@@ -235,6 +246,28 @@ def test_sigmoid_first_is_the_reference_order() -> None:
 
 def test_postprocess_config_rejects_unknown_order_and_merge() -> None:
     with pytest.raises(ValueError, match=r"mask_order.*sigmoid_first"):
-        PostprocessConfig(mask_order="sigmoid_last")
+        PostprocessConfig(merge="cells", mask_order="sigmoid_last")
     with pytest.raises(ValueError, match="merge"):
         PostprocessConfig(merge="fast")
+
+
+def test_auto_merge_takes_dense_while_its_score_table_is_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'auto' (the default) picks the dense merge below AUTO_DENSE_MAX_BYTES of K x H x W float32 scores and the
+    cell merge above it; both are exact, so the choice is about time and memory only."""
+    from bisenetformer_ros.model import postprocess as pp
+
+    seen: list[object] = []
+    real = pp._postprocess
+
+    def spy(*args: object) -> object:
+        seen.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(pp, "_postprocess", spy)
+    assert PostprocessConfig().merge == "auto"
+    for k, (h, w), expect in ((8, (288, 384), torch.float32), (150, (480, 640), None)):
+        logits = torch.randn(1, 4, k + 1)
+        masks = torch.randn(1, 4, (h + 7) // 8, (w + 7) // 8)
+        meta = PreprocessMeta(orig_size=(h, w), resized_size=(h, w), padded_size=(h, w))
+        pp.postprocess_batch(logits, masks, [meta], ("semantic",))
+        assert seen[-1] == expect, (k, h, w, seen[-1])

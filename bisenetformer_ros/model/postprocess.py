@@ -41,7 +41,12 @@ from bisenetformer_ros.model.inference_defaults import MASK_ORDERS
 from bisenetformer_ros.model.preprocess import PreprocessMeta
 
 TASKS: tuple[str, ...] = ("semantic", "panoptic", "instance")
-MERGES: tuple[str, ...] = ("cells", "dense")
+MERGES: tuple[str, ...] = ("auto", "cells", "dense")
+# "auto" takes the dense merge while its K x H x W float32 score table stays below this: few classes at modest
+# resolution, where the dense pass is a few tens of ms and measured faster than the cell merge on the shipped model
+# (384x288: 26 vs 77 ms; 1280x720 at camera size: 232 vs 277 ms); above it the cell merge bounds memory (ADE20K at
+# 1920x1080: 1.2 GB dense vs < 100 MB) and wins on trained masks (bench_postprocess.py).
+AUTO_DENSE_MAX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,9 @@ class PostprocessConfig:
     # resize logits, then sigmoid) or "sigmoid_first" (reference BiSeNetFormer: sigmoid at 1/8, resize probabilities).
     mask_order: str = "upsample_logits"
     # "cells": exact at camera resolution, per-pixel work only along boundaries (model.cellmerge); "dense": the brute
-    # force (every mask up-sampled, K x H x W float32 class scores), kept as the reference and for comparisons.
-    merge: str = "cells"
+    # force (every mask up-sampled, K x H x W float32 class scores); "auto": dense while that table is small
+    # (AUTO_DENSE_MAX_BYTES), cells above.
+    merge: str = "auto"
     # With "cells": when the bounds leave more than this share of the pixels undecided (masks without spatial
     # structure, e.g. an untrained network or one far outside its training scale) the frame goes through the dense
     # merge instead, which is then faster; 1.0 = never.
@@ -545,7 +551,12 @@ def postprocess_batch(
     ``class_table`` supplies the thing/stuff split and is required for 'panoptic' and 'instance'.
     """
     cfg = config or PostprocessConfig()
-    dense = torch.float32 if cfg.merge == "dense" else None
+    merge = cfg.merge
+    if merge == "auto":
+        stride = int(cfg.label_stride)
+        pixels = max((-(-m.orig_size[0] // stride)) * (-(-m.orig_size[1] // stride)) for m in metas) if metas else 0
+        merge = "dense" if (pred_logits.shape[-1] - 1) * pixels * 4 <= AUTO_DENSE_MAX_BYTES else "cells"
+    dense = torch.float32 if merge == "dense" else None
     return _postprocess(pred_logits, pred_masks, metas, tasks, cfg, class_table, dense)
 
 
