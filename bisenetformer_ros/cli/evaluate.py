@@ -111,8 +111,8 @@ def _record_mask_order(args: argparse.Namespace, dataset: Any, ds_name: str) -> 
     }
     scores["dataset"] = ds_name  # type: ignore[assignment]
     data = read_checkpoint(path)
-    data["inference"] = inference_defaults(data, f"'{path}'").with_changes(mask_order=best, mask_order_scores=scores)
-    data["inference"] = data["inference"].to_dict()
+    recorded = inference_defaults(data, f"'{path}'").with_changes(mask_order=best, mask_order_scores=scores)
+    data["inference"] = recorded.to_dict()
     atomic_torch_save(data, path)
     print(
         f"mask order: {best} recorded in {path} ("

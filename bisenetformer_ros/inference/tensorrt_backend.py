@@ -131,6 +131,7 @@ class EntropyCalibrator(_CalibratorBase):
         batch_size: int,
         cache_path: Path,
         device: torch.device,
+        inference: InferenceDefaults | None = None,
     ) -> None:
         if _CalibratorBase is object:
             raise UnsupportedPrecisionError(f"TensorRT {trt.__version__} has no implicit int8 calibration")
@@ -139,7 +140,9 @@ class EntropyCalibrator(_CalibratorBase):
         self.cache_path = cache_path
         self.device = device
         self._batches = images.batches(batch_size) if images is not None else iter(())
-        self._pre = Preprocessor(input_size=input_hw, device=device)
+        # Calibrate on inputs normalised exactly as inference will normalise them (the model file's statistics).
+        defaults = inference or InferenceDefaults()
+        self._pre = Preprocessor(input_size=input_hw, device=device, mean=defaults.pixel_mean, std=defaults.pixel_std)
         self._current: torch.Tensor | None = None  # keeps the device buffer alive while TensorRT reads it
         self.seen = 0
 
@@ -366,7 +369,12 @@ class TensorRTBackend(Backend):
                 assert calib_cache is not None
                 batch = min(self.calibration_batch, len(images)) if images is not None else self.calibration_batch
                 calibrator = EntropyCalibrator(
-                    images, (key.profile.opt_shape[2], key.profile.opt_shape[3]), batch, calib_cache, self.device
+                    images,
+                    (key.profile.opt_shape[2], key.profile.opt_shape[3]),
+                    batch,
+                    calib_cache,
+                    self.device,
+                    meta.inference,
                 )
             return build_serialized_engine(
                 onnx_path,

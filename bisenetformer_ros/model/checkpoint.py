@@ -28,7 +28,7 @@ from bisenetformer_ros.atomic_io import atomic_path
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.model.bisenetformer import BiSeNetFormer, build_model
 from bisenetformer_ros.model.config import ModelConfig
-from bisenetformer_ros.model.inference_defaults import InferenceDefaults, recipe_input_size
+from bisenetformer_ros.model.inference_defaults import InferenceDefaults
 
 FORMAT = "bisenetformer/1"
 # Keys that only the pre-alignment network had (its FFM squeeze-excitation, merge of a concatenation, level embedding).
@@ -139,11 +139,10 @@ def describe_load_error(exc: Exception, path: Path) -> str:
 
 
 def inference_defaults(data: dict[str, Any], source: str = "model file") -> InferenceDefaults:
-    """The ``inference`` entry of a checkpoint dict; without one, the recipe's training size (older files)."""
+    """:meth:`InferenceDefaults.from_checkpoint` with errors naming the file (RuntimeError, like other loading
+    errors)."""
     try:
-        if data.get("inference") is not None:
-            return InferenceDefaults.from_dict(data["inference"])
-        return InferenceDefaults(input_size=recipe_input_size((data.get("extra") or {}).get("train_config")))
+        return InferenceDefaults.from_checkpoint(data)
     except (TypeError, ValueError) as exc:
         raise RuntimeError(f"{source} has invalid inference defaults: {exc}") from None
 

@@ -99,6 +99,19 @@ class InferenceDefaults:
             raise ValueError(f"unknown inference default(s) {unknown}; valid keys are {sorted(known)}")
         return cls(**dict(d))
 
+    @classmethod
+    def from_checkpoint(cls, data: Mapping[str, Any]) -> InferenceDefaults:
+        """The defaults a model file (its loaded dict) records. The network size follows the one rule: the
+        ``inference`` entry's ``input_size`` when the entry has that key (``None`` there is final: each image's own
+        size), else the training recipe's scale (files written before the entry existed), else none."""
+        entry = data.get("inference")
+        defaults = cls.from_dict(entry)
+        if isinstance(entry, Mapping) and "input_size" in entry:
+            return defaults
+        extra = data.get("extra")
+        recipe = extra.get("train_config") if isinstance(extra, Mapping) else None
+        return defaults.with_changes(input_size=recipe_input_size(recipe))
+
     def with_changes(self, **changes: Any) -> InferenceDefaults:
         return InferenceDefaults.from_dict({**self.to_dict(), **changes})
 

@@ -48,10 +48,9 @@ def recorded_input_size(checkpoint: Mapping[str, Any]) -> InputSize | None:
 
     Returns an int (short side), an ``(h, w)`` tuple, or None (each image's own size).
     """
-    inference = checkpoint.get("inference")
-    if isinstance(inference, Mapping) and "input_size" in inference:
-        return _as_size(inference.get("input_size"), "the model file's inference.input_size")
-    return _recipe_base_size(checkpoint)
+    from bisenetformer_ros.model.inference_defaults import InferenceDefaults
+
+    return InferenceDefaults.from_checkpoint(checkpoint).input_size
 
 
 @dataclass(frozen=True)
