@@ -44,7 +44,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_segmenter_outputs_match_direct_model_call(model_path: Path) -> None:
     """The pipeline is exactly Preprocessor -> model -> postprocess_batch, at each image's original size."""
-    seg = Segmenter.from_model(model_path, device="cpu")
+    seg = Segmenter.from_model(model_path, backend="torch", device="cpu")
     images = camera_like_images([(100, 130), (64, 90)])
     results = seg.run(images, tasks=("semantic", "panoptic"))
     loaded = load_model(model_path)
