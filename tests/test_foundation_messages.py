@@ -31,7 +31,11 @@ def test_serialization_round_trip(name: str) -> None:
     data = serialize_message(msg)
     back = deserialize_message(data, type(msg))
     assert back == msg
-    assert serialize_message(back) == data
+    # CDR alignment padding is uninitialised memory in rclpy's serialiser, so the bytes of two serialisations of
+    # equal messages may differ there; compare what the bytes decode to and their layout (length), not the padding.
+    again = serialize_message(back)
+    assert len(again) == len(data)
+    assert deserialize_message(again, type(msg)) == msg
 
 
 def test_panoptic_sample_is_self_consistent() -> None:
@@ -83,4 +87,4 @@ def test_pub_sub_across_processes(ros_env: dict[str, str]) -> None:
     assert set(received) == set(samples), f"received only {sorted(received)}; peer output:\n{out}"
     for name, msg in samples.items():
         assert received[name] == msg
-        assert serialize_message(received[name]) == serialize_message(msg)
+        assert len(serialize_message(received[name])) == len(serialize_message(msg))

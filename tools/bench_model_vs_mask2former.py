@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """CPU throughput of BiSeNetFormer (STDC1/STDC2) against Mask2Former-R50, measured side by side in one run.
 
-Both networks get the same pre-processed input (a random RGB frame through our ``Preprocessor``), run batch 1 in fp32
-under ``torch.inference_mode`` with the same number of threads, and are timed on the network forward pass only
-(pre-/post-processing excluded, identical for both mask-classification models). The peer is Hugging Face
+Both networks get the same pre-processed input (a random RGB frame through our ``Preprocessor``), run batch 1 with
+the same number of threads, and are timed on the network forward pass only (pre-/post-processing excluded, identical
+for both mask-classification models). Each network runs on its default path: BiSeNetFormer through the backend the
+node and the CLI pick by default (``auto``: ONNX Runtime on the CPU, its export built once and cached), also shown on
+eager PyTorch (``--backends``) and, with ``--int8``, on ONNX Runtime int8; the peer as a user would run it, eager
+PyTorch. The peer is Hugging Face
 ``Mask2FormerForUniversalSegmentation`` with its default configuration (100 queries, 6 pixel-decoder encoder layers,
 10 decoder layers) on a ResNet-50 built locally from ``ResNetConfig`` — randomly initialised, nothing downloaded;
 speed does not depend on the weights. The paper reports 47.8 / 4.1 = 11.7x for STDC2 vs Mask2Former-R50 on a V100 at
@@ -21,7 +24,9 @@ import json
 import platform
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,10 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=5, help="timed iterations for BiSeNetFormer")
     parser.add_argument("--peer-iters", type=int, default=3, help="timed iterations for Mask2Former (slow)")
     parser.add_argument("--no-peer", action="store_true", help="only time BiSeNetFormer")
+    parser.add_argument(
+        "--backends",
+        default="auto,torch",
+        help="comma-separated BiSeNetFormer backends to time (auto = the default path; torch = eager PyTorch)",
+    )
+    parser.add_argument("--int8", action="store_true", help="also time ONNX Runtime int8 (synthetic calibration)")
+    parser.add_argument("--cache-dir", default=None, help="where ONNX exports are cached (default: the user cache)")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     args = parser.parse_args(argv)
 
-    from bisenetformer_ros.model import ModelConfig, Preprocessor, build_model
+    from bisenetformer_ros.data.classes import CITYSCAPES
+    from bisenetformer_ros.inference import create_backend
+    from bisenetformer_ros.model import ModelConfig, Preprocessor, build_model, save_model
     from bisenetformer_ros.model.flops import model_cost
 
     torch.set_num_threads(args.threads)
@@ -89,25 +103,41 @@ def main(argv: list[str] | None = None) -> int:
     images, _ = Preprocessor()([frame])
 
     results: list[dict[str, Any]] = []
-    for name in [b.strip() for b in args.backbones.split(",") if b.strip()]:
-        cfg = ModelConfig(backbone=name, num_classes=args.num_classes)
-        model = build_model(cfg).eval()
-        cost = model_cost(cfg, images.shape[-2], images.shape[-1])
-        with torch.inference_mode():
-            times = time_forward(lambda m=model: m(images), args.warmup, args.iters, f"BiSeNetFormer-{name}")
-        med = statistics.median(times)
-        results.append(
-            {
-                "model": f"BiSeNetFormer-{name.upper()}",
-                "params_M": round(cost.params_total / 1e6, 2),
-                "GMACs": round(cost.macs_total / 1e9, 2),
-                "latency_ms_median": round(1000 * med, 1),
-                "latency_ms_min": round(1000 * min(times), 1),
-                "fps": round(1.0 / med, 3),
-                "iters": args.iters,
-            }
-        )
-        del model
+    runs = [(b.strip(), "fp32") for b in args.backends.split(",") if b.strip()]
+    if args.int8:
+        runs.append(("onnxruntime", "int8"))
+    with tempfile.TemporaryDirectory(prefix="bench-m2f-") as tmp:
+        for name in [b.strip() for b in args.backbones.split(",") if b.strip()]:
+            cfg = ModelConfig(backbone=name, num_classes=args.num_classes)
+            model_file = Path(tmp) / f"{name}.pt"
+            save_model(model_file, build_model(cfg).eval(), cfg, CITYSCAPES)
+            cost = model_cost(cfg, images.shape[-2], images.shape[-1])
+            for backend_name, precision in runs:
+                extra = {"calibration_images": "synthetic"} if precision == "int8" else {}
+                if backend_name in ("auto", "onnxruntime"):
+                    extra["cache_dir"] = args.cache_dir
+                backend = create_backend(backend_name, model_file, device="cpu", precision=precision, **extra)
+                default = ", default" if backend_name == "auto" else ""
+                label = f"BiSeNetFormer-{name.upper()} [{backend.NAME} {precision}{default}]"
+                with torch.inference_mode():
+                    times = time_forward(lambda b=backend: b.infer(images), args.warmup, args.iters, label)
+                backend.close()
+                med = statistics.median(times)
+                results.append(
+                    {
+                        "model": label,
+                        "backbone": name,
+                        "backend": backend.NAME,
+                        "precision": precision,
+                        "default_path": backend_name == "auto",
+                        "params_M": round(cost.params_total / 1e6, 2),
+                        "GMACs": round(cost.macs_total / 1e9, 2),
+                        "latency_ms_median": round(1000 * med, 1),
+                        "latency_ms_min": round(1000 * min(times), 1),
+                        "fps": round(1.0 / med, 3),
+                        "iters": args.iters,
+                    }
+                )
 
     peer: dict[str, Any] | None = None
     if not args.no_peer:
@@ -134,19 +164,19 @@ def main(argv: list[str] | None = None) -> int:
         "device": "cpu",
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
-        "measured": "network forward only, batch 1, fp32, torch.inference_mode",
+        "measured": "network forward only, batch 1; BiSeNetFormer per backend (auto = default path), peer eager fp32",
         "bisenetformer": results,
         "peer": peer,
         "paper_gpu_ratio_stdc2": round(PAPER_RATIO, 1),
     }
     rows = [*results, *([peer] if peer else [])]
-    print(f"input {args.height}x{args.width}, {args.threads} thread(s), fp32, batch 1, forward pass only")
-    print(f"{'model':<45} {'params M':>9} {'GMACs':>7} {'ms (median)':>12} {'FPS':>8} {'x peer':>7}")
+    print(f"input {args.height}x{args.width}, {args.threads} thread(s), batch 1, forward pass only")
+    print(f"{'model':<58} {'params M':>9} {'GMACs':>7} {'ms (median)':>12} {'FPS':>8} {'x peer':>7}")
     for r in rows:
         gmacs = f"{r['GMACs']:.1f}" if r["GMACs"] is not None else "-"
         ratio = f"{r['speedup_vs_peer']:.2f}" if "speedup_vs_peer" in r else "-"
         print(
-            f"{r['model']:<45} {r['params_M']:>9.2f} {gmacs:>7} {r['latency_ms_median']:>12.1f} {r['fps']:>8.3f} "
+            f"{r['model']:<58} {r['params_M']:>9.2f} {gmacs:>7} {r['latency_ms_median']:>12.1f} {r['fps']:>8.3f} "
             f"{ratio:>7}"
         )
     print(f"paper (V100, 1024x2048): BiSeNetFormer-STDC2 / Mask2Former-R50 = 47.8 / 4.1 = {PAPER_RATIO:.1f}x")

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--paper-model", action="store_true", help="time the paper-size STDC1 (100 queries, 19 classes, random weights)"
     )
-    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--backend", default="auto", help="auto (the node's default), torch, onnxruntime, tensorrt")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--sizes", default="1280x720,1920x1080", help="camera resolutions WxH, comma-separated")
