@@ -23,10 +23,8 @@ def _cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subproces
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from inference_models import make_model_file
-
     from bisenetformer_ros.data.synthetic import SYNTHETIC
+    from tests.inference_models import make_model_file
 
     tmp = tmp_path_factory.mktemp("cli_errors")
     a_file = tmp / "a_file"

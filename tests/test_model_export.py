@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from inference_models import tiny_config
 
 from bisenetformer_ros.model import InferenceWrapper, build_model
+from tests.inference_models import tiny_config
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from inference_models import tiny_config as shared_tiny_config
 
 from bisenetformer_ros.model import BiSeNetFormer, InferenceWrapper, ModelConfig, Preprocessor, build_model
 from bisenetformer_ros.model.decoder import MaskedTransformerDecoder, sine_position_encoding
+from tests.inference_models import tiny_config as shared_tiny_config
 
 torch.set_num_threads(1)
 

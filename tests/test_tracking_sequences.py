@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inference_models import make_model_file
 
 from bisenetformer_ros.bags import msgconv as mc
 from bisenetformer_ros.bags.bagio import BagReader
@@ -20,6 +19,7 @@ from bisenetformer_ros.data.synthetic import SYNTHETIC, Scene, render_sequence_f
 from bisenetformer_ros.evaluation.video import VideoPanopticMetric
 from bisenetformer_ros.model.postprocess import PanopticResult, Segment
 from bisenetformer_ros.tracking import PanopticTracker
+from tests.inference_models import make_model_file
 
 CLI = str(Path(sys.executable).parent / "bisenetformer")
 SEED, FRAMES, H, W, RATE = 2, 60, 72, 96, 10.0
