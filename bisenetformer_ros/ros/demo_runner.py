@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bisenetformer_ros.atomic_io import atomic_dir
 from bisenetformer_ros.bags.bagio import BagReader, BagWriter
 from bisenetformer_ros.bags.typestore import (
     CAMERA_INFO,
@@ -117,22 +118,19 @@ def ensure_synthetic_bag(cfg: DemoConfig) -> Path:
             _log(f"cached bag {path} is unusable ({exc}); rebuilding it")
         shutil.rmtree(path, ignore_errors=True)
     _log(f"making a synthetic camera bag ({s['frames']} frames {s['width']}x{s['height']}) at {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    make_synthetic_bag(
-        tmp,
-        SyntheticBagConfig(
-            width=s["width"],
-            height=s["height"],
-            frames=s["frames"],
-            rate=s["rate"],
-            seed=SEQUENCE_SEED,
-            sequence=True,
-        ),
-        progress=cfg.progress,
-    )
-    tmp.rename(path)
+    with atomic_dir(path) as tmp:  # a half-written bag never appears under the cache name
+        make_synthetic_bag(
+            tmp,
+            SyntheticBagConfig(
+                width=s["width"],
+                height=s["height"],
+                frames=s["frames"],
+                rate=s["rate"],
+                seed=SEQUENCE_SEED,
+                sequence=True,
+            ),
+            progress=cfg.progress,
+        )
     return path
 
 
