@@ -80,6 +80,7 @@ def _close(a: float | None, b: float | None, what: str) -> None:
         assert abs(a - b) <= 1e-6, f"{what}: {a} vs {b}"
 
 
+@pytest.mark.slow
 def test_bag_evaluate_scores_like_evaluate_on_exported_frames(
     synthetic_bag: Path, synthetic_model: Path, tmp_path: Path
 ) -> None:
@@ -245,6 +246,7 @@ def test_offline_labels_equal_the_labels_the_node_publishes(
 
 
 # -- bad input -----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bag_cli_bad_input_gives_clear_errors(synthetic_bag: Path, synthetic_model: Path, tmp_path: Path) -> None:
     """Exit code 2 with one line naming the cause, before any model is loaded (missing, corrupt bag, no topic)."""
     ev = ["--image-topic", IMAGE_TOPIC, "--model", str(synthetic_model), "--device", "cpu", "--no-progress"]
@@ -308,6 +310,7 @@ def _gt_problem_bag(path: Path) -> None:
                 w.write(GT_SEM, stamp, mc.image_msg(ts, header, labels, "mono8"))
 
 
+@pytest.mark.slow
 def test_ground_truth_problems_are_counted_per_frame(synthetic_model: Path, tmp_path: Path) -> None:
     """No frame is silently dropped: each bad one is skipped with its reason, in bag evaluate and in bag export."""
     import torch

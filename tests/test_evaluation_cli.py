@@ -25,6 +25,9 @@ from bisenetformer_ros.evaluation.metrics import PanopticMetric, SemanticMetric
 from bisenetformer_ros.inference.segmenter import Segmenter
 from tests.inference_models import make_model_file
 
+# Every test here runs the CLI end to end (seconds each); the metric rules themselves are in test_evaluation_metrics.
+pytestmark = pytest.mark.slow
+
 CLI = str(Path(sys.executable).parent / "bisenetformer")
 LIMIT = 4
 

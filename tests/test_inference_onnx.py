@@ -35,6 +35,9 @@ from tests.inference_models import camera_like_images, make_model_file
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+# ONNX exports at the paper widths and CLI runs: seconds to tens of seconds per test.
+pytestmark = pytest.mark.slow
+
 torch.set_num_threads(1)
 
 # Lower thresholds than the defaults so that the random-weight models produce several panoptic segments to compare.

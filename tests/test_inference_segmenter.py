@@ -274,6 +274,7 @@ print("equal", np.array_equal(compiled, eager), seg.backend.info.details["compil
 """
 
 
+@pytest.mark.slow
 def test_torch_compile_without_a_compiler_falls_back_to_eager(tiny_model: Path, tmp_path: Path) -> None:
     """A robot without a C++ toolchain: torch.compile fails at the first call; the backend logs it once and keeps
     segmenting eagerly with identical results instead of failing every frame."""

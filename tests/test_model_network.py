@@ -163,6 +163,7 @@ def test_bf16_and_fp16_forward() -> None:
         assert (out.float() - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
 
 
+@pytest.mark.slow
 def test_torch_compile_full_graph() -> None:
     """The forward pass traces as one graph (no graph breaks, no data-dependent control flow), with dynamic shapes."""
     torch._dynamo.reset()

@@ -14,6 +14,9 @@ import pytest
 
 from bisenetformer_ros.resources import default_model_path
 
+# Each test runs a measurement script in a subprocess.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

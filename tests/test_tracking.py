@@ -238,6 +238,7 @@ def test_large_objects_iou_on_the_subgrid_is_close_to_exact() -> None:
     assert abs(est - exact) < 0.01
 
 
+@pytest.mark.slow
 def test_benchmark_script_prints_its_figures() -> None:
     """tools/bench_tracking.py (the README's tracker cost) runs end to end; bad sizes are one line, exit code 2."""
     import subprocess

@@ -93,6 +93,7 @@ def test_tracker_on_ground_truth_masks_keeps_identities(sequence: list) -> None:
     assert r_on["mostly_tracked"] == pytest.approx(100.0)
 
 
+@pytest.mark.slow
 def test_bag_evaluate_reports_video_metrics_and_writes_track_ids(tmp_path: Path) -> None:
     model = make_model_file(tmp_path / "tiny.pt", class_table=SYNTHETIC)
     bag = tmp_path / "seq"
@@ -157,6 +158,7 @@ def test_bag_evaluate_reports_video_metrics_and_writes_track_ids(tmp_path: Path)
     assert "Tracking" in (tmp_path / "eval_on" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_bad_tracking_options_are_one_line_errors(tmp_path: Path) -> None:
     proc = _cli("bag", "evaluate", str(tmp_path / "none"), "--image-topic", "/x", "--track-min-age", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--track-min-age" in proc.stderr

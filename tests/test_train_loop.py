@@ -105,6 +105,7 @@ def _start_and_kill(cmd: list[str], last: Path, log: Path, at_least: int, timeou
     return _iteration(last)  # must load whatever instant the kill hit
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_bit_identical_weights(tmp_path: Path) -> None:
     # Run A: 6 iterations without interruption, in this process. The lr schedule depends on max_iters, so the
     # interrupted run uses the same max_iters and only differs by being killed.
@@ -225,6 +226,7 @@ def _torchrun_train(tmp_path: Path, run: Path, stop_after: int = 0, *extra: str)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_two_cpu_processes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _torchrun_train(tmp_path, run)
@@ -273,6 +275,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return run, model
 
 
+@pytest.mark.slow
 def test_cli_train_export_evaluate_predict(cli_run: tuple[Path, Path], tmp_path: Path) -> None:
     _, model = cli_run
     data = read_checkpoint(model)
@@ -300,6 +303,7 @@ def test_cli_train_export_evaluate_predict(cli_run: tuple[Path, Path], tmp_path:
     assert (meta["height"], meta["width"]) == (64, 64) and meta["class_table"] == "synthetic"
 
 
+@pytest.mark.slow
 def test_run_dir_config_reloads_and_tensorboard_events(cli_run: tuple[Path, Path]) -> None:
     run, _ = cli_run
     assert load_config(run / "config.yaml") == _cfg("max_iters=3")
@@ -309,6 +313,7 @@ def test_run_dir_config_reloads_and_tensorboard_events(cli_run: tuple[Path, Path
     assert _iteration(run / "last.pt") == 3
 
 
+@pytest.mark.slow
 def test_training_curve_png(cli_run: tuple[Path, Path], tmp_path: Path) -> None:
     run, _ = cli_run
     png = plot_training_curve(run / "log.jsonl", tmp_path / "plots" / "curve.png", title="tiny")
