@@ -63,6 +63,7 @@ def test_ruff_clean() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.slow
 def test_core_imports_no_ros() -> None:
     """Everything but bisenetformer_ros.ros must work after a plain pip install, with no ROS module loaded."""
     core = sorted(

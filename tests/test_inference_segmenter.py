@@ -255,7 +255,7 @@ def test_default_model_is_used_when_no_path_given() -> None:
     seg = Segmenter.from_model(None, device="cpu")
     [r] = seg.run(camera_like_images([(96, 128)]))
     assert r.output.semantic.shape == (96, 128)
-    assert seg.backend.tiny_model == default
+    assert seg.backend.model_path == default
 
 
 COMPILE_FALLBACK = """

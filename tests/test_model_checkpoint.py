@@ -42,6 +42,7 @@ def test_round_trip_same_outputs(tmp_path: Path) -> None:
     assert torch.equal(a["pred_logits"], b["pred_logits"]) and torch.equal(a["pred_masks"], b["pred_masks"])
 
 
+@pytest.mark.slow
 def test_half_storage_and_training_checkpoint(tmp_path: Path) -> None:
     cfg = tiny()
     model = build_model(cfg).eval()

@@ -18,6 +18,7 @@ ort = pytest.importorskip("onnxruntime")
 torch.set_num_threads(1)
 
 
+@pytest.mark.slow
 def test_onnx_export_dynamic_shapes_match_torch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     cfg = tiny_config(4, num_queries=6)

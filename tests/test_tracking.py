@@ -170,6 +170,7 @@ def test_ids_are_never_reused_after_reset_or_size_change() -> None:
     assert track_ids(tr, frame((20, 20), [(BALL, 2, 2, 5, 5)])) == [4]
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_over_a_long_run() -> None:
     """600 frames of objects that appear at random places and vanish: tracks and bytes stay bounded."""
     rng = np.random.default_rng(0)

@@ -367,6 +367,7 @@ def test_resume_restores_this_process_rng_or_says_why_not(tmp_path: Path, caplog
     assert not torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.slow
 def test_batch_size_must_divide_into_micro_batches(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch_size 3 is not a multiple of batch_per_step"):
         Trainer(_cfg("batch_size=3", "batch_per_step=2"), tmp_path, progress=False)
