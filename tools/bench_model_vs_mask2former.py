@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from typing import Any
@@ -79,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     args = parser.parse_args(argv)
 
+    from bisenetformer_ros.evaluation.latency import percentile
     from bisenetformer_ros.model import ModelConfig, Preprocessor, build_model
     from bisenetformer_ros.model.flops import model_cost
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         cost = model_cost(cfg, images.shape[-2], images.shape[-1])
         with torch.inference_mode():
             times = time_forward(lambda m=model: m(images), args.warmup, args.iters, f"BiSeNetFormer-{name}")
-        med = statistics.median(times)
+        med = percentile(times, 50)
         results.append(
             {
                 "model": f"BiSeNetFormer-{name.upper()}",
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         m2f = build_peer(args.num_classes)
         with torch.inference_mode():
             times = time_forward(lambda: m2f(pixel_values=images), args.warmup, args.peer_iters, "Mask2Former-R50")
-        med = statistics.median(times)
+        med = percentile(times, 50)
         peer = {
             "model": "Mask2Former-R50 (transformers, random init)",
             "params_M": round(sum(p.numel() for p in m2f.parameters()) / 1e6, 2),
