@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -105,6 +106,13 @@ def test_bag_evaluate_scores_like_evaluate_on_exported_frames(
     )
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["frames"]["total"] == FRAMES and report["frames"]["scored"] == FRAMES
+    # The report's images decode and show something (more than a blank canvas with a header).
+    plots = sorted((tmp_path / "report" / "plots").glob("*.png"))
+    assert plots
+    for png in [tmp_path / "report" / "overview.png", *plots]:
+        img = cv2.imread(str(png))
+        assert img is not None and min(img.shape[:2]) >= 100, png
+        assert len(np.unique(img.reshape(-1, 3), axis=0)) > 20, png
 
     dataset = tmp_path / "dataset"
     export = json.loads(
