@@ -111,7 +111,7 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument("model", default_value="", description="model file ('' = from params_file)"),
             DeclareLaunchArgument("device", default_value="", description="auto | cpu | cuda[:N]"),
-            DeclareLaunchArgument("backend", default_value="", description="torch | onnxruntime | tensorrt"),
+            DeclareLaunchArgument("backend", default_value="", description="auto | torch | onnxruntime | tensorrt"),
             DeclareLaunchArgument("precision", default_value="", description="fp32 | fp16 | bf16 | int8"),
             OpaqueFunction(function=_node),
         ]

@@ -39,7 +39,7 @@ OTHER_TABLE = ClassTable(
 
 def test_segmenter_outputs_match_direct_model_call(tiny_model: Path) -> None:
     """The pipeline is exactly Preprocessor -> model -> postprocess_batch, at each image's original size."""
-    seg = Segmenter.from_model(tiny_model, device="cpu")
+    seg = Segmenter.from_model(tiny_model, backend="torch", device="cpu")
     images = camera_like_images([(100, 130), (64, 90)])
     results = seg.run(images, tasks=("semantic", "panoptic"))
     loaded = load_model(tiny_model)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bisenetformer_ros.backend_choice import DEFAULT_BACKEND
 from bisenetformer_ros.bags import msgconv as mc
 from bisenetformer_ros.bags.bagio import LATCHED_QOS, SENSOR_QOS, BagMessage, BagReader, BagWriter
 from bisenetformer_ros.bags.scoring import (
@@ -69,7 +70,7 @@ class BagEvalConfig:
     gt_panoptic_topic: str | None = None
     gt_dir: str | None = None
     model: str | None = None
-    backend: str = "torch"
+    backend: str = DEFAULT_BACKEND
     device: str = "auto"
     precision: str = "fp32"
     input_size: Any = None  # None = the model file's recorded size; int, (h, w) or 'native' override it

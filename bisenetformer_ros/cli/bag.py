@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bisenetformer_ros.backend_choice import BACKEND_CHOICES, DEFAULT_BACKEND
 from bisenetformer_ros.cli.options import (
     add_input_size_option,
     add_quiet_option,
@@ -158,7 +159,7 @@ def register(subparsers: Any) -> None:
     )
     se.add_argument("--gt-dir", help="folder with ground-truth label PNGs named by stamp (ns) or frame index")
     se.add_argument("--model", help="checkpoint / exported model (default: the embedded model)")
-    se.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
+    se.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKEND_CHOICES)
     se.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     se.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
     add_input_size_option(se)

@@ -175,6 +175,8 @@ class Backend(ABC):
         self._info: BackendInfo | None = None
         self._loaded = False
         self._delay_s = 0.0
+        #: Why ``backend: auto`` chose this backend (None when it was named); shown in the info's details.
+        self.selected_by: str | None = None
 
     # ------------------------------------------------------------------ test / rehearsal tool
     @property
@@ -229,6 +231,8 @@ class Backend(ABC):
             check_class_table(self.class_table, self.expected_class_table, f"model '{self.model_path}'")
             if self._delay_s > 0:
                 self._info.details["inference_delay_ms"] = self._delay_s * 1000.0
+            if self.selected_by:
+                self._info.details["selected_by"] = f"auto: {self.selected_by}"
             self._loaded = True
             LOG.info("loaded %s from %s", self._info.describe(), self.model_path)
         return self

@@ -81,3 +81,48 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     if arr.shape[2] == 4:
         arr = arr[:, :, :3]
     return np.ascontiguousarray(arr[:, :, ::-1])  # BGR -> RGB
+
+
+#: ``calibration_images`` value that selects rendered synthetic training scenes instead of a folder.
+SYNTHETIC_CALIBRATION = "synthetic"
+
+
+class SyntheticCalibration:
+    """The first ``limit`` scenes of the synthetic *training* split (never the held-out seeds), rendered on demand.
+
+    The shipped model was trained on these scenes, so they are its representative inputs: int8 scales calibrated on
+    them describe the activations it meets, and the accuracy change is then measured on the disjoint held-out split.
+    Same interface as :class:`CalibrationImages` (length, digest, batches).
+    """
+
+    def __init__(self, limit: int = 64, image_size: tuple[int, int] | None = None) -> None:
+        from bisenetformer_ros.data.synthetic import DEFAULT_SIZE, TRAIN_SEED
+
+        if limit < 1:
+            raise ValueError(f"calibration image limit must be >= 1, got {limit}")
+        self.limit = int(limit)
+        self.image_size = tuple(image_size) if image_size is not None else DEFAULT_SIZE
+        self.first_seed = TRAIN_SEED
+
+    def __len__(self) -> int:
+        return self.limit
+
+    def digest(self) -> str:
+        """Identifies the scene set (renderer seeds and size); the renderer is deterministic."""
+        key = f"synthetic:{self.first_seed}:{self.limit}:{self.image_size[0]}x{self.image_size[1]}"
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def batches(self, batch_size: int) -> Iterator[list[np.ndarray]]:
+        from bisenetformer_ros.data.synthetic import render_scene
+
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        for start in range(0, self.limit - batch_size + 1, batch_size):
+            yield [render_scene(self.first_seed + i, *self.image_size).image for i in range(start, start + batch_size)]
+
+
+def calibration_set(source: str | os.PathLike, limit: int = 500) -> CalibrationImages | SyntheticCalibration:
+    """A folder of camera images, or :data:`SYNTHETIC_CALIBRATION` for the synthetic training scenes."""
+    if str(source) == SYNTHETIC_CALIBRATION:
+        return SyntheticCalibration(limit=min(limit, 64))
+    return CalibrationImages(source, limit=limit)

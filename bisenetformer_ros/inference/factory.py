@@ -9,13 +9,17 @@ TensorRT. Backend modules are imported lazily: ``onnxruntime`` or ``tensorrt`` a
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bisenetformer_ros.backend_choice import DEFAULT_BACKEND
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.inference.base import Backend
+
+LOG = logging.getLogger("bisenetformer_ros.inference")
 
 #: name -> "module:Class"
 BACKENDS: dict[str, str] = {
@@ -28,7 +32,8 @@ _ALIASES = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "tr
 
 
 def backend_class(name: str) -> type[Backend]:
-    """The class registered under ``name`` (aliases: pytorch, ort/onnx, trt)."""
+    """The class registered under ``name`` (aliases: pytorch, ort/onnx, trt; ``auto`` is resolved by
+    :func:`create_backend`, which knows the model and device)."""
     key = _ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
     if key not in BACKENDS:
         raise ValueError(f"unknown backend '{name}'; choose one of {sorted(BACKENDS)}")
@@ -82,8 +87,28 @@ def resolve_model_path(model_path: str | Path | None) -> Path:
     return path
 
 
+def _auto_backend(
+    path: Path, device: str | torch.device, precision: str, options: dict[str, Any]
+) -> tuple[str, dict[str, Any], str]:
+    """Resolve ``auto`` (see :mod:`bisenetformer_ros.backend_choice`) and keep only the options the chosen backend
+    takes: callers pass one option set whatever runs (e.g. a TensorRT cache folder), and ``auto`` must not fail on
+    an option meant for a backend it did not pick."""
+    import inspect
+
+    from bisenetformer_ros.backend_choice import choose_backend
+    from bisenetformer_ros.inference.base import resolve_device
+
+    choice = choose_backend(path, resolve_device(device).type, precision, options)
+    LOG.info("backend auto -> %s (%s)", choice.name, choice.reason)
+    accepted = inspect.signature(backend_class(choice.name).__init__).parameters
+    dropped = sorted(k for k in options if k not in accepted)
+    if dropped:
+        LOG.debug("backend auto -> %s: options %s do not apply", choice.name, dropped)
+    return choice.name, {k: v for k, v in options.items() if k in accepted}, choice.reason
+
+
 def create_backend(
-    name: str = "torch",
+    name: str = DEFAULT_BACKEND,
     model_path: str | Path | None = None,
     device: str | torch.device = "auto",
     precision: str = "fp32",
@@ -98,9 +123,12 @@ def create_backend(
     ``inference_delay_ms`` (any backend): fixed extra latency per batch, for load/latency tests (see
     :attr:`Backend.inference_delay_ms`).
     """
-    cls = backend_class(name)
     path = resolve_model_path(model_path)
     delay_ms = options.pop("inference_delay_ms", 0.0) or 0.0
+    selected_by = None
+    if str(name).strip().lower() == "auto":
+        name, options, selected_by = _auto_backend(path, device, precision, options)
+    cls = backend_class(name)
     try:
         backend = cls(path, device=device, precision=precision, class_table=class_table, **options)
     except TypeError as exc:
@@ -108,6 +136,7 @@ def create_backend(
             raise ValueError(f"{cls.NAME} backend: {exc}") from None
         raise
     backend.inference_delay_ms = delay_ms
+    backend.selected_by = selected_by
     if load:
         backend.load()
     return backend

@@ -2,8 +2,10 @@
 
 * The class table and model configuration come from the ONNX file's metadata (see :mod:`.export`); a ``.pt`` model
   is exported once and cached. A model for another label space than the caller expects is refused.
-* CPU: fp32 only (an fp32 graph; ONNX Runtime's CPU kernels have no fast fp16/bf16 path). Threads default to torch's
-  thread count so that a comparison with the PyTorch backend uses the same CPU budget.
+* CPU: fp32, or int8 (static quantisation of the convolutions, calibrated once on ``calibration_images`` -- a folder
+  of camera frames, or ``"synthetic"`` for the synthetic training scenes, the default for models of the synthetic
+  label space -- and cached; see :mod:`.quantize`). ONNX Runtime's CPU kernels have no fast fp16/bf16 path. Threads
+  default to torch's thread count so that a comparison with the PyTorch backend uses the same CPU budget.
 * CUDA: tensors stay on the GPU through IO binding (input and outputs are torch CUDA tensors; no host round trip),
   so the shared post-processing runs on the GPU as for the other backends. With the TensorRT execution provider,
   fp16 is available (``trt_fp16_enable``); the CUDA provider alone runs fp32.
@@ -61,6 +63,8 @@ class OnnxRuntimeBackend(Backend):
         use_tensorrt_ep: bool | None = None,
         opset: int = DEFAULT_OPSET,
         allow_spinning: bool = False,
+        calibration_images: str | Path | None = None,
+        calibration_limit: int = 200,
     ) -> None:
         super().__init__(model_path, device, precision, class_table)
         available = ort.get_available_providers()
@@ -88,8 +92,8 @@ class OnnxRuntimeBackend(Backend):
             self.providers.append(("CUDAExecutionProvider", {"device_id": idx}))
             self.providers.append("CPUExecutionProvider")
         else:
-            hint = "use fp32 (or the torch backend for bf16)"
-            self.precision = check_precision(precision, ("fp32",), self.NAME, self.device, hint)
+            hint = "use fp32 or int8 (or the torch backend for bf16)"
+            self.precision = check_precision(precision, ("fp32", "int8"), self.NAME, self.device, hint)
             self.providers = ["CPUExecutionProvider"]
         if graph_optimization not in _GRAPH_LEVELS:
             raise ValueError(f"graph_optimization must be one of {list(_GRAPH_LEVELS)}, got '{graph_optimization}'")
@@ -98,6 +102,9 @@ class OnnxRuntimeBackend(Backend):
         self.cache_dir = cache_dir
         self.opset = opset
         self.allow_spinning = bool(allow_spinning)
+        self.calibration_images = calibration_images
+        self.calibration_limit = int(calibration_limit)
+        self.quantization: dict[str, Any] | None = None
         self.pin_memory = self.device.type == "cuda"
         self.session: ort.InferenceSession | None = None
         self.onnx_path: Path | None = None
@@ -108,6 +115,8 @@ class OnnxRuntimeBackend(Backend):
         if self.model_path.suffix.lower() in (".engine", ".plan", ".trt"):
             raise ValueError(f"'{self.model_path.name}' looks like a TensorRT engine; use --backend tensorrt")
         self.onnx_path = ensure_onnx(self.model_path, self.cache_dir, self.opset)
+        if self.precision == "int8":
+            self.onnx_path = self._int8_model(self.onnx_path)
         so = ort.SessionOptions()
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _GRAPH_LEVELS[self.graph_optimization])
         threads = self.intra_op_threads if self.intra_op_threads is not None else torch.get_num_threads()
@@ -151,8 +160,35 @@ class OnnxRuntimeBackend(Backend):
                 "intra_op_threads": so.intra_op_num_threads,
                 "backbone": info.model_config.get("backbone"),
                 "num_queries": self._num_queries,
+                **({"int8": self.quantization} if self.quantization else {}),
             },
         )
+
+    def _int8_model(self, fp32_onnx: Path) -> Path:
+        """The cached int8 variant of the export; calibration data: the given folder, else the synthetic training
+        scenes for a model of the synthetic label space, else a one-line error saying what to pass."""
+        import json
+
+        from bisenetformer_ros.data.synthetic import SYNTHETIC
+        from bisenetformer_ros.inference.calibration import SYNTHETIC_CALIBRATION, calibration_set
+        from bisenetformer_ros.inference.export import read_onnx_metadata
+        from bisenetformer_ros.inference.quantize import META_QUANTIZATION, ensure_int8_onnx
+
+        meta = read_onnx_metadata(fp32_onnx)
+        if META_QUANTIZATION in meta.metadata:  # an int8 file exported earlier: use as is
+            self.quantization = json.loads(meta.metadata[META_QUANTIZATION])
+            return fp32_onnx
+        source = self.calibration_images
+        if source is None:
+            if meta.class_table.names != SYNTHETIC.names:
+                raise ValueError(
+                    "int8 needs calibration data: pass calibration_images (a folder of a few hundred representative "
+                    "camera frames, --calibration-images), or use precision fp32"
+                )
+            source = SYNTHETIC_CALIBRATION
+        out = ensure_int8_onnx(fp32_onnx, calibration_set(source, self.calibration_limit))
+        self.quantization = json.loads(read_onnx_metadata(out).metadata[META_QUANTIZATION])
+        return out
 
     def _infer(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.session is not None

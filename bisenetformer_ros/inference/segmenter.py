@@ -135,7 +135,7 @@ class Segmenter:
     def from_model(
         cls,
         model_path: str | Path | None = None,
-        backend: str = "torch",
+        backend: str = "auto",
         device: str | torch.device = "auto",
         precision: str = "fp32",
         input_size: int | tuple[int, int] | None = None,
@@ -162,7 +162,7 @@ class Segmenter:
                 raise ValueError("give postprocess or postprocess_config (the same thing), not both")
             postprocess_config = postprocess
 
-        if backend in ("tensorrt", "trt"):
+        if backend in ("tensorrt", "trt", "auto"):
             # The engine's optimisation profile must cover what this pipeline will send it.
             if isinstance(input_size, tuple) and "profile_hw" not in backend_options:
                 backend_options["profile_hw"] = [input_size]

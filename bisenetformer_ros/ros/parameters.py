@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bisenetformer_ros.backend_choice import BACKEND_CHOICES, DEFAULT_BACKEND
+
 #: Parameter types, named as in ROS (rcl_interfaces/ParameterType) in lower case.
 TYPES: tuple[str, ...] = ("bool", "integer", "double", "string", "string_array")
 
@@ -153,7 +155,12 @@ def _specs() -> list[ParameterSpec]:
     )
     add(
         ParameterSpec(
-            "backend", "string", "torch", "Inference backend", g, choices=("torch", "onnxruntime", "tensorrt")
+            "backend",
+            "string",
+            DEFAULT_BACKEND,
+            "Inference backend (auto: ONNX Runtime on the CPU, its export cached; PyTorch on CUDA)",
+            g,
+            choices=BACKEND_CHOICES,
         )
     )
     add(ParameterSpec("device", "string", "auto", "auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N", g))

@@ -133,13 +133,13 @@ def build_segmenter(params: Mapping[str, Any], network_size: NetworkSize | None 
         torch.set_num_threads(int(params["num_threads"]))
     options: dict[str, Any] = {}
     name = str(params["backend"])
-    if name == "torch" and params["torch_compile"]:
+    if name in ("torch", "auto") and params["torch_compile"]:
         options["compile"] = True
-    if name == "tensorrt" and params["engine_cache_dir"]:
+    if name in ("tensorrt", "auto") and params["engine_cache_dir"]:
         options["cache_dir"] = str(params["engine_cache_dir"])
     expected = get_class_table(params["expected_classes"]) if params["expected_classes"] else None
     input_size = (network_size or network_size_from(params)).input_size
-    if name == "tensorrt" and isinstance(input_size, tuple):
+    if name in ("tensorrt", "auto") and isinstance(input_size, tuple):
         options["profile_hw"] = [input_size]
     backend = create_backend(
         name,
