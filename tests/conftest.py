@@ -1,7 +1,14 @@
-"""Shared test fixtures.
+"""Shared test fixtures and the markers that say what a test needs.
 
 ROS tests talk over real DDS. Each test module gets its own ROS_DOMAIN_ID (and discovery limited to this host), so
 tests running in parallel, or a developer's own nodes, never see each other's topics.
+
+Markers (registered in pyproject.toml): ``ros`` is set here on every test of a ``tests/test_ros_*.py`` module and on
+every test that uses :func:`ros_env` (directly or through another fixture), i.e. every test that starts rclpy / DDS or
+a node process; ``slow`` and ``gpu`` are set where the tests are. Day-to-day: ``pytest -m "not ros and not slow"``.
+
+The tiny random-weight model files come from here too, one per test module (module scope, like before): tests that
+change a model file never affect another module.
 """
 
 from __future__ import annotations
@@ -17,6 +24,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 _next_domain = [0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs a ROS 2 runtime (rclpy, DDS, node processes) ``ros``."""
+    for item in items:
+        if item.path.name.startswith("test_ros_") or "ros_env" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ros)
 
 
 def unique_domain_id() -> int:
@@ -46,3 +60,24 @@ def ros_env() -> Iterator[dict[str, str]]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight model file with the Cityscapes class table (tests.inference_models.make_model_file)."""
+    from tests.inference_models import make_model_file
+
+    return make_model_file(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def synthetic_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight model file with the synthetic data set's class table.
+
+    Seed 1: with seed 0 the sharpened random network happens to predict one class on the synthetic frames, and
+    parity checks need label maps with content (the tests assert that they have it).
+    """
+    from bisenetformer_ros.data.synthetic import SYNTHETIC
+    from tests.inference_models import make_model_file
+
+    return make_model_file(tmp_path_factory.mktemp("model") / "tiny.pt", class_table=SYNTHETIC, seed=1)

@@ -25,9 +25,8 @@ VENV_BIN = Path(sys.executable).parent
 
 def save_tiny_model(path: Path, table: Any = None, seed: int = 0) -> Path:
     """A random-weight BiSeNetFormer small enough to run in a few milliseconds per frame on one CPU thread."""
-    from inference_models import make_model_file
-
     from bisenetformer_ros.data.classes import CITYSCAPES
+    from tests.inference_models import make_model_file
 
     return make_model_file(path, class_table=table or CITYSCAPES, sharpen=False, seed=seed)
 

@@ -1,19 +1,15 @@
 """Peer process for the DDS tests: publishes every sample message on /foundation/<Type> until killed.
 
-Run as ``python tests/ros_peer_publisher.py``; the checking test subscribes from its own process, so the messages
-cross a real process boundary over Fast DDS.
+Run as ``python -m tests.ros_peer_publisher`` from the repository root; the checking test subscribes from its own
+process, so the messages cross a real process boundary over Fast DDS.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import rclpy
-from msg_samples import sample_messages
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from tests.msg_samples import sample_messages
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from bisenetformer_ros.bags.typestore import (
     PANOPTIC_SEGMENTATION,
     default_typestore,
     installed_definitions,
+    share_prefixes,
 )
 from bisenetformer_ros.data.classes import CITYSCAPES
 
@@ -243,10 +244,31 @@ def test_foreign_type_with_definition_is_decoded(tmp_path: Path) -> None:
     assert "acme_msgs/msg/Pair" not in default_typestore().fielddefs  # the shared store stays untouched
 
 
-def test_installed_definitions_follow_nested_types() -> None:
+def test_installed_definitions_follow_nested_types(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs everywhere: an install prefix made here (found through AMENT_PREFIX_PATH, as on a robot) defines a type
+    that uses a type of another package, which uses a third; all three are found, nothing else."""
+    files = {
+        "acme_msgs/msg/Detection": "std_msgs/Header header\nacme_msgs/Box[] boxes\n",
+        "acme_msgs/msg/Box": "acme_geometry_msgs/Point2D corner\nfloat32 width\n",
+        "acme_geometry_msgs/msg/Point2D": "float64 x\nfloat64 y\n",
+        "std_msgs/msg/Header": "builtin_interfaces/Time stamp\nstring frame_id\n",
+    }
+    for name, text in files.items():
+        path = tmp_path / "share" / f"{name}.msg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
+    defs = dict(installed_definitions(["acme_msgs/msg/Detection"], known=["std_msgs/msg/Header"]))
+    assert set(defs) == {"acme_msgs/msg/Detection", "acme_msgs/msg/Box", "acme_geometry_msgs/msg/Point2D"}
+    assert defs["acme_geometry_msgs/msg/Point2D"] == files["acme_geometry_msgs/msg/Point2D"]
+
+
+def test_installed_ros_definitions_follow_nested_types() -> None:
+    """The same on the real install: sensor_msgs/CameraInfo uses RegionOfInterest and std_msgs/Header."""
+    searched = [p / "share" / "sensor_msgs" / "msg" / "CameraInfo.msg" for p in share_prefixes()]
+    if not any(p.is_file() for p in searched):
+        pytest.skip(f"sensor_msgs is not installed as .msg files here (looked for {', '.join(map(str, searched))})")
     defs = dict(installed_definitions(["sensor_msgs/msg/CameraInfo"]))
-    if not defs:
-        pytest.skip("no share/sensor_msgs/msg/*.msg files in this install prefix")
     assert {"sensor_msgs/msg/CameraInfo", "sensor_msgs/msg/RegionOfInterest", "std_msgs/msg/Header"} <= set(defs)
 
 

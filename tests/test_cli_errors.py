@@ -23,10 +23,8 @@ def _cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subproces
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from inference_models import make_model_file
-
     from bisenetformer_ros.data.synthetic import SYNTHETIC
+    from tests.inference_models import make_model_file
 
     tmp = tmp_path_factory.mktemp("cli_errors")
     a_file = tmp / "a_file"
@@ -104,6 +102,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_nothing_written(case: tuple, files: dict[str, Path]) -> None:
     _, argv, needle, absent = case
@@ -118,6 +117,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case: tuple, files: dict[s
         assert not Path(path.format(**fmt)).exists(), f"{path} was left behind"
 
 
+@pytest.mark.slow
 def test_checkpoint_errors_do_not_repeat_torchs_unsafe_advice(files: dict[str, Path]) -> None:
     """A file that is not a model file is named as such; torch's 'weights_only=False' advice would tell a user to
     run arbitrary code from an unknown file."""
@@ -126,6 +126,7 @@ def test_checkpoint_errors_do_not_repeat_torchs_unsafe_advice(files: dict[str, P
     assert "weights_only" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_one_spelling_across_commands() -> None:
     """--quiet everywhere a progress bar can be shown (--no-progress stays a hidden alias), --input-size S|HxW|native
     everywhere a model runs."""
@@ -146,6 +147,7 @@ def test_one_spelling_across_commands() -> None:
         assert "--input-size S|HxW|native" in text, cmd
 
 
+@pytest.mark.slow
 def test_training_overrides_after_a_flag_parse(tmp_path: Path) -> None:
     """key=value words after --quiet reach the recipe: an unknown key after a flag is reported by the recipe loader,
     not by argparse as an unrecognised argument."""
@@ -159,6 +161,7 @@ def test_training_overrides_after_a_flag_parse(tmp_path: Path) -> None:
     assert args.overrides == ["a=1"] and extra == ["b=2"] and args.accepts_overrides
 
 
+@pytest.mark.slow
 def test_info_describes_a_model_file(files: dict[str, Path]) -> None:
     from bisenetformer_ros.resources import default_model_path
 

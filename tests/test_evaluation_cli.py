@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from inference_models import make_model_file
 
 from bisenetformer_ros.data.classes import CITYSCAPES
 from bisenetformer_ros.data.datasets import build_dataset
@@ -24,6 +23,10 @@ from bisenetformer_ros.data.synthetic import SYNTHETIC, decode_panoptic_png
 from bisenetformer_ros.evaluation.evaluator import evaluate, format_table
 from bisenetformer_ros.evaluation.metrics import PanopticMetric, SemanticMetric
 from bisenetformer_ros.inference.segmenter import Segmenter
+from tests.inference_models import make_model_file
+
+# Every test here runs the CLI end to end (seconds each); the metric rules themselves are in test_evaluation_metrics.
+pytestmark = pytest.mark.slow
 
 CLI = str(Path(sys.executable).parent / "bisenetformer")
 LIMIT = 4
@@ -36,17 +39,12 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_file(tmp_path_factory.mktemp("model") / "tiny.pt", class_table=SYNTHETIC)
-
-
-@pytest.fixture(scope="module")
-def evaluate_json(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+def evaluate_json(synthetic_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("eval") / "sub" / "result.json"
     proc = _cli(
         "evaluate",
         "--model",
-        str(tiny_model),
+        str(synthetic_model),
         "--dataset",
         "synthetic",
         "--limit",
@@ -77,11 +75,11 @@ def test_evaluate_json_keys_and_ranges(evaluate_json: tuple[dict, Path]) -> None
     assert json.loads(out.read_text()) == res
 
 
-def test_evaluate_equals_metrics_on_segmenter_outputs(tiny_model: Path, evaluate_json: tuple[dict, Path]) -> None:
+def test_evaluate_equals_metrics_on_segmenter_outputs(synthetic_model: Path, evaluate_json: tuple[dict, Path]) -> None:
     """The CLI's figures are exactly the metric classes applied to the Segmenter's outputs on the same samples."""
     dataset = build_dataset("synthetic", "val")
     sem, pan = SemanticMetric(SYNTHETIC.num_classes, SYNTHETIC.ignore_label), PanopticMetric(SYNTHETIC)
-    with Segmenter.from_model(tiny_model, device="cpu") as seg:
+    with Segmenter.from_model(synthetic_model, device="cpu") as seg:
         for i in range(LIMIT):
             sample = dataset[i]
             out = seg.run([sample.image])[0].output
@@ -159,10 +157,10 @@ def _check_result(out: Path, name: str, hw: tuple[int, int]) -> None:
     assert overlay.shape == (*hw, 3)
 
 
-def test_predict_images_folder_and_video(tiny_model: Path, tmp_path: Path) -> None:
+def test_predict_images_folder_and_video(synthetic_model: Path, tmp_path: Path) -> None:
     inputs = _write_inputs(tmp_path / "in")
     out = tmp_path / "out"
-    proc = _cli("predict", str(inputs), "--out", str(out), "--model", str(tiny_model), "--device", "cpu")
+    proc = _cli("predict", str(inputs), "--out", str(out), "--model", str(synthetic_model), "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "wrote 5 result(s)" in proc.stdout  # 2 images + 3 frames
     _check_result(out, "a", (128, 128))
@@ -181,7 +179,7 @@ def test_predict_images_folder_and_video(tiny_model: Path, tmp_path: Path) -> No
         "--out",
         str(out2),
         "--model",
-        str(tiny_model),
+        str(synthetic_model),
         "--every",
         "2",
         "--alpha",
@@ -197,28 +195,28 @@ def test_predict_images_folder_and_video(tiny_model: Path, tmp_path: Path) -> No
     assert json.loads((out2 / "clip_f000002_panoptic.json").read_text())["frame"] == 2
 
 
-def test_predict_corrupt_file(tiny_model: Path, tmp_path: Path) -> None:
+def test_predict_corrupt_file(synthetic_model: Path, tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     cv2.imwrite(str(inputs / "good.png"), np.full((40, 60, 3), 90, np.uint8))
     (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     out = tmp_path / "out"
-    proc = _cli("predict", str(inputs), "--out", str(out), "--model", str(tiny_model))
+    proc = _cli("predict", str(inputs), "--out", str(out), "--model", str(synthetic_model))
     assert proc.returncode == 2
     assert "broken.png" in proc.stderr.strip().splitlines()[-1] and "--skip-bad" in proc.stderr
 
-    proc = _cli("predict", str(inputs), "--out", str(out), "--model", str(tiny_model), "--skip-bad")
+    proc = _cli("predict", str(inputs), "--out", str(out), "--model", str(synthetic_model), "--skip-bad")
     assert proc.returncode == 0, proc.stderr
     assert "wrote 1 result(s)" in proc.stdout and "skipped 1 unreadable file(s)" in proc.stdout
     assert "broken.png" in proc.stdout
     _check_result(out, "good", (40, 60))
     assert not list(out.glob("broken*"))
 
-    missing = _cli("predict", str(tmp_path / "nothing.png"), "--out", str(out), "--model", str(tiny_model))
+    missing = _cli("predict", str(tmp_path / "nothing.png"), "--out", str(out), "--model", str(synthetic_model))
     assert missing.returncode == 2 and "nothing.png" in missing.stderr
 
 
-def test_evaluate_semantic_only_dataset(tiny_model: Path) -> None:
+def test_evaluate_semantic_only_dataset(synthetic_model: Path) -> None:
     """Datasets without panoptic annotations give mIoU and no PQ (None, not 0)."""
     from bisenetformer_ros.data.sample import Sample
 
@@ -235,7 +233,7 @@ def test_evaluate_semantic_only_dataset(tiny_model: Path) -> None:
             s = self.inner[i]
             return Sample(s.image, s.semantic, name=s.name)
 
-    with Segmenter.from_model(tiny_model, device="cpu") as seg:
+    with Segmenter.from_model(synthetic_model, device="cpu") as seg:
         res = evaluate(seg, SemanticOnly(), progress=False, batch_size=2)
     assert res["num_images"] == 2 and res["num_images_panoptic"] == 0
     assert res["mIoU"] is not None and res["PQ"] is None and res["panoptic_per_class"] is None
@@ -256,13 +254,13 @@ def test_predict_output_names_never_clash(tmp_path: Path) -> None:
     assert names == ["a", "a_3", "a_2"]
 
 
-def test_record_mask_order_scores_both_orders_and_writes_the_winner(tiny_model: Path, tmp_path: Path) -> None:
+def test_record_mask_order_scores_both_orders_and_writes_the_winner(synthetic_model: Path, tmp_path: Path) -> None:
     """The order a model trained here uses is measured on its validation split and stored in the file; evaluate then
     follows the file, and --mask-order reproduces each recorded score."""
     from bisenetformer_ros.model import load_model
 
     model = tmp_path / "m.pt"
-    model.write_bytes(tiny_model.read_bytes())
+    model.write_bytes(synthetic_model.read_bytes())
     assert load_model(model).inference.mask_order == "upsample_logits"
     args = ["--model", str(model), "--dataset", "synthetic", "--limit", "2", "--device", "cpu", "--quiet"]
     proc = _cli("evaluate", *args, "--record-mask-order", "--json")

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from msg_samples import sample_messages
+
+from tests.msg_samples import sample_messages
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
@@ -59,7 +60,8 @@ def test_pub_sub_across_processes(ros_env: dict[str, str]) -> None:
 
     samples = sample_messages()
     peer = subprocess.Popen(
-        [sys.executable, str(TESTS_DIR / "ros_peer_publisher.py")],
+        [sys.executable, "-m", "tests.ros_peer_publisher"],
+        cwd=TESTS_DIR.parent,
         env=ros_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

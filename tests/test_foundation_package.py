@@ -63,6 +63,7 @@ def test_ruff_clean() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.slow
 def test_core_imports_no_ros() -> None:
     """Everything but bisenetformer_ros.ros must work after a plain pip install, with no ROS module loaded."""
     core = sorted(
@@ -92,6 +93,7 @@ def test_core_imports_no_ros() -> None:
     assert res.returncode == 0, f"core modules pulled in ROS modules:\n{res.stdout}{res.stderr}"
 
 
+@pytest.mark.slow
 def test_cli_help_and_errors() -> None:
     for exe in ("bisenetformer", "bisenetformer_node"):
         res = subprocess.run([str(BIN / exe), "--help"], capture_output=True, text=True, timeout=120)

@@ -141,10 +141,9 @@ def test_more_than_255_classes_use_mono16() -> None:
 
 def test_with_a_real_model_result(tmp_path: Path) -> None:
     """A FrameResult of the real pipeline (random tiny model) renders consistently with its own outputs."""
-    from inference_models import make_model_file
-
     from bisenetformer_ros.inference import Segmenter
     from bisenetformer_ros.model import PostprocessConfig
+    from tests.inference_models import make_model_file
 
     torch.set_num_threads(1)
     path = make_model_file(tmp_path / "tiny.pt", class_table=CITYSCAPES, sharpen=False, seed=0)

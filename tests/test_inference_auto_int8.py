@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from inference_models import make_model_file
 
 from bisenetformer_ros.backend_choice import BACKEND_CHOICES, DEFAULT_BACKEND, choose_backend
 from bisenetformer_ros.data.classes import CITYSCAPES
@@ -21,11 +20,6 @@ from bisenetformer_ros.inference.quantize import META_QUANTIZATION
 from bisenetformer_ros.resources import default_model_path
 
 pytest.importorskip("onnxruntime", reason="ONNX Runtime is part of the suite's environment (tools/bootstrap.sh)")
-
-
-@pytest.fixture(scope="module")
-def tiny_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_file(tmp_path_factory.mktemp("auto") / "tiny.pt")
 
 
 def test_auto_is_the_default_and_a_choice() -> None:
@@ -54,24 +48,25 @@ def test_choice_rule(path: str, device: str, precision: str, options: dict, expe
     assert choice.reason  # logged and shown in the backend's details
 
 
-def test_auto_runs_onnxruntime_on_cpu_and_says_why(tmp_path: Path, tiny_model_file: Path) -> None:
-    be = create_backend("auto", tiny_model_file, device="cpu", cache_dir=tmp_path / "cache")
+@pytest.mark.slow
+def test_auto_runs_onnxruntime_on_cpu_and_says_why(tmp_path: Path, tiny_model: Path) -> None:
+    be = create_backend("auto", tiny_model, device="cpu", cache_dir=tmp_path / "cache")
     try:
         assert be.NAME == "onnxruntime"
         assert be.info.details["selected_by"].startswith("auto: CPU fp32")
         # The export is cached: a second backend finds it instead of exporting again.
         (onnx_file,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
         mtime = onnx_file.stat().st_mtime_ns
-        be2 = create_backend("auto", tiny_model_file, device="cpu", cache_dir=tmp_path / "cache")
+        be2 = create_backend("auto", tiny_model, device="cpu", cache_dir=tmp_path / "cache")
         be2.close()
         assert onnx_file.stat().st_mtime_ns == mtime
     finally:
         be.close()
 
 
-def test_auto_with_torch_options_runs_torch_and_drops_foreign_options(tiny_model_file: Path, tmp_path: Path) -> None:
+def test_auto_with_torch_options_runs_torch_and_drops_foreign_options(tiny_model: Path, tmp_path: Path) -> None:
     # cache_dir is an ONNX Runtime / TensorRT option: auto must not fail on it when it picks PyTorch.
-    be = create_backend("auto", tiny_model_file, device="cpu", channels_last=True, cache_dir=tmp_path)
+    be = create_backend("auto", tiny_model, device="cpu", channels_last=True, cache_dir=tmp_path)
     try:
         assert be.NAME == "torch"
         assert "channels_last" in be.info.details["selected_by"]
@@ -79,11 +74,12 @@ def test_auto_with_torch_options_runs_torch_and_drops_foreign_options(tiny_model
         be.close()
 
 
-def test_auto_matches_torch_labels(tiny_model_file: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_auto_matches_torch_labels(tiny_model: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(2)]
-    ref = Segmenter.from_model(tiny_model_file, backend="torch", device="cpu")
-    auto = Segmenter.from_model(tiny_model_file, backend="auto", device="cpu", cache_dir=tmp_path)
+    ref = Segmenter.from_model(tiny_model, backend="torch", device="cpu")
+    auto = Segmenter.from_model(tiny_model, backend="auto", device="cpu", cache_dir=tmp_path)
     try:
         assert auto.backend.NAME == "onnxruntime"
         for a, b in zip(ref.run(images), auto.run(images), strict=True):
@@ -103,6 +99,7 @@ def test_synthetic_calibration_is_the_training_split() -> None:
     assert isinstance(calibration_set("synthetic", limit=500), SyntheticCalibration)
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_int8_shipped_model_calibrates_once_and_keeps_the_labels(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -145,20 +142,22 @@ def test_int8_shipped_model_calibrates_once_and_keeps_the_labels(
     assert not any("quantising" in r.getMessage() for r in caplog.records)
 
 
-def test_int8_needs_calibration_data_for_a_foreign_label_space(tiny_model_file: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_int8_needs_calibration_data_for_a_foreign_label_space(tiny_model: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="int8 needs calibration data"):
-        create_backend("onnxruntime", tiny_model_file, device="cpu", precision="int8", cache_dir=tmp_path)
+        create_backend("onnxruntime", tiny_model, device="cpu", precision="int8", cache_dir=tmp_path)
 
 
 @pytest.mark.slow
-def test_int8_from_a_folder_of_camera_frames(tiny_model_file: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_int8_from_a_folder_of_camera_frames(tiny_model: Path, tmp_path: Path) -> None:
     frames = tmp_path / "frames"
     frames.mkdir()
     rng = np.random.default_rng(1)
     for i in range(3):
         cv2.imwrite(str(frames / f"{i:03d}.png"), rng.integers(0, 256, (64, 96, 3), dtype=np.uint8))
     be = create_backend(
-        "onnxruntime", tiny_model_file, device="cpu", precision="int8", cache_dir=tmp_path, calibration_images=frames
+        "onnxruntime", tiny_model, device="cpu", precision="int8", cache_dir=tmp_path, calibration_images=frames
     )
     try:
         assert be.info.details["int8"]["images"] == 3

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from inference_models import camera_like_images, make_model_file
+
+from tests.inference_models import camera_like_images
 
 if not torch.cuda.is_available():
     pytest.skip("the CUDA tests need a CUDA GPU visible to torch", allow_module_level=True)
@@ -23,6 +24,8 @@ from bisenetformer_ros.inference import Segmenter, create_backend
 from bisenetformer_ros.inference.benchmark import run_benchmark
 from bisenetformer_ros.model import PostprocessConfig, PreprocessMeta, postprocess_batch
 from bisenetformer_ros.resources import default_model_path
+
+pytestmark = pytest.mark.gpu
 
 SIZES = [(180, 240), (121, 317)]
 
@@ -37,11 +40,6 @@ def strict_fp32() -> None:
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_file(tmp_path_factory.mktemp("cuda_models") / "tiny.pt")
-
-
 def _labels(seg: Segmenter, images: list[np.ndarray]) -> list[np.ndarray]:
     return [r.output.semantic for r in seg.run(images, tasks=("semantic",))]
 
@@ -50,10 +48,10 @@ def _agreement(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return float(np.mean([(x == y).mean() for x, y in zip(a, b, strict=True)]))
 
 
-def test_cuda_fp32_matches_cpu(tiny: Path) -> None:
+def test_cuda_fp32_matches_cpu(tiny_model: Path) -> None:
     images = camera_like_images(SIZES)
-    cpu = create_backend("torch", tiny, device="cpu")
-    gpu = create_backend("torch", tiny, device="cuda")
+    cpu = create_backend("torch", tiny_model, device="cpu")
+    gpu = create_backend("torch", tiny_model, device="cuda")
     assert gpu.info.device.startswith("cuda") and gpu.input_device.type == "cuda"
     seg_cpu, seg_gpu = Segmenter(cpu), Segmenter(gpu)
     batch, _ = seg_cpu.preprocessor(images)
@@ -85,9 +83,9 @@ def test_cuda_half_precision_labels_agree_with_fp32(precision: str, minimum: flo
     assert _agreement(_labels(seg, images), ref) >= minimum
 
 
-def test_pinned_uploads_batch_equals_single_frames(tiny: Path) -> None:
+def test_pinned_uploads_batch_equals_single_frames(tiny_model: Path) -> None:
     """Equal-size frames go through the reused pinned buffer; batching them changes no label."""
-    seg = Segmenter.from_model(tiny, device="cuda")
+    seg = Segmenter.from_model(tiny_model, device="cuda")
     assert seg._uploader is not None, "a CUDA torch backend uploads through pinned memory"
     images = camera_like_images([(200, 300)] * 4, seed=5)
     batched = _labels(seg, images)
@@ -122,8 +120,8 @@ def test_postprocess_on_the_device_matches_the_host() -> None:
         np.testing.assert_array_equal(gpu.instances.classes, cpu.instances.classes)
 
 
-def test_benchmark_reports_device_memory(tiny: Path) -> None:
-    seg = Segmenter.from_model(tiny, device="cuda", precision="fp16")
+def test_benchmark_reports_device_memory(tiny_model: Path) -> None:
+    seg = Segmenter.from_model(tiny_model, device="cuda", precision="fp16")
     res = run_benchmark(seg, 256, 320, batch=2, iters=3, warmup=1)
     assert res.device_peak_mb is not None and res.device_peak_mb > 0
     assert res.fps > 0

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from inference_models import camera_like_images, make_model_file
 
 from bisenetformer_ros.cli.main import main
 from bisenetformer_ros.data.classes import CITYSCAPES, ClassTable
@@ -31,9 +30,13 @@ from bisenetformer_ros.inference.export import (
     read_onnx_metadata,
 )
 from bisenetformer_ros.model import PostprocessConfig, Segment
+from tests.inference_models import camera_like_images, make_model_file
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
+
+# ONNX exports at the paper widths and CLI runs: seconds to tens of seconds per test.
+pytestmark = pytest.mark.slow
 
 torch.set_num_threads(1)
 
@@ -52,11 +55,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
         report = export_onnx(pt, path, trace_hw=(128, 160), verify=backbone == "stdc1")
         out[backbone] = (pt, path, report)
     return out
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_file(tmp_path_factory.mktemp("tiny") / "tiny.pt")
 
 
 def assert_segment_tables_equal(a: list[Segment], b: list[Segment]) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from inference_models import camera_like_images, make_model_file
 
 from bisenetformer_ros.data.classes import CITYSCAPES, ClassTable
 from bisenetformer_ros.inference import (
@@ -26,6 +25,7 @@ from bisenetformer_ros.inference import (
 )
 from bisenetformer_ros.inference.torch_backend import TorchBackend
 from bisenetformer_ros.model import PostprocessConfig, Preprocessor, load_model, postprocess_batch
+from tests.inference_models import camera_like_images
 
 torch.set_num_threads(1)
 
@@ -37,17 +37,12 @@ OTHER_TABLE = ClassTable(
 )
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_file(tmp_path_factory.mktemp("models") / "tiny.pt")
-
-
-def test_segmenter_outputs_match_direct_model_call(model_path: Path) -> None:
+def test_segmenter_outputs_match_direct_model_call(tiny_model: Path) -> None:
     """The pipeline is exactly Preprocessor -> model -> postprocess_batch, at each image's original size."""
-    seg = Segmenter.from_model(model_path, backend="torch", device="cpu")
+    seg = Segmenter.from_model(tiny_model, backend="torch", device="cpu")
     images = camera_like_images([(100, 130), (64, 90)])
     results = seg.run(images, tasks=("semantic", "panoptic"))
-    loaded = load_model(model_path)
+    loaded = load_model(tiny_model)
     batch, metas = Preprocessor()(images)
     with torch.no_grad():
         out = loaded.model(batch)
@@ -68,8 +63,8 @@ def test_segmenter_outputs_match_direct_model_call(model_path: Path) -> None:
     assert info.max_batch is None and info.max_hw is None
 
 
-def test_segmenter_splits_into_max_batch_calls_and_keeps_order(model_path: Path) -> None:
-    seg = Segmenter.from_model(model_path, device="cpu", max_batch=2)
+def test_segmenter_splits_into_max_batch_calls_and_keeps_order(tiny_model: Path) -> None:
+    seg = Segmenter.from_model(tiny_model, device="cpu", max_batch=2)
     images = camera_like_images([(64, 64), (96, 64), (64, 96), (70, 70), (64, 64)], seed=3)
     results = seg.run(images, tasks=("semantic",))
     assert [r.output.semantic.shape for r in results] == [im.shape[:2] for im in images]
@@ -86,9 +81,9 @@ def test_segmenter_splits_into_max_batch_calls_and_keeps_order(model_path: Path)
     assert seg.run([]) == []
 
 
-def test_fixed_input_size_and_instances(model_path: Path) -> None:
+def test_fixed_input_size_and_instances(tiny_model: Path) -> None:
     seg = Segmenter.from_model(
-        model_path, device="cpu", input_size=(64, 96), postprocess_config=PostprocessConfig(instance_topk=5)
+        tiny_model, device="cpu", input_size=(64, 96), postprocess_config=PostprocessConfig(instance_topk=5)
     )
     assert seg.preprocessor.input_size == (64, 96)
     [r] = seg.run(camera_like_images([(120, 200)]), tasks=("semantic", "instance"))
@@ -97,10 +92,10 @@ def test_fixed_input_size_and_instances(model_path: Path) -> None:
     assert r.output.instances.masks.shape[1:] == (120, 200)
 
 
-def test_bf16_on_cpu_runs_and_mostly_agrees(model_path: Path) -> None:
+def test_bf16_on_cpu_runs_and_mostly_agrees(tiny_model: Path) -> None:
     images = camera_like_images([(64, 96)], seed=5)
-    ref = Segmenter.from_model(model_path, device="cpu").run(images, ("semantic",))[0].output.semantic
-    seg = Segmenter.from_model(model_path, device="cpu", precision="bf16")
+    ref = Segmenter.from_model(tiny_model, device="cpu").run(images, ("semantic",))[0].output.semantic
+    seg = Segmenter.from_model(tiny_model, device="cpu", precision="bf16")
     assert seg.backend.input_dtype == torch.bfloat16
     logits, masks = seg.backend.infer(torch.zeros(1, 3, 64, 96, dtype=torch.bfloat16))
     assert logits.dtype == torch.float32 and masks.dtype == torch.float32  # outputs always float32
@@ -108,17 +103,17 @@ def test_bf16_on_cpu_runs_and_mostly_agrees(model_path: Path) -> None:
     assert (out == ref).mean() > 0.8  # bf16 has an 8-bit mantissa: close, not identical
 
 
-def test_channels_last_gives_same_outputs(model_path: Path) -> None:
+def test_channels_last_gives_same_outputs(tiny_model: Path) -> None:
     x = torch.randn(1, 3, 64, 96)
-    a = TorchBackend(model_path, device="cpu", channels_last=False).load().infer(x)
-    b = TorchBackend(model_path, device="cpu", channels_last=True).load().infer(x)
+    a = TorchBackend(tiny_model, device="cpu", channels_last=False).load().infer(x)
+    b = TorchBackend(tiny_model, device="cpu", channels_last=True).load().infer(x)
     assert b[0].shape == a[0].shape
     assert max((p - q).abs().max().item() for p, q in zip(a, b, strict=True)) < 1e-3
 
 
-def test_inference_delay_makes_any_backend_slower_for_load_tests(model_path: Path) -> None:
+def test_inference_delay_makes_any_backend_slower_for_load_tests(tiny_model: Path) -> None:
     """``inference_delay_ms``: a deliberately slow backend (overload/latency tests), visible in info and timings."""
-    seg = Segmenter.from_model(model_path, device="cpu", inference_delay_ms=120)
+    seg = Segmenter.from_model(tiny_model, device="cpu", inference_delay_ms=120)
     assert seg.backend.inference_delay_ms == 120.0
     assert seg.backend.info.details["inference_delay_ms"] == 120.0
     images = camera_like_images([(64, 64)])
@@ -129,18 +124,18 @@ def test_inference_delay_makes_any_backend_slower_for_load_tests(model_path: Pat
     assert fast.timings["inference"] < slow.timings["inference"]
     np.testing.assert_array_equal(fast.output.semantic, slow.output.semantic)  # only slower, never different
     with pytest.raises(ValueError, match=r"inference_delay_ms must be a finite number >= 0"):
-        create_backend("torch", model_path, device="cpu", inference_delay_ms=-5)
+        create_backend("torch", tiny_model, device="cpu", inference_delay_ms=-5)
 
 
-def test_postprocess_alias(model_path: Path) -> None:
+def test_postprocess_alias(tiny_model: Path) -> None:
     config = PostprocessConfig(instance_topk=3)
-    assert Segmenter.from_model(model_path, device="cpu", postprocess=config).postprocess_config == config
+    assert Segmenter.from_model(tiny_model, device="cpu", postprocess=config).postprocess_config == config
     with pytest.raises(ValueError, match=r"not both"):
-        Segmenter.from_model(model_path, device="cpu", postprocess=config, postprocess_config=config)
+        Segmenter.from_model(tiny_model, device="cpu", postprocess=config, postprocess_config=config)
 
 
-def test_backend_context_manager_warmup_and_close(model_path: Path) -> None:
-    with create_backend("torch", model_path, device="cpu") as backend:
+def test_backend_context_manager_warmup_and_close(tiny_model: Path) -> None:
+    with create_backend("torch", tiny_model, device="cpu") as backend:
         assert backend.loaded
         backend.warmup((1, 3, 64, 64), iterations=1)
         assert "torch on cpu (fp32)" in repr(backend)
@@ -160,38 +155,38 @@ def test_not_a_model_file(tmp_path: Path) -> None:
         create_backend("torch", bad, device="cpu")
 
 
-def test_model_for_another_class_table_is_refused(model_path: Path) -> None:
+def test_model_for_another_class_table_is_refused(tiny_model: Path) -> None:
     with pytest.raises(ClassTableMismatchError, match=r"trained for class table 'cityscapes'.*'warehouse'"):
-        Segmenter.from_model(model_path, device="cpu", class_table=OTHER_TABLE)
+        Segmenter.from_model(tiny_model, device="cpu", class_table=OTHER_TABLE)
     renamed = replace(CITYSCAPES, names=("street", *CITYSCAPES.names[1:]))
     with pytest.raises(ClassTableMismatchError, match=r"class 0: name 'road' != 'street'"):
-        create_backend("torch", model_path, device="cpu", class_table=renamed)
+        create_backend("torch", tiny_model, device="cpu", class_table=renamed)
     # the matching table is accepted
-    assert create_backend("torch", model_path, device="cpu", class_table=CITYSCAPES).class_table == CITYSCAPES
+    assert create_backend("torch", tiny_model, device="cpu", class_table=CITYSCAPES).class_table == CITYSCAPES
 
 
-def test_unsupported_precisions_name_the_fix(model_path: Path) -> None:
+def test_unsupported_precisions_name_the_fix(tiny_model: Path) -> None:
     with pytest.raises(UnsupportedPrecisionError, match=r"CPUs have no fp16 arithmetic.*use fp32"):
-        create_backend("torch", model_path, device="cpu", precision="fp16")
+        create_backend("torch", tiny_model, device="cpu", precision="fp16")
     with pytest.raises(UnsupportedPrecisionError, match=r"'int8' is not supported by the torch backend"):
-        create_backend("torch", model_path, device="cpu", precision="int8")
+        create_backend("torch", tiny_model, device="cpu", precision="int8")
     with pytest.raises(UnsupportedPrecisionError, match=r"unknown precision 'fp8'"):
-        create_backend("torch", model_path, device="cpu", precision="fp8")
+        create_backend("torch", tiny_model, device="cpu", precision="fp8")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
-def test_cuda_request_without_gpu(model_path: Path) -> None:
+def test_cuda_request_without_gpu(tiny_model: Path) -> None:
     with pytest.raises(RuntimeError, match=r"sees no CUDA GPU.*use device 'cpu'"):
-        create_backend("torch", model_path, device="cuda")
+        create_backend("torch", tiny_model, device="cuda")
 
 
-def test_unknown_backend_device_and_options(model_path: Path) -> None:
+def test_unknown_backend_device_and_options(tiny_model: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown backend 'openvino'"):
-        create_backend("openvino", model_path)
+        create_backend("openvino", tiny_model)
     with pytest.raises(ValueError, match=r"unknown device 'tpu:0'|device type 'tpu'"):
-        create_backend("torch", model_path, device="tpu:0")
+        create_backend("torch", tiny_model, device="tpu:0")
     with pytest.raises(ValueError, match=r"torch backend: .*unexpected keyword argument 'profile_hw'"):
-        create_backend("torch", model_path, device="cpu", profile_hw=[(512, 512)])
+        create_backend("torch", tiny_model, device="cpu", profile_hw=[(512, 512)])
 
 
 def test_torch_backend_refuses_onnx_file(tmp_path: Path) -> None:
@@ -201,8 +196,8 @@ def test_torch_backend_refuses_onnx_file(tmp_path: Path) -> None:
         create_backend("torch", onnx_file, device="cpu")
 
 
-def test_bad_images_and_batches(model_path: Path) -> None:
-    seg = Segmenter.from_model(model_path, device="cpu")
+def test_bad_images_and_batches(tiny_model: Path) -> None:
+    seg = Segmenter.from_model(tiny_model, device="cpu")
     with pytest.raises(ValueError, match=r"expected an HxWx3 RGB array"):
         seg.run([np.zeros((10, 10), np.uint8)])
     with pytest.raises(ValueError, match=r"expected dtype uint8"):
@@ -224,8 +219,8 @@ class ProfiledTorchBackend(TorchBackend):
         return replace(super()._load(), max_batch=2, min_hw=(64, 64), max_hw=(128, 160))
 
 
-def test_input_outside_profile_names_limit_and_fix(model_path: Path) -> None:
-    backend: Backend = ProfiledTorchBackend(model_path, device="cpu")
+def test_input_outside_profile_names_limit_and_fix(tiny_model: Path) -> None:
+    backend: Backend = ProfiledTorchBackend(tiny_model, device="cpu")
     seg = Segmenter(backend)
     assert seg.max_batch == 2  # the Segmenter honours the backend's batch limit
     results = seg.run(camera_like_images([(128, 160)] * 3), tasks=("semantic",))
@@ -267,7 +262,7 @@ COMPILE_FALLBACK = """
 import logging, sys
 import numpy as np
 from pathlib import Path
-from inference_models import camera_like_images
+from tests.inference_models import camera_like_images
 from bisenetformer_ros.inference import Segmenter
 logging.basicConfig(level=logging.WARNING)
 model = Path(sys.argv[1])
@@ -279,13 +274,14 @@ print("equal", np.array_equal(compiled, eager), seg.backend.info.details["compil
 """
 
 
-def test_torch_compile_without_a_compiler_falls_back_to_eager(model_path: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_torch_compile_without_a_compiler_falls_back_to_eager(tiny_model: Path, tmp_path: Path) -> None:
     """A robot without a C++ toolchain: torch.compile fails at the first call; the backend logs it once and keeps
     segmenting eagerly with identical results instead of failing every frame."""
     env = dict(os.environ, CXX="/bin/false", TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"), OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, "-c", COMPILE_FALLBACK, str(model_path)], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-c", COMPILE_FALLBACK, str(tiny_model)], capture_output=True, text=True, timeout=300, env=env
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "equal True failed, eager" in proc.stdout, proc.stdout + proc.stderr[-2000:]

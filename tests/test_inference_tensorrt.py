@@ -14,7 +14,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from inference_models import camera_like_images, make_model_file
+
+from tests.inference_models import camera_like_images, make_model_file
+
+pytestmark = pytest.mark.gpu
 
 trt = pytest.importorskip("tensorrt", reason="the TensorRT tests need the 'tensorrt' Python package")
 if not torch.cuda.is_available():
@@ -30,11 +33,6 @@ from bisenetformer_ros.inference.engine_cache import (  # noqa: E402
 )
 
 PROFILE = {"profile_hw": [(128, 160)], "min_hw": (64, 64), "max_batch_size": 2}
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_file(tmp_path_factory.mktemp("trt_models") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +52,11 @@ def test_fp32_engine_builds_matches_torch_and_is_cached(tiny_model: Path, cache_
     ref = create_backend("torch", tiny_model, device="cuda")
     x = torch.randn(2, 3, 128, 160, device="cuda")
     got = backend.infer(x)
+    want = ref.infer(x)
     assert got[0].device.type == "cuda"  # outputs stay on the GPU for post-processing
-    assert max_diff(got, ref.infer(x)) < 1e-3
+    # Content guard: the tolerance is only meaningful against outputs far from zero (std ~6 and ~20 on the CPU).
+    assert all(float(t.float().std()) > 1.0 for t in want)
+    assert max_diff(got, want) < 1e-3
     small = torch.randn(1, 3, 64, 96, device="cuda")  # another shape inside the profile
     assert max_diff(backend.infer(small), ref.infer(small)) < 1e-3
     again = create_backend("tensorrt", tiny_model, device="cuda", precision="fp32", cache_dir=cache_dir, **PROFILE)
@@ -130,6 +131,10 @@ def test_fp16_engine_label_agreement_with_torch(tmp_path: Path) -> None:
         model, backend="tensorrt", device="cuda", precision="fp16", cache_dir=tmp_path, profile_hw=[(256, 320)]
     )
     for a, b in zip(ref.run(images), seg.run(images), strict=True):
+        # Content guard: 99 % agreement only means something when the reference labels are not one big class
+        # (on the CPU this model gives 6 classes here, the largest under half of the pixels).
+        _, counts = np.unique(a.output.semantic, return_counts=True)
+        assert len(counts) >= 3 and counts.max() < 0.9 * counts.sum(), counts
         assert (a.output.semantic == b.output.semantic).mean() >= 0.99
 
 
@@ -143,8 +148,11 @@ def test_int8_engine_with_calibration_folder_and_cache(tiny_model: Path, tmp_pat
     assert backend.info.precision == "int8"
     caches = list((tmp_path / "calibration").glob("*.calib"))
     assert len(caches) == 1 and caches[0].stat().st_size > 0
-    logits, masks = backend.infer(torch.randn(1, 3, 128, 160, device="cuda"))
+    x = torch.randn(1, 3, 128, 160, device="cuda")
+    logits, masks = backend.infer(x)
     assert torch.isfinite(logits).all() and torch.isfinite(masks).all()
+    # Not a constant (e.g. all-zero) engine: the outputs vary like the fp32 network's (std ~6 and ~20 there).
+    assert float(logits.float().std()) > 0.1 and float(masks.float().std()) > 0.1
     with pytest.raises(ValueError, match=r"int8 needs calibration data"):
         create_backend("tensorrt", tiny_model, device="cuda", precision="int8", cache_dir=tmp_path / "other")
 

@@ -11,6 +11,7 @@ import torch
 from bisenetformer_ros.data.classes import CITYSCAPES, ClassTable
 from bisenetformer_ros.model import ModelConfig, build_model, load_model, save_model
 from bisenetformer_ros.model.checkpoint import FORMAT, atomic_torch_save, checkpoint_dict
+from tests.inference_models import tiny_config
 
 torch.set_num_threads(1)
 
@@ -20,17 +21,9 @@ TOY = ClassTable(
 
 
 def tiny(num_classes: int = 3) -> ModelConfig:
-    return ModelConfig(
-        backbone="stdc1",
-        num_classes=num_classes,
-        num_queries=4,
-        hidden_dim=16,
-        nheads=2,
-        dim_feedforward=32,
-        dec_layers=2,
-        stdc_base=16,
-        context_dim=8,
-        mask_dim=8,
+    """An even smaller variant of the shared tiny architecture (tests.inference_models.TINY): checkpoints only."""
+    return tiny_config(
+        num_classes, num_queries=4, hidden_dim=16, nheads=2, dim_feedforward=32, context_dim=8, mask_dim=8
     )
 
 
@@ -49,6 +42,7 @@ def test_round_trip_same_outputs(tmp_path: Path) -> None:
     assert torch.equal(a["pred_logits"], b["pred_logits"]) and torch.equal(a["pred_masks"], b["pred_masks"])
 
 
+@pytest.mark.slow
 def test_half_storage_and_training_checkpoint(tmp_path: Path) -> None:
     cfg = tiny()
     model = build_model(cfg).eval()

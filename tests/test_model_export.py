@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from inference_models import tiny_config
 
 from bisenetformer_ros.model import InferenceWrapper, build_model
+from tests.inference_models import tiny_config
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -18,6 +18,7 @@ ort = pytest.importorskip("onnxruntime")
 torch.set_num_threads(1)
 
 
+@pytest.mark.slow
 def test_onnx_export_dynamic_shapes_match_torch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     cfg = tiny_config(4, num_queries=6)

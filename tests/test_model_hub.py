@@ -90,6 +90,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
+@pytest.mark.slow
 def test_get_downloads_converts_and_resolves_by_name(
     server: _Server, cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from inference_models import tiny_config as shared_tiny_config
 
 from bisenetformer_ros.model import BiSeNetFormer, InferenceWrapper, ModelConfig, Preprocessor, build_model
 from bisenetformer_ros.model.decoder import MaskedTransformerDecoder, sine_position_encoding
+from tests.inference_models import tiny_config as shared_tiny_config
 
 torch.set_num_threads(1)
 
@@ -163,6 +163,7 @@ def test_bf16_and_fp16_forward() -> None:
         assert (out.float() - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
 
 
+@pytest.mark.slow
 def test_torch_compile_full_graph() -> None:
     """The forward pass traces as one graph (no graph breaks, no data-dependent control flow), with dynamic shapes."""
     torch._dynamo.reset()

@@ -66,6 +66,7 @@ def test_every_reference_key_maps(fixture: dict[str, np.ndarray], name: str) -> 
     assert all(torch.equal(mapped[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VARIANTS)
 def test_outputs_equal_the_reference(fixture: dict[str, np.ndarray], name: str) -> None:
     model = build_model(published_model(name).config).eval()
@@ -99,6 +100,7 @@ def test_outputs_equal_the_reference(fixture: dict[str, np.ndarray], name: str) 
     np.testing.assert_array_equal(result.semantic, want)
 
 
+@pytest.mark.slow
 def test_mapping_refuses_a_wrong_network(fixture: dict[str, np.ndarray]) -> None:
     """S weights into the L network: missing backbone blocks and mis-shaped tensors, listed in one error."""
     state = reference_state(fixture, "bisenetformer-s-ade")
@@ -137,6 +139,7 @@ def s_weights(tmp_path_factory: pytest.TempPathFactory, fixture: dict[str, np.nd
     return path
 
 
+@pytest.mark.slow
 def test_convert_writes_a_model_file_with_the_references_outputs(
     s_weights: Path, tmp_path: Path, fixture: dict[str, np.ndarray]
 ) -> None:

@@ -25,9 +25,8 @@ import numpy as np
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ros_node_harness import (
+from bisenetformer_ros.ros.parameters import BUILTIN_PARAMETERS, SPECS, check_params_file
+from tests.ros_node_harness import (
     NodeProcess,
     RosClient,
     check_panoptic,
@@ -37,8 +36,6 @@ from ros_node_harness import (
     running_node,
     stamp_key,
 )
-
-from bisenetformer_ros.ros.parameters import BUILTIN_PARAMETERS, SPECS, check_params_file
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
@@ -251,9 +248,9 @@ def _big_table() -> Any:
 def _save_big_model(path: Path) -> Path:
     """The harness's tiny architecture with 300 classes, biased so that every query predicts class 299."""
     import torch
-    from inference_models import tiny_config
 
     from bisenetformer_ros.model import build_model, save_model
+    from tests.inference_models import tiny_config
 
     table = _big_table()
     torch.manual_seed(0)

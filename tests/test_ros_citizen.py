@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ros_node_harness import (
+from bisenetformer_ros.data.classes import CITYSCAPES
+from tests.ros_node_harness import (
     NodeProcess,
     RosClient,
     image_msg,
@@ -39,8 +38,6 @@ from ros_node_harness import (
     save_tiny_model,
     stamp_key,
 )
-
-from bisenetformer_ros.data.classes import CITYSCAPES
 
 BIN = Path(sys.executable).parent
 NS = "/citizen"

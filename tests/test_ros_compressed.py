@@ -3,17 +3,15 @@ compressed data, in its own process over real DDS."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ros_node_harness import (
+from bisenetformer_ros.data.classes import CITYSCAPES
+from bisenetformer_ros.image import encode_compressed
+from tests.ros_node_harness import (
     NodeProcess,
     RosClient,
     check_panoptic,
@@ -23,9 +21,6 @@ from ros_node_harness import (
     save_tiny_model,
     stamp_key,
 )
-
-from bisenetformer_ros.data.classes import CITYSCAPES
-from bisenetformer_ros.image import encode_compressed
 
 NS = "/ccam"
 H, W = 45, 61

@@ -3,7 +3,6 @@ configure / activate / deactivate / cleanup works twice, with outputs only while
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +11,7 @@ import numpy as np
 import pytest
 
 from bisenetformer_ros.data.classes import ClassTable
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ros_node_harness import (
+from tests.ros_node_harness import (
     NodeProcess,
     RosClient,
     image_msg,

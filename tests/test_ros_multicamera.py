@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ros_node_harness import (
+from bisenetformer_ros.data.classes import CITYSCAPES
+from tests.ros_node_harness import (
     NodeProcess,
     RosClient,
     check_panoptic,
@@ -22,8 +19,6 @@ from ros_node_harness import (
     save_tiny_model,
     stamp_key,
 )
-
-from bisenetformer_ros.data.classes import CITYSCAPES
 
 NODE_NS = "/robot"
 # Relative namespaces resolve inside the node's namespace; an absolute one stays as given.

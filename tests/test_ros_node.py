@@ -7,18 +7,16 @@ lazy test comes first because it needs a node that nobody has subscribed to yet.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ros_node_harness import (
+from bisenetformer_ros.data.classes import CITYSCAPES
+from bisenetformer_ros.image import SUPPORTED_ENCODINGS
+from tests.ros_node_harness import (
     NodeProcess,
     RosClient,
     check_panoptic,
@@ -31,9 +29,6 @@ from ros_node_harness import (
     save_tiny_model,
     stamp_key,
 )
-
-from bisenetformer_ros.data.classes import CITYSCAPES
-from bisenetformer_ros.image import SUPPORTED_ENCODINGS
 
 NS = "/cam0"
 H, W = 47, 62  # odd height; even width so 4:2:2 encodings apply

@@ -7,17 +7,13 @@ the node's own reported stage times (no fixed timing constant), with a small all
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ros_node_harness import (
+from tests.ros_node_harness import (
     NodeProcess,
     RosClient,
     image_msg,

@@ -215,8 +215,7 @@ def test_launch_with_launch_ros(ros_env: dict[str, str], tmp_path: Path) -> None
         share = Path(get_package_share_directory("bisenetformer_ros"))
     except PackageNotFoundError:
         pytest.skip("bisenetformer_ros is not installed in an ament prefix (colcon build + source install/setup.bash)")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from ros_node_harness import RosClient, latched_qos, save_tiny_model
+    from tests.ros_node_harness import RosClient, latched_qos, save_tiny_model
 
     model = save_tiny_model(tmp_path / "tiny.pt")
     env = dict(ros_env, OMP_NUM_THREADS="1")

@@ -10,17 +10,19 @@ as documented, and ids are never reused.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ros_node_harness import (
+from bisenetformer_ros.data.synthetic import SYNTHETIC, render_sequence_frame
+from bisenetformer_ros.evaluation.video import VideoPanopticMetric
+from bisenetformer_ros.inference.outputs import instance_color
+from bisenetformer_ros.model.postprocess import PanopticResult, Segment
+from bisenetformer_ros.ros.demo_runner import SEQUENCE_SEED
+from bisenetformer_ros.tracking import PanopticTracker, TrackerConfig
+from tests.ros_node_harness import (
     NodeProcess,
     RosClient,
     image_msg,
@@ -30,13 +32,6 @@ from ros_node_harness import (
     running_node,
     stamp_key,
 )
-
-from bisenetformer_ros.data.synthetic import SYNTHETIC, render_sequence_frame
-from bisenetformer_ros.evaluation.video import VideoPanopticMetric
-from bisenetformer_ros.inference.outputs import instance_color
-from bisenetformer_ros.model.postprocess import PanopticResult, Segment
-from bisenetformer_ros.ros.demo_runner import SEQUENCE_SEED
-from bisenetformer_ros.tracking import PanopticTracker, TrackerConfig
 
 NS = "/seq"
 FRAMES, H, W, RATE = 24, 120, 160, 10.0

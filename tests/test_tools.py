@@ -14,6 +14,9 @@ import pytest
 
 from bisenetformer_ros.resources import default_model_path
 
+# Each test runs a measurement script in a subprocess.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,7 +50,8 @@ def test_label_stride_quality_reports_exact_reference_and_coarser_strides() -> N
         assert 0.0 <= r["mIoU"] <= 100.0 and 0.0 <= r["pixel_accuracy"] <= 100.0
 
 
-def test_node_overhead_benchmark_splits_the_frame_into_stages() -> None:
+def test_node_overhead_benchmark_splits_the_frame_into_stages(ros_env: dict[str, str]) -> None:
+    """The script publishes over DDS: ros_env gives it this module's private domain (and the ``ros`` marker)."""
     _need_default_model()
     out = _run_tool(
         "bench_node_overhead.py",

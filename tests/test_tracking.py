@@ -170,6 +170,7 @@ def test_ids_are_never_reused_after_reset_or_size_change() -> None:
     assert track_ids(tr, frame((20, 20), [(BALL, 2, 2, 5, 5)])) == [4]
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_over_a_long_run() -> None:
     """600 frames of objects that appear at random places and vanish: tracks and bytes stay bounded."""
     rng = np.random.default_rng(0)
@@ -238,6 +239,7 @@ def test_large_objects_iou_on_the_subgrid_is_close_to_exact() -> None:
     assert abs(est - exact) < 0.01
 
 
+@pytest.mark.slow
 def test_benchmark_script_prints_its_figures() -> None:
     """tools/bench_tracking.py (the README's tracker cost) runs end to end; bad sizes are one line, exit code 2."""
     import subprocess

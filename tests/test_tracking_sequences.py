@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inference_models import make_model_file
 
 from bisenetformer_ros.bags import msgconv as mc
 from bisenetformer_ros.bags.bagio import BagReader
@@ -20,6 +19,7 @@ from bisenetformer_ros.data.synthetic import SYNTHETIC, Scene, render_sequence_f
 from bisenetformer_ros.evaluation.video import VideoPanopticMetric
 from bisenetformer_ros.model.postprocess import PanopticResult, Segment
 from bisenetformer_ros.tracking import PanopticTracker
+from tests.inference_models import make_model_file
 
 CLI = str(Path(sys.executable).parent / "bisenetformer")
 SEED, FRAMES, H, W, RATE = 2, 60, 72, 96, 10.0
@@ -93,6 +93,7 @@ def test_tracker_on_ground_truth_masks_keeps_identities(sequence: list) -> None:
     assert r_on["mostly_tracked"] == pytest.approx(100.0)
 
 
+@pytest.mark.slow
 def test_bag_evaluate_reports_video_metrics_and_writes_track_ids(tmp_path: Path) -> None:
     model = make_model_file(tmp_path / "tiny.pt", class_table=SYNTHETIC)
     bag = tmp_path / "seq"
@@ -157,6 +158,7 @@ def test_bag_evaluate_reports_video_metrics_and_writes_track_ids(tmp_path: Path)
     assert "Tracking" in (tmp_path / "eval_on" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_bad_tracking_options_are_one_line_errors(tmp_path: Path) -> None:
     proc = _cli("bag", "evaluate", str(tmp_path / "none"), "--image-topic", "/x", "--track-min-age", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--track-min-age" in proc.stderr

@@ -146,6 +146,7 @@ def ade20k_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: p.stem)
 def test_one_iteration_dry_run(path: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     root = request.getfixturevalue(f"{path.stem.split('_')[0]}_root")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from inference_models import TINY
 
 from bisenetformer_ros.data.classes import IGNORE_LABEL
 from bisenetformer_ros.data.sample import Sample, SegmentInfo, semantic_from_panoptic
@@ -22,6 +21,7 @@ from bisenetformer_ros.train.criterion import CriterionConfig, SetCriterion
 from bisenetformer_ros.train.matcher import HungarianMatcher, pairwise_bce_cost, pairwise_dice_cost
 from bisenetformer_ros.train.points import uncertain_point_coords
 from bisenetformer_ros.train.targets import Targets, build_targets
+from tests.inference_models import TINY
 
 K = 6  # classes in the hand-built cases (logits have K + 1 entries: the last one is "no object")
 S = 16  # mask side length of the hand-built cases
@@ -321,6 +321,13 @@ def test_augmenter_is_deterministic_per_rng_state() -> None:
     aug = Augmenter(AugmentConfig(base_size=40, crop_size=(32, 32)))
     a, b = aug(sample, np.random.default_rng(5)), aug(sample, np.random.default_rng(5))
     assert np.array_equal(a.image, b.image) and np.array_equal(a.panoptic, b.panoptic)
+    # ... and the draws come from that generator: it advances, and other seeds give other crops / flips / scales
+    # (an augmenter that ignored its rng would pass the equality above).
+    rng = np.random.default_rng(5)
+    aug(sample, rng)
+    assert rng.bit_generator.state != np.random.default_rng(5).bit_generator.state
+    outputs = {aug(sample, np.random.default_rng(seed)).image.tobytes() for seed in range(8)}
+    assert len(outputs) >= 4
 
 
 def test_padding_uses_zero_ignore_and_void() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -92,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bisenetformer_ros.data.classes import CITYSCAPES
+    from bisenetformer_ros.evaluation.latency import percentile
     from bisenetformer_ros.inference import create_backend
     from bisenetformer_ros.model import ModelConfig, Preprocessor, build_model, save_model
     from bisenetformer_ros.model.flops import model_cost
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 with torch.inference_mode():
                     times = time_forward(lambda b=backend: b.infer(images), args.warmup, args.iters, label)
                 backend.close()
-                med = statistics.median(times)
+                med = percentile(times, 50)
                 results.append(
                     {
                         "model": label,
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         m2f = build_peer(args.num_classes)
         with torch.inference_mode():
             times = time_forward(lambda: m2f(pixel_values=images), args.warmup, args.peer_iters, "Mask2Former-R50")
-        med = statistics.median(times)
+        med = percentile(times, 50)
         peer = {
             "model": "Mask2Former-R50 (transformers, random init)",
             "params_M": round(sum(p.numel() for p in m2f.parameters()) / 1e6, 2),

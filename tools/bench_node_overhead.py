@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -97,8 +96,15 @@ def _camera_msg(rgb: np.ndarray, encoding: str) -> Any:
     return m
 
 
+def _median(values: list[float]) -> float:
+    """p50 with the package's one percentile definition (bisenetformer_ros.evaluation.latency)."""
+    from bisenetformer_ros.evaluation.latency import percentile
+
+    return percentile(values, 50)
+
+
 def _median_ms(values: list[float]) -> float:
-    return statistics.median(values) * 1000.0
+    return _median(values) * 1000.0
 
 
 def bench_size(seg: Any, node: Any, pubs: dict[str, Any], h: int, w: int, args: argparse.Namespace) -> dict:
@@ -159,10 +165,8 @@ def bench_size(seg: Any, node: Any, pubs: dict[str, Any], h: int, w: int, args: 
         "stages_ms": {k: round(v, 2) for k, v in med.items()},
         "adapter_ms": round(_median_ms(adapter_i), 2),
         "node_overhead_ms": round(_median_ms(node_i), 2),
-        "adapter_pct_of_backend": round(
-            100 * statistics.median(a / b for a, b in zip(adapter_i, backend_i, strict=True)), 2
-        ),
-        "node_pct_of_backend": round(100 * statistics.median(n / b for n, b in zip(node_i, backend_i, strict=True)), 2),
+        "adapter_pct_of_backend": round(100 * _median([a / b for a, b in zip(adapter_i, backend_i, strict=True)]), 2),
+        "node_pct_of_backend": round(100 * _median([n / b for n, b in zip(node_i, backend_i, strict=True)]), 2),
     }
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.data.synthetic import render_scene
+from bisenetformer_ros.evaluation.latency import percentile
 from bisenetformer_ros.model import PostprocessConfig, PreprocessMeta, Preprocessor, postprocess_batch
 
 
@@ -189,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
                             "kept": kept,
                             "order": order,
                             "merge": merge,
-                            "network_ms": round(1000 * statistics.median(t_net), 1),
-                            "post_ms": round(1000 * statistics.median(t_post), 1),
+                            "network_ms": round(1000 * percentile(t_net, 50), 1),
+                            "post_ms": round(1000 * percentile(t_post, 50), 1),
                             "post_pct_of_network": round(
-                                100 * statistics.median(p / n for p, n in zip(t_post, t_net, strict=True)), 1
+                                100 * percentile([p / n for p, n in zip(t_post, t_net, strict=True)], 50), 1
                             ),
                         }
                         if not args.no_memory and (merge == "cells" or camera == args.camera[-1]):

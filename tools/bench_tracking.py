@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from bisenetformer_ros.evaluation.latency import LatencySummary  # noqa: E402
 from bisenetformer_ros.model.postprocess import PanopticResult, Segment  # noqa: E402
 from bisenetformer_ros.tracking import PanopticTracker, TrackerConfig  # noqa: E402
 
@@ -95,12 +96,12 @@ def main() -> int:
             t0 = time.perf_counter()
             tracker.update(f)
             times.append((time.perf_counter() - t0) * 1000.0)
-    ms = np.array(times[len(frames) // 10 :])  # the first frames of the first pass only allocate
+    summary = LatencySummary.of(times[len(frames) // 10 :])  # the first frames of the first pass only allocate
     mean_segs = np.mean([len(f.segments) for f in frames])
     print(
         f"tracker update at {args.width}x{args.height}, {mean_segs:.1f} segments/frame ({args.frames} frames x "
-        f"{args.repeat}): p50 {np.percentile(ms, 50):.2f} ms, p90 {np.percentile(ms, 90):.2f} ms, "
-        f"max {ms.max():.2f} ms; tracks held {tracker.num_tracks}, memory {tracker.memory_bytes() / 1e6:.2f} MB"
+        f"{args.repeat}): p50 {summary.p50:.2f} ms, p90 {summary.p90:.2f} ms, "
+        f"max {summary.max:.2f} ms; tracks held {tracker.num_tracks}, memory {tracker.memory_bytes() / 1e6:.2f} MB"
     )
     return 0
 

@@ -397,80 +397,49 @@ def _run(
     total: int,
 ) -> tuple[float, int]:
     """The frame loop: decode, batch, infer, render, write, score. Returns (processing wall time, frames run)."""
-    from bisenetformer_ros.inference.outputs import render_outputs
-
-    bar = None
-    if cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="frame", desc="evaluate")
-    # Frames in input order; those that cannot be decoded ride along (img None) so the report keeps the order.
-    batch: list[tuple[_Pending, FrameEval, np.ndarray | None]] = []
-    tracker = PanopticTracker(cfg.tracking) if cfg.tracking is not None else None
-    processed = 0
-    wall = 0.0
-    warmed = False
-
-    def flush() -> None:
-        nonlocal processed, wall, warmed
-        if not batch:
-            return
-        images = [img for _, _, img in batch if img is not None]
-        results: list[Any] = []
-        t_batch = 0.0
-        error: Exception | None = None
-        if images:
-            if not warmed:  # the first call allocates and tunes kernels: keep it out of the latency numbers
-                segmenter.run(images)
-                warmed = True
-            t0 = time.perf_counter()
-            try:
-                results = segmenter.run(images)
-            except Exception as exc:  # a backend error on one batch is reported; the rest of the bag still runs
-                error = exc
-            t_batch = time.perf_counter() - t0
-        stage = {k: 0.0 for k in ("preprocess", "inference", "postprocess")}
-        for r in results:
-            for k, v in (getattr(r, "timings", None) or {}).items():
-                stage[k] = max(stage.get(k, 0.0), float(v))  # batch times: every frame waits for the whole batch
-        accounted = sum(stage.values())
-        it = iter(results)
-        for pending, f, img in batch:
-            if img is None:
-                scorer.add(f)
-                continue
-            if error is not None:
-                f.skip, f.detail = SKIP_INFER, f"{type(error).__name__}: {error}"
-                scorer.add(f)
-                continue
-            r = next(it)
-            out = r.output
-            f.pred_semantic = out.semantic
-            t1 = time.perf_counter()
-            tracks = tracker.update(out.panoptic) if tracker is not None and out.panoptic is not None else None
-            if out.panoptic is not None:
-                f.pred_panoptic = (
-                    out.panoptic.id_map,
-                    [mc.segment_record(s, (tracks or {}).get(s.id)) for s in out.panoptic.segments],
-                )
-            rendered = render_outputs(r, img, segmenter.class_table, cfg.overlay_alpha, tracks=tracks)
-            if out_bag is not None:
-                out_bag.write_frame(pending.image.msg.header, pending.image.timestamp, rendered)
-            t_render = time.perf_counter() - t1
-            wall += t_render
-            f.overlay = rendered.overlay
-            f.track_color = rendered.panoptic_color if tracks is not None else None
-            f.timings_ms.update({k: v * 1000.0 for k, v in stage.items()})
-            f.timings_ms["other"] = max(0.0, t_batch - accounted) * 1000.0
-            f.timings_ms["render"] = t_render * 1000.0
-            scorer.add(f)
-            processed += 1
-        wall += t_batch
-        if bar is not None:
-            bar.update(len(batch))
-        batch.clear()
-
+    loop = _FrameLoop(cfg, segmenter, scorer, gt_dir, out_bag, total)
     for pending in pair_frames(reader, cfg.image_topic, gt_topics, cfg.max_frames):
+        loop.add(pending)
+    loop.flush()
+    loop.close()
+    return loop.wall, loop.processed
+
+
+class _FrameLoop:
+    """State of the frame loop of one bag: the batch being filled, the tracker, the progress bar and the totals.
+
+    Frames stay in input order; those that cannot be decoded ride along in the batch (image ``None``) so the report
+    keeps the order. ``wall`` adds up the processing time of the frames run (decode, batches, rendering), which
+    the report turns into throughput; the warm-up call of the first batch is not part of it.
+    """
+
+    def __init__(
+        self,
+        cfg: BagEvalConfig,
+        segmenter: Any,
+        scorer: Scorer,
+        gt_dir: GroundTruthDir | None,
+        out_bag: OutputBag | None,
+        total: int,
+    ) -> None:
+        self.cfg = cfg
+        self.segmenter = segmenter
+        self.scorer = scorer
+        self.gt_dir = gt_dir
+        self.out_bag = out_bag
+        self.bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="frame", desc="evaluate")
+        self.batch: list[tuple[_Pending, FrameEval, np.ndarray | None]] = []
+        self.tracker = PanopticTracker(cfg.tracking) if cfg.tracking is not None else None
+        self.processed = 0
+        self.wall = 0.0
+        self.warmed = False
+
+    def add(self, pending: _Pending) -> None:
+        """Decode one frame and its ground truth into the batch; run the batch once it holds ``cfg.batch`` images."""
         f = FrameEval(index=pending.index, stamp=pending.stamp)
         t0 = time.perf_counter()
         try:
@@ -480,14 +449,86 @@ def _run(
             f.skip, f.detail = SKIP_IMAGE, str(exc)
         t_decode = time.perf_counter() - t0
         if img is not None:
-            wall += t_decode
+            self.wall += t_decode
             f.image = img
             f.timings_ms["decode"] = t_decode * 1000.0
-            _decode_gt(pending, cfg, gt_dir, f)
-        batch.append((pending, f, img))
-        if sum(1 for _, _, i in batch if i is not None) >= cfg.batch:
-            flush()
-    flush()
-    if bar is not None:
-        bar.close()
-    return wall, processed
+            _decode_gt(pending, self.cfg, self.gt_dir, f)
+        self.batch.append((pending, f, img))
+        if sum(1 for _, _, i in self.batch if i is not None) >= self.cfg.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Run the batch and hand every frame of it (run, undecodable or failed) to the scorer, in order."""
+        if not self.batch:
+            return
+        images = [img for _, _, img in self.batch if img is not None]
+        results, t_batch, error = self._infer(images)
+        stage = {k: 0.0 for k in ("preprocess", "inference", "postprocess")}
+        for r in results:
+            for k, v in (getattr(r, "timings", None) or {}).items():
+                stage[k] = max(stage.get(k, 0.0), float(v))  # batch times: every frame waits for the whole batch
+        other = max(0.0, t_batch - sum(stage.values()))
+        it = iter(results)
+        for pending, f, img in self.batch:
+            if img is None:
+                self.scorer.add(f)
+                continue
+            if error is not None:
+                f.skip, f.detail = SKIP_INFER, f"{type(error).__name__}: {error}"
+                self.scorer.add(f)
+                continue
+            self._finish_frame(pending, f, img, next(it), stage, other)
+        self.wall += t_batch
+        if self.bar is not None:
+            self.bar.update(len(self.batch))
+        self.batch.clear()
+
+    def _infer(self, images: list[np.ndarray]) -> tuple[list[Any], float, Exception | None]:
+        """Segmenter results of the batch, its wall time and the backend error (a failed batch is reported; the rest
+        of the bag still runs)."""
+        if not images:
+            return [], 0.0, None
+        if not self.warmed:  # the first call allocates and tunes kernels: keep it out of the latency numbers
+            self.segmenter.run(images)
+            self.warmed = True
+        t0 = time.perf_counter()
+        results: list[Any] = []
+        error: Exception | None = None
+        try:
+            results = self.segmenter.run(images)
+        except Exception as exc:
+            error = exc
+        return results, time.perf_counter() - t0, error
+
+    def _finish_frame(
+        self, pending: _Pending, f: FrameEval, img: np.ndarray, r: Any, stage: dict[str, float], other: float
+    ) -> None:
+        """Track, render and write one inferred frame, then score it with its stage times (ms)."""
+        from bisenetformer_ros.inference.outputs import render_outputs
+
+        out = r.output
+        f.pred_semantic = out.semantic
+        t1 = time.perf_counter()
+        tracker = self.tracker
+        tracks = tracker.update(out.panoptic) if tracker is not None and out.panoptic is not None else None
+        if out.panoptic is not None:
+            f.pred_panoptic = (
+                out.panoptic.id_map,
+                [mc.segment_record(s, (tracks or {}).get(s.id)) for s in out.panoptic.segments],
+            )
+        rendered = render_outputs(r, img, self.segmenter.class_table, self.cfg.overlay_alpha, tracks=tracks)
+        if self.out_bag is not None:
+            self.out_bag.write_frame(pending.image.msg.header, pending.image.timestamp, rendered)
+        t_render = time.perf_counter() - t1
+        self.wall += t_render
+        f.overlay = rendered.overlay
+        f.track_color = rendered.panoptic_color if tracks is not None else None
+        f.timings_ms.update({k: v * 1000.0 for k, v in stage.items()})
+        f.timings_ms["other"] = other * 1000.0
+        f.timings_ms["render"] = t_render * 1000.0
+        self.scorer.add(f)
+        self.processed += 1
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

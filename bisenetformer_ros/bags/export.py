@@ -30,7 +30,7 @@ import numpy as np
 
 from bisenetformer_ros.bags import msgconv as mc
 from bisenetformer_ros.bags.bagio import BagReader
-from bisenetformer_ros.bags.evaluate import pair_frames
+from bisenetformer_ros.bags.evaluate import _Pending, pair_frames
 from bisenetformer_ros.bags.scoring import SKIP_GT_BAD, SKIP_GT_SIZE, SKIP_IMAGE, SKIP_NO_GT
 from bisenetformer_ros.bags.typestore import CLASS_TABLE, COMPRESSED_IMAGE, IMAGE, PANOPTIC_SEGMENTATION
 from bisenetformer_ros.data.classes import ClassTable, get_class_table
@@ -94,16 +94,6 @@ def export_bag(
         raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
     out = Path(out)
     gt_topics = [t for t in (gt_semantic_topic, gt_panoptic_topic) if t]
-    skipped: Counter[str] = Counter()
-    examples: dict[str, str] = {}
-    frames: list[dict[str, Any]] = []
-    images_json: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-
-    def skip(reason: str, index: int, stamp: int, detail: str = "") -> None:
-        skipped[reason] += 1
-        examples.setdefault(reason, f"frame {index} (stamp {stamp}){': ' + detail if detail else ''}")
-
     with BagReader(bag) as reader:
         reader.require_topic(image_topic, [IMAGE, COMPRESSED_IMAGE], what="image topic")
         if gt_semantic_topic:
@@ -112,93 +102,137 @@ def export_bag(
             reader.require_topic(gt_panoptic_topic, [PANOPTIC_SEGMENTATION], what="ground-truth topic")
         table = _class_table(reader, class_table)
         _prepare_out(out, split, overwrite)
-        dirs = {"images": out / "images" / split}
-        if gt_semantic_topic:
-            dirs["semantic"] = out / "semantic" / split
-        if gt_panoptic_topic:
-            dirs["panoptic"] = out / "panoptic" / split
-        for d in dirs.values():
-            d.mkdir(parents=True, exist_ok=True)
+        export = _FolderExport(out, split, gt_semantic_topic, gt_panoptic_topic)
         total = 0
         for p in pair_frames(reader, image_topic, gt_topics, max_frames):
             total += 1
-            try:
-                rgb = mc.camera_image_to_rgb(p.image.msg)
-            except (ValueError, RuntimeError) as exc:
-                skip(SKIP_IMAGE, p.index, p.stamp, str(exc))
-                continue
-            if len(p.gt) < len(gt_topics):
-                skip(SKIP_NO_GT, p.index, p.stamp)
-                continue
-            try:
-                sem = mc.label_image_to_array(p.gt[gt_semantic_topic].msg) if gt_semantic_topic else None
-                pan = mc.panoptic_from_msg(p.gt[gt_panoptic_topic].msg) if gt_panoptic_topic else None
-            except ValueError as exc:
-                skip(SKIP_GT_BAD, p.index, p.stamp, str(exc))
-                continue
-            shapes = [a.shape[:2] for a in (sem, pan[0] if pan else None) if a is not None]
-            if any(s != rgb.shape[:2] for s in shapes):
-                skip(SKIP_GT_SIZE, p.index, p.stamp, f"image {rgb.shape[1]}x{rgb.shape[0]}, ground truth {shapes}")
-                continue
-            stem = f"{p.index:06d}"
-            name = f"{stem}.png"
-            # cv2 writes BGR; PNG keeps every value exactly, so the model sees the same pixels as in bag evaluate.
-            cv2.imwrite(str(dirs["images"] / name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            if sem is not None:
-                dtype = np.uint8 if int(sem.max(initial=0)) <= 255 else np.uint16
-                cv2.imwrite(str(dirs["semantic"] / name), sem.astype(dtype))
-            if pan is not None:
-                from bisenetformer_ros.data.synthetic import encode_panoptic_png
-
-                ids, segments = pan
-                cv2.imwrite(str(dirs["panoptic"] / name), cv2.cvtColor(encode_panoptic_png(ids), cv2.COLOR_RGB2BGR))
-                images_json.append({"id": p.index, "file_name": name, "height": rgb.shape[0], "width": rgb.shape[1]})
-                annotations.append(
-                    {
-                        "image_id": p.index,
-                        "file_name": name,
-                        "segments_info": [
-                            {
-                                "id": int(s.id),
-                                "category_id": int(s.class_id),
-                                "iscrowd": 0,
-                                "area": int(s.area),
-                                "bbox": [int(v) for v in s.bbox],
-                            }
-                            for s in segments
-                        ],
-                    }
-                )
-            frames.append({"stem": stem, "index": p.index, "stamp": p.stamp})
-        stopped = reader.issues.stopped_early
-        undecodable = dict(reader.issues.undecodable)
-
-    (out / "classes.json").write_text(table.to_json())
-    if gt_panoptic_topic:
-        categories = [
-            {"id": i, "name": n, "isthing": int(t), "color": [int(c) for c in col]}
-            for i, (n, t, col) in enumerate(zip(table.names, table.is_thing, table.colors, strict=True))
-        ]
-        meta = {"images": images_json, "annotations": annotations, "categories": categories}
-        (out / f"panoptic_{split}.json").write_text(json.dumps(meta))
-    warnings = []
-    if stopped:
-        warnings.append(f"reading stopped early: {stopped}")
-    for topic, n in undecodable.items():
-        warnings.append(f"{n} message(s) on {topic} could not be deserialised")
+            export.add(p)
+        warnings = _reader_warnings(reader)
+    export.write_tables(table)
     summary: dict[str, Any] = {
         "bag": str(bag),
         "out": str(out),
         "split": split,
         "class_table": table.dataset,
-        "frames": {"total": total, "exported": len(frames), "skipped": dict(skipped), "skip_examples": examples},
+        "frames": {
+            "total": total,
+            "exported": len(export.frames),
+            "skipped": dict(export.skipped),
+            "skip_examples": export.examples,
+        },
         "warnings": warnings,
         "evaluate": f"bisenetformer evaluate --dataset folder --root {out} --split {split}",
     }
-    (out / _MARKER.format(split=split)).write_text(json.dumps({**summary, "stems": frames}, indent=2) + "\n")
-    if not frames:
+    (out / _MARKER.format(split=split)).write_text(json.dumps({**summary, "stems": export.frames}, indent=2) + "\n")
+    if not export.frames:
         raise ValueError(
-            f"no frame of {bag} could be exported ({total} read; skipped: {dict(skipped) or 'none'}); "
-            f"first problem: {next(iter(examples.values()), 'the image topic has no messages')}"
+            f"no frame of {bag} could be exported ({total} read; skipped: {dict(export.skipped) or 'none'}); "
+            f"first problem: {next(iter(export.examples.values()), 'the image topic has no messages')}"
         )
     return summary
+
+
+def _reader_warnings(reader: BagReader) -> list[str]:
+    """What went wrong while reading the bag, for the summary (the export itself still completed)."""
+    warnings = []
+    if reader.issues.stopped_early:
+        warnings.append(f"reading stopped early: {reader.issues.stopped_early}")
+    for topic, n in dict(reader.issues.undecodable).items():
+        warnings.append(f"{n} message(s) on {topic} could not be deserialised")
+    return warnings
+
+
+class _FolderExport:
+    """The files of one export as they are written: a frame's image and labels, the panoptic annotations gathered
+    for the json written at the end, and every frame left out with its reason (one example each)."""
+
+    def __init__(self, out: Path, split: str, gt_semantic_topic: str | None, gt_panoptic_topic: str | None) -> None:
+        self.out = out
+        self.split = split
+        self.semantic_topic = gt_semantic_topic
+        self.panoptic_topic = gt_panoptic_topic
+        self.num_gt = sum(1 for t in (gt_semantic_topic, gt_panoptic_topic) if t)
+        self.dirs = {"images": out / "images" / split}
+        if gt_semantic_topic:
+            self.dirs["semantic"] = out / "semantic" / split
+        if gt_panoptic_topic:
+            self.dirs["panoptic"] = out / "panoptic" / split
+        for d in self.dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        self.skipped: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+        self.frames: list[dict[str, Any]] = []
+        self.images_json: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def skip(self, reason: str, index: int, stamp: int, detail: str = "") -> None:
+        self.skipped[reason] += 1
+        self.examples.setdefault(reason, f"frame {index} (stamp {stamp}){': ' + detail if detail else ''}")
+
+    def add(self, p: _Pending) -> None:
+        """Decode one paired frame (:func:`pair_frames`) and write it, or count why it cannot be exported."""
+        try:
+            rgb = mc.camera_image_to_rgb(p.image.msg)
+        except (ValueError, RuntimeError) as exc:
+            self.skip(SKIP_IMAGE, p.index, p.stamp, str(exc))
+            return
+        if len(p.gt) < self.num_gt:
+            self.skip(SKIP_NO_GT, p.index, p.stamp)
+            return
+        try:
+            sem = mc.label_image_to_array(p.gt[self.semantic_topic].msg) if self.semantic_topic else None
+            pan = mc.panoptic_from_msg(p.gt[self.panoptic_topic].msg) if self.panoptic_topic else None
+        except ValueError as exc:
+            self.skip(SKIP_GT_BAD, p.index, p.stamp, str(exc))
+            return
+        shapes = [a.shape[:2] for a in (sem, pan[0] if pan else None) if a is not None]
+        if any(s != rgb.shape[:2] for s in shapes):
+            self.skip(SKIP_GT_SIZE, p.index, p.stamp, f"image {rgb.shape[1]}x{rgb.shape[0]}, ground truth {shapes}")
+            return
+        self._write_frame(p.index, p.stamp, rgb, sem, pan)
+
+    def _write_frame(
+        self, index: int, stamp: int, rgb: np.ndarray, sem: np.ndarray | None, pan: tuple[np.ndarray, Any] | None
+    ) -> None:
+        stem = f"{index:06d}"
+        name = f"{stem}.png"
+        # cv2 writes BGR; PNG keeps every value exactly, so the model sees the same pixels as in bag evaluate.
+        cv2.imwrite(str(self.dirs["images"] / name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if sem is not None:
+            dtype = np.uint8 if int(sem.max(initial=0)) <= 255 else np.uint16
+            cv2.imwrite(str(self.dirs["semantic"] / name), sem.astype(dtype))
+        if pan is not None:
+            from bisenetformer_ros.data.synthetic import encode_panoptic_png
+
+            ids, segments = pan
+            cv2.imwrite(str(self.dirs["panoptic"] / name), cv2.cvtColor(encode_panoptic_png(ids), cv2.COLOR_RGB2BGR))
+            self.images_json.append({"id": index, "file_name": name, "height": rgb.shape[0], "width": rgb.shape[1]})
+            self.annotations.append(
+                {
+                    "image_id": index,
+                    "file_name": name,
+                    "segments_info": [
+                        {
+                            "id": int(s.id),
+                            "category_id": int(s.class_id),
+                            "iscrowd": 0,
+                            "area": int(s.area),
+                            "bbox": [int(v) for v in s.bbox],
+                        }
+                        for s in segments
+                    ],
+                }
+            )
+        self.frames.append({"stem": stem, "index": index, "stamp": stamp})
+
+    def write_tables(self, table: ClassTable) -> None:
+        """``classes.json`` and, with panoptic ground truth, the COCO-panoptic ``panoptic_<split>.json``."""
+        (self.out / "classes.json").write_text(table.to_json())
+        if not self.panoptic_topic:
+            return
+        categories = [
+            {"id": i, "name": n, "isthing": int(t), "color": [int(c) for c in col]}
+            for i, (n, t, col) in enumerate(zip(table.names, table.is_thing, table.colors, strict=True))
+        ]
+        meta = {"images": self.images_json, "annotations": self.annotations, "categories": categories}
+        (self.out / f"panoptic_{self.split}.json").write_text(json.dumps(meta))

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from bisenetformer_ros.evaluation.latency import percentile
+
 #: Order in which per-stage latencies are stacked in the plots (others follow alphabetically).
 STAGE_ORDER = ("decode", "preprocess", "inference", "postprocess", "render", "publish", "transport")
 
@@ -45,40 +47,6 @@ def thumbnail(image: np.ndarray, width: int = 240) -> np.ndarray:
         return np.ascontiguousarray(image)
     height = max(1, round(h * width / w))
     return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)
-
-
-def latency_summary(values_ms: Sequence[float]) -> dict[str, float]:
-    """Mean, spread and tail of a latency series in milliseconds (empty series -> count 0)."""
-    arr = np.asarray([v for v in values_ms if v is not None and math.isfinite(v)], dtype=np.float64)
-    if arr.size == 0:
-        return {"count": 0}
-    return {
-        "count": int(arr.size),
-        "mean_ms": float(arr.mean()),
-        "std_ms": float(arr.std()),
-        "min_ms": float(arr.min()),
-        "p50_ms": float(np.percentile(arr, 50)),
-        "p90_ms": float(np.percentile(arr, 90)),
-        "p99_ms": float(np.percentile(arr, 99)),
-        "max_ms": float(arr.max()),
-    }
-
-
-def frame_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_label: int) -> float | None:
-    """mIoU of one frame over the classes present in its prediction or ground truth (for ranking frames only;
-    the report's headline numbers come from the dataset-level metric)."""
-    valid = (gt != ignore_label) & (gt < num_classes)
-    if not valid.any():
-        return None
-    g = gt[valid].astype(np.int64)
-    p = np.clip(pred[valid].astype(np.int64), 0, num_classes)  # out-of-table predictions count as wrong
-    cm = np.bincount(g * (num_classes + 1) + p, minlength=num_classes * (num_classes + 1)).reshape(
-        num_classes, num_classes + 1
-    )[:, :num_classes]
-    tp = np.diag(cm).astype(np.float64)
-    union = cm.sum(0) + cm.sum(1) - tp
-    present = union > 0
-    return float((tp[present] / union[present]).mean() * 100.0) if present.any() else None
 
 
 # -- plots ---------------------------------------------------------------------------------------------------------
@@ -165,7 +133,7 @@ def plot_latency_hist(total_ms: Sequence[float], title: str = "Per-frame latency
     if arr.size:
         ax.hist(arr, bins=min(40, max(5, arr.size // 3)), color="#4477aa", edgecolor="white")
         for q, style in ((50, "-"), (99, "--")):
-            v = float(np.percentile(arr, q))
+            v = percentile(arr, q)
             ax.axvline(v, color="#cc3311", linestyle=style, linewidth=1.2, label=f"p{q} {v:.1f} ms")
         ax.legend(fontsize=8)
     ax.set_xlabel("latency (ms)")

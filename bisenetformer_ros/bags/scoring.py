@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from bisenetformer_ros.bags.msgconv import SegmentRecord
-from bisenetformer_ros.bags.report import FrameThumb, frame_miou, headline, latency_summary, thumbnail, write_report
+from bisenetformer_ros.bags.report import FrameThumb, headline, thumbnail, write_report
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.data.sample import semantic_from_ids
+from bisenetformer_ros.evaluation.latency import latency_summary
 
 # Skip reasons (keys of report["frames"]["skipped"]).
 SKIP_IMAGE = "image could not be decoded"
@@ -138,8 +139,10 @@ class Scorer:
             if gt_sem is None and f.gt_panoptic is not None:
                 gt_sem = semantic_from_panoptic(f.gt_panoptic[0], f.gt_panoptic[1], self.table.ignore_label)
             if self.sem_metric is not None and f.pred_semantic is not None and gt_sem is not None:
+                from bisenetformer_ros.evaluation.metrics import image_miou
+
                 self.sem_metric.update(f.pred_semantic, gt_sem)
-                score = frame_miou(f.pred_semantic, gt_sem, self.table.num_classes, self.table.ignore_label)
+                score = image_miou(f.pred_semantic, gt_sem, self.table.num_classes, self.table.ignore_label)
             if self.pan_metric is not None and f.pred_panoptic is not None and f.gt_panoptic is not None:
                 pred_segs = _segments_for_metric(f.pred_panoptic[1])
                 gt_segs = _segments_for_metric(f.gt_panoptic[1])

@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from bisenetformer_ros.atomic_io import atomic_write_bytes
 from bisenetformer_ros.cli.options import (
     DEFAULT_MODEL_HINT,
     add_model_arguments,
@@ -140,10 +141,7 @@ def run(args: argparse.Namespace) -> int:
         result, segmenter = _evaluate(args, dataset, ds_name, args.mask_order)
     text = json.dumps(result, indent=2)
     if out is not None:  # written only after a successful run: a failed one leaves no file and no folder
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(out)
+        atomic_write_bytes(out, (text + "\n").encode())
     if args.json:
         sys.stdout.write(text + "\n")
     else:

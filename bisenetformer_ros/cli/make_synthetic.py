@@ -9,11 +9,10 @@ and of ``val`` ``render_scene(VAL_SEED + seed + i)``, the same scenes the on-the
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 from pathlib import Path
 
-from bisenetformer_ros.cli.options import add_quiet_option, check_output_dir, int_at_least, replace_dir
+from bisenetformer_ros.atomic_io import atomic_dir
+from bisenetformer_ros.cli.options import add_quiet_option, check_output_dir, int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,17 +61,11 @@ def run(args: argparse.Namespace) -> int:
             "training and validation scenes must stay disjoint"
         )
     # Written next to OUT and moved into place at the end: an interrupted or failed run leaves no partial dataset.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(out) as tmp:
         for split, n, seed in (("train", args.train, TRAIN_SEED), ("val", args.val, VAL_SEED)):
             if n == 0:
                 continue
             write_dataset(tmp, split, n, seed + args.seed, height, width, progress=not args.quiet)
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     splits = " and ".join(f"{n} {s}" for s, n in (("train", args.train), ("val", args.val)) if n)
     print(f"wrote {splits} images ({height}x{width}) to {Path(out)}")
     return 0

@@ -16,7 +16,6 @@ No heavy imports: ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -235,13 +234,6 @@ def new_output_dir(path: str | Path, option: str) -> Iterator[OutputDir]:
     except BaseException:
         out.rollback()
         raise
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished ``tmp`` folder to ``final`` (replacing an existing one) as the last step of a command."""
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
 
 
 def fail(message: str) -> NoReturn:

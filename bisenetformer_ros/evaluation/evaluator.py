@@ -24,6 +24,7 @@ import numpy as np
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.data.datasets import SampleDataset
 from bisenetformer_ros.data.sample import Sample
+from bisenetformer_ros.evaluation.latency import LatencySummary
 from bisenetformer_ros.evaluation.metrics import PanopticMetric, SemanticMetric
 from bisenetformer_ros.evaluation.video import VideoPanopticMetric
 from bisenetformer_ros.inference.segmenter import STAGES, Segmenter
@@ -46,15 +47,15 @@ def check_dataset_classes(model_table: ClassTable, dataset_table: ClassTable, mo
 
 def timing_summary(per_image_ms: Sequence[float], total_s: float, stages_ms: dict[str, list[float]]) -> dict[str, Any]:
     """p50/p90/p99/mean of per-image times (ms), FPS = images / summed pipeline time, mean ms per stage."""
-    arr = np.asarray(per_image_ms, dtype=np.float64)
-    if arr.size == 0:
+    if len(per_image_ms) == 0:
         return {"mean_ms": None, "p50_ms": None, "p90_ms": None, "p99_ms": None, "fps": None, "stages_ms": {}}
+    s = LatencySummary.of(per_image_ms)
     return {
-        "mean_ms": float(arr.mean()),
-        "p50_ms": float(np.percentile(arr, 50)),
-        "p90_ms": float(np.percentile(arr, 90)),
-        "p99_ms": float(np.percentile(arr, 99)),
-        "fps": float(arr.size / total_s) if total_s > 0 else None,
+        "mean_ms": s.mean,
+        "p50_ms": s.p50,
+        "p90_ms": s.p90,
+        "p99_ms": s.p99,
+        "fps": float(s.count / total_s) if total_s > 0 else None,
         "stages_ms": {k: float(np.mean(v)) for k, v in stages_ms.items() if v},
     }
 

@@ -127,6 +127,15 @@ class SemanticMetric:
         }
 
 
+def image_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_label: int = IGNORE_LABEL) -> float | None:
+    """mIoU (percent) of one image under exactly the rules of :class:`SemanticMetric`, or ``None`` when it has no
+    counted pixel. For ranking and labelling single frames (the bag report's worst frames); headline figures are
+    dataset-level and come from accumulating all images in one :class:`SemanticMetric`."""
+    metric = SemanticMetric(num_classes, ignore_label)
+    metric.update(pred, gt)
+    return metric.compute()["mIoU"]
+
+
 # --------------------------------------------------------------------------------------------------------- panoptic
 def _field(seg: Any, *names: str, default: Any = None) -> Any:
     """First of ``names`` found on a segment given as a mapping or an object (SegmentInfo, Segment, records)."""

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from bisenetformer_ros.data.classes import ClassTable
+from bisenetformer_ros.evaluation.latency import LatencySummary
 from bisenetformer_ros.inference.segmenter import STAGES, Segmenter
 
 
@@ -35,9 +36,8 @@ class StageStats:
 
     @classmethod
     def from_seconds(cls, values: Sequence[float]) -> StageStats:
-        ms = np.asarray(values, dtype=np.float64) * 1000.0
-        p50, p90, p99 = np.percentile(ms, [50, 90, 99]).tolist()
-        return cls(p50=p50, p90=p90, p99=p99, mean=float(ms.mean()))
+        s = LatencySummary.of(values, scale=1000.0)
+        return cls(p50=s.p50, p90=s.p90, p99=s.p99, mean=s.mean)
 
 
 @dataclass

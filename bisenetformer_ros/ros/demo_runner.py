@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bisenetformer_ros.atomic_io import atomic_dir
 from bisenetformer_ros.bags.bagio import BagReader, BagWriter
 from bisenetformer_ros.bags.typestore import (
     CAMERA_INFO,
@@ -117,22 +118,19 @@ def ensure_synthetic_bag(cfg: DemoConfig) -> Path:
             _log(f"cached bag {path} is unusable ({exc}); rebuilding it")
         shutil.rmtree(path, ignore_errors=True)
     _log(f"making a synthetic camera bag ({s['frames']} frames {s['width']}x{s['height']}) at {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    make_synthetic_bag(
-        tmp,
-        SyntheticBagConfig(
-            width=s["width"],
-            height=s["height"],
-            frames=s["frames"],
-            rate=s["rate"],
-            seed=SEQUENCE_SEED,
-            sequence=True,
-        ),
-        progress=cfg.progress,
-    )
-    tmp.rename(path)
+    with atomic_dir(path) as tmp:  # a half-written bag never appears under the cache name
+        make_synthetic_bag(
+            tmp,
+            SyntheticBagConfig(
+                width=s["width"],
+                height=s["height"],
+                frames=s["frames"],
+                rate=s["rate"],
+                seed=SEQUENCE_SEED,
+                sequence=True,
+            ),
+            progress=cfg.progress,
+        )
     return path
 
 
@@ -243,138 +241,35 @@ def _tail(path: Path, n: int = 25) -> str:
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the demo; returns the report dict (with paths and timings added)."""
     from bisenetformer_ros.bags.score_outputs import OutputScoreConfig, score_output_bag
-    from bisenetformer_ros.resources import default_model_path
-    from bisenetformer_ros.ros.bag_transport import BagPlayer, BagRecorder, RosSession
 
     t_start = time.perf_counter()
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    model = Path(cfg.model).resolve() if cfg.model else default_model_path()
-    if not model.is_file():
-        raise FileNotFoundError(f"model {model} does not exist")
-    if cfg.bag:
-        bag = Path(cfg.bag).resolve()
-        if not bag.exists():
-            raise FileNotFoundError(f"bag {bag} does not exist")
-    else:
-        bag = ensure_synthetic_bag(cfg)
+    model, bag = _demo_model_and_bag(cfg)
     image_topic, info_topic, gt_sem, gt_pan = _pick_topics(cfg, bag)
-    with BagReader(bag) as r:
-        n_frames = r.topics[image_topic].count
-    if cfg.frames and cfg.bag:
-        n_frames = min(n_frames, cfg.frames)
-
+    n_frames = _frames_to_play(cfg, bag, image_topic)
     domain = _private_domain(cfg)
-    env = dict(
-        os.environ,
-        ROS_DOMAIN_ID=str(domain),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        PYTHONUNBUFFERED="1",
-        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
-    )
-    env.pop("ROS_LOCALHOST_ONLY", None)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    # Reliable QoS with 300 kB+ images over Fast DDS's default UDP transport loses a fragment now and then and waits
-    # for the 3 s heartbeat to resend it (measured: p99 3.1 s instead of 88 ms). LARGE_DATA uses shared memory / TCP
-    # for big samples; set before this process's rclpy starts (the player and recorder) and for the node.
-    for e in (env, os.environ):
-        e.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    env = _node_environment(domain)
     node_log = out / "node.log"
     out_bag = out / "node_outputs"
     if out_bag.exists():
         shutil.rmtree(out_bag) if (out_bag / "metadata.yaml").exists() else None
     _log(f"starting bisenetformer_node (model {model.name}, CPU, ROS_DOMAIN_ID={domain}); log: {node_log}")
-    node_args = list(cfg.node_args)
-    if any(a.startswith(("input_short_side", "input_height", "input_width")) for a in node_args):
-        network = "as set with --node-arg"
-    else:  # the node applies the one rule itself; say which size that is
-        network = model_file_network_size(model).describe()
+    network = _network_description(model, cfg.node_args)
     _log(f"network input: {network}")
-    node = start_node(model, image_topic, info_topic, env, node_log, node_args)
+    node = start_node(model, image_topic, info_topic, env, node_log, list(cfg.node_args))
     output_topics = [f"{NODE_NAMESPACE}/{t}" for t in OUTPUTS] + ["/diagnostics"]
     played_topics = [image_topic] + ([info_topic] if info_topic else [])
-    stats = None
-    t_play = 0.0
     try:
-        with RosSession("bisenetformer_demo", domain, handle_signals=True) as session:
-            writer = BagWriter(out_bag, storage="sqlite3", overwrite=True).open()
-            recorder = BagRecorder(session.node, writer, output_topics)
-            try:
-                recorder.start()
-                with BagReader(bag) as reader:
-                    # The player's sync subscription needs the node's output to exist: wait for the node first.
-                    from rclpy.executors import SingleThreadedExecutor
-
-                    ex = SingleThreadedExecutor(context=session.context)
-                    ex.add_node(session.node)
-                    deadline = time.monotonic() + cfg.node_start_timeout
-                    while recorder.missing:
-                        # A node that cannot configure exits at once (exit_on_autostart_failure): seen within
-                        # one spin, not after the start-up timeout.
-                        if node.poll() is not None:
-                            raise RuntimeError(
-                                f"the node exited (code {node.returncode}) while starting: "
-                                f"{node_error_line(node_log) or 'no error in its log'} (log: {node_log})"
-                            )
-                        if time.monotonic() > deadline or session.stop.is_set():
-                            raise RuntimeError(
-                                f"the node did not advertise {', '.join(recorder.missing)} within "
-                                f"{cfg.node_start_timeout:.0f} s (log: {node_log})"
-                            )
-                        ex.spin_once(timeout_sec=0.1)
-                    ex.remove_node(session.node)
-                    ex.shutdown()
-                    _log(f"node is up after {time.perf_counter() - t_start:.1f} s; recording its outputs to {out_bag}")
-                    player = BagPlayer(
-                        session.node,
-                        reader,
-                        topics=played_topics,
-                        rate=0.0,
-                        sync_topic=f"{NODE_NAMESPACE}/semantic",
-                        sync_source=image_topic,
-                        sync_timeout=cfg.frame_timeout,
-                    )
-                    player.spin_in_background()
-                    try:
-                        if not player.wait_for_subscribers(1, cfg.node_start_timeout, [image_topic]):
-                            raise RuntimeError(f"the node never subscribed to {image_topic}:\n{_tail(node_log)}")
-                        _log(f"playing {n_frames} frames into the node over DDS (lock-step)")
-                        bar = None
-                        if cfg.progress:
-                            from tqdm import tqdm
-
-                            bar = tqdm(total=n_frames, unit="frame", desc="demo")
-                        limit = threading.Event()
-
-                        def progress(done: int, total: int) -> None:
-                            if bar is not None:
-                                bar.n = len(player.stats.publish_wall)
-                                bar.refresh()
-                            if len(player.stats.publish_wall) >= n_frames:
-                                limit.set()
-
-                        stop = _either(session.stop, limit)
-                        t0 = time.perf_counter()
-                        stats = player.play(stop, progress)
-                        t_play = time.perf_counter() - t0
-                        if bar is not None:
-                            bar.close()
-                        _wait_until_quiet(recorder, session.stop)
-                    finally:
-                        player.shutdown()
-            finally:
-                recorder.stop()
-                writer.close()
+        stats, t_play = _play_and_record(
+            cfg, domain, bag, out_bag, output_topics, played_topics, image_topic, n_frames, node, node_log, t_start
+        )
     finally:
         code = stop_node(node)
         _log(f"node stopped (exit code {code})")
 
     assert stats is not None
-    latency = {
-        stamp: {"end_to_end": (stats.response_wall[stamp] - t_pub) * 1000.0}
-        for stamp, t_pub in stats.publish_wall.items()
-        if stamp in stats.response_wall
-    }
+    latency = _end_to_end_latency(stats)
     warnings = []
     if stats.sync_timeouts:
         warnings.append(f"the node did not answer {stats.sync_timeouts} frame(s) within {cfg.frame_timeout:.0f} s")
@@ -418,6 +313,166 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     }
     report["demo_wall_time_s"] = time.perf_counter() - t_start
     return report
+
+
+def _demo_model_and_bag(cfg: DemoConfig) -> tuple[Path, Path]:
+    """The model file (default: the shipped one) and the bag to play (default: the cached synthetic bag)."""
+    from bisenetformer_ros.resources import default_model_path
+
+    model = Path(cfg.model).resolve() if cfg.model else default_model_path()
+    if not model.is_file():
+        raise FileNotFoundError(f"model {model} does not exist")
+    if cfg.bag:
+        bag = Path(cfg.bag).resolve()
+        if not bag.exists():
+            raise FileNotFoundError(f"bag {bag} does not exist")
+    else:
+        bag = ensure_synthetic_bag(cfg)
+    return model, bag
+
+
+def _frames_to_play(cfg: DemoConfig, bag: Path, image_topic: str) -> int:
+    """Frames the playback waits for: all images of the bag, or ``--frames`` of a user's bag (a synthetic bag is
+    already made with that many)."""
+    with BagReader(bag) as r:
+        n_frames = r.topics[image_topic].count
+    if cfg.frames and cfg.bag:
+        n_frames = min(n_frames, cfg.frames)
+    return n_frames
+
+
+def _node_environment(domain: int) -> dict[str, str]:
+    """Environment of the node process; this process (player and recorder) gets the same DDS settings."""
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(domain),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
+    )
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # Reliable QoS with 300 kB+ images over Fast DDS's default UDP transport loses a fragment now and then and waits
+    # for the 3 s heartbeat to resend it (measured: p99 3.1 s instead of 88 ms). LARGE_DATA uses shared memory / TCP
+    # for big samples; set before this process's rclpy starts (the player and recorder) and for the node.
+    for e in (env, os.environ):
+        e.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    return env
+
+
+def _network_description(model: Path, node_args: list[str]) -> str:
+    """The network input size the node will use, for the log and the report."""
+    if any(a.startswith(("input_short_side", "input_height", "input_width")) for a in node_args):
+        return "as set with --node-arg"
+    return model_file_network_size(model).describe()  # the node applies the one rule itself; say which size
+
+
+def _play_and_record(
+    cfg: DemoConfig,
+    domain: int,
+    bag: Path,
+    out_bag: Path,
+    output_topics: list[str],
+    played_topics: list[str],
+    image_topic: str,
+    n_frames: int,
+    node: subprocess.Popen,
+    node_log: Path,
+    t_start: float,
+) -> tuple[Any, float]:
+    """Record the node's outputs while the bag is played into it in lock-step; returns the player's statistics
+    and the playback wall time."""
+    from bisenetformer_ros.ros.bag_transport import BagPlayer, BagRecorder, RosSession
+
+    with RosSession("bisenetformer_demo", domain, handle_signals=True) as session:
+        writer = BagWriter(out_bag, storage="sqlite3", overwrite=True).open()
+        recorder = BagRecorder(session.node, writer, output_topics)
+        try:
+            recorder.start()
+            with BagReader(bag) as reader:
+                # The player's sync subscription needs the node's output to exist: wait for the node first.
+                _wait_for_node(session, recorder, node, node_log, cfg.node_start_timeout)
+                _log(f"node is up after {time.perf_counter() - t_start:.1f} s; recording its outputs to {out_bag}")
+                player = BagPlayer(
+                    session.node,
+                    reader,
+                    topics=played_topics,
+                    rate=0.0,
+                    sync_topic=f"{NODE_NAMESPACE}/semantic",
+                    sync_source=image_topic,
+                    sync_timeout=cfg.frame_timeout,
+                )
+                player.spin_in_background()
+                try:
+                    if not player.wait_for_subscribers(1, cfg.node_start_timeout, [image_topic]):
+                        raise RuntimeError(f"the node never subscribed to {image_topic}:\n{_tail(node_log)}")
+                    _log(f"playing {n_frames} frames into the node over DDS (lock-step)")
+                    stats, t_play = _play_frames(player, session.stop, n_frames, cfg.progress)
+                    _wait_until_quiet(recorder, session.stop)
+                finally:
+                    player.shutdown()
+        finally:
+            recorder.stop()
+            writer.close()
+    return stats, t_play
+
+
+def _wait_for_node(session: Any, recorder: Any, node: subprocess.Popen, node_log: Path, timeout: float) -> None:
+    """Spin until the node advertises every recorded output; fail at once when the node process exits."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    ex = SingleThreadedExecutor(context=session.context)
+    ex.add_node(session.node)
+    deadline = time.monotonic() + timeout
+    while recorder.missing:
+        # A node that cannot configure exits at once (exit_on_autostart_failure): seen within
+        # one spin, not after the start-up timeout.
+        if node.poll() is not None:
+            raise RuntimeError(
+                f"the node exited (code {node.returncode}) while starting: "
+                f"{node_error_line(node_log) or 'no error in its log'} (log: {node_log})"
+            )
+        if time.monotonic() > deadline or session.stop.is_set():
+            raise RuntimeError(
+                f"the node did not advertise {', '.join(recorder.missing)} within {timeout:.0f} s (log: {node_log})"
+            )
+        ex.spin_once(timeout_sec=0.1)
+    ex.remove_node(session.node)
+    ex.shutdown()
+
+
+def _play_frames(player: Any, interrupted: threading.Event, n_frames: int, show_progress: bool) -> tuple[Any, float]:
+    """Play until ``n_frames`` frames were published (or Ctrl-C); returns the player's statistics and wall time."""
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_frames, unit="frame", desc="demo")
+    limit = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.n = len(player.stats.publish_wall)
+            bar.refresh()
+        if len(player.stats.publish_wall) >= n_frames:
+            limit.set()
+
+    stop = _either(interrupted, limit)
+    t0 = time.perf_counter()
+    stats = player.play(stop, progress)
+    t_play = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return stats, t_play
+
+
+def _end_to_end_latency(stats: Any) -> dict[int, dict[str, float]]:
+    """Per frame stamp: publishing the image to receiving the node's answer, in ms (answered frames only)."""
+    return {
+        stamp: {"end_to_end": (stats.response_wall[stamp] - t_pub) * 1000.0}
+        for stamp, t_pub in stats.publish_wall.items()
+        if stamp in stats.response_wall
+    }
 
 
 #: Recorded topics that a node publishes on a timer, whatever the input: they never fall quiet.

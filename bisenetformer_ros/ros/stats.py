@@ -1,8 +1,9 @@
-"""Counters, rates and latency percentiles behind the node's /diagnostics (plain Python, thread-safe).
+"""Counters, rates and latency percentiles behind the node's /diagnostics (no ROS imports, thread-safe).
 
 The subscription callbacks (executor thread) and the worker thread both write here; the diagnostics timer reads a
 consistent snapshot. Each camera has its own :class:`CameraStats` so that one slow or broken camera is visible as
-such. Percentiles are computed over a sliding time window (parameter ``diagnostics.window``).
+such. Percentiles are computed over a sliding time window (parameter ``diagnostics.window``) with the same
+definition as every other latency figure of the package (:mod:`bisenetformer_ros.evaluation.latency`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+
+from bisenetformer_ros.evaluation.latency import percentile
 
 #: Latency stages reported per camera, in pipeline order ("age" = receipt to published, the latency a user sees).
 STAGES: tuple[str, ...] = ("decode", "preprocess", "inference", "postprocess", "render", "publish", "age")
@@ -57,17 +60,6 @@ class EventCounter:
                 break
             total += c
         return int(total)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    pos = (len(s) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,27 @@ def _dataset_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.data.dataset == "synthetic":
         kwargs.update(num_images=cfg.data.num_images, image_size=cfg.data.image_size)
     return kwargs
+
+
+@dataclass
+class _LogWindow:
+    """What the next log line averages: loss terms summed per optimiser step since the previous line."""
+
+    t_start: float  # when the loop began (the time budget and elapsed_min count from here)
+    t_last: float  # when the previous line was written
+    sums: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, losses: dict[str, torch.Tensor], accum: int) -> None:
+        """Add one micro-batch's loss terms (the total and the per-term sums, not the per-layer ones)."""
+        for k, v in losses.items():
+            if "_" not in k.removeprefix("loss_") or k == "loss":
+                self.sums[k] = self.sums.get(k, 0.0) + float(v.detach()) / accum
+
+    def restart(self, now: float) -> None:
+        self.sums = {}
+        self.steps = 0
+        self.t_last = now
 
 
 class Trainer:
@@ -387,94 +408,133 @@ class Trainer:
         self.writer.add_image("train/input_gt_pred", panel, self.iteration, dataformats="HWC")
 
     def train(self) -> Path:
-        cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.dist.is_main:
-            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(self.run_dir / "tb"))
-            except ImportError:  # tensorboard is optional ([train] extra)
-                self.writer = None
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=cfg.max_iters,
-            initial=self.iteration,
-            desc=cfg.name,
-            unit="it",
-            disable=not (self.progress and self.dist.is_main),
-            dynamic_ncols=True,
-        )
+        """Run until ``max_iters`` (or ``max_minutes``) and return the path of the last training checkpoint."""
+        self._open_run_dir()
+        bar = self._progress_bar()
         self.ddp_model.train()
         t_start = time.monotonic()
-        t_last = t_start
+        window = _LogWindow(t_start=t_start, t_last=t_start)
         micro = 0
-        sums: dict[str, float] = {}  # loss terms summed since the last log line (averaged when written)
-        steps_logged = 0
         for samples, targets in self._loader():
-            if self.iteration >= cfg.max_iters:
+            if self.iteration >= self.cfg.max_iters:
                 break
-            images = samples_to_batch(samples, self.device)
-            targets = [t.to(self.device) for t in targets]
             sync = micro == self.accum - 1
-            ctx = self.ddp_model.no_sync() if (self.dist.world_size > 1 and not sync) else contextlib.nullcontext()
-            with ctx:
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    outputs = self.ddp_model(images)
-                losses = self.criterion(outputs, targets)
-                loss = losses["loss"] / self.accum
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at iteration {self.iteration}; lower optim.lr")
-                self.scaler.scale(loss).backward()
-            for k, v in losses.items():
-                if "_" not in k.removeprefix("loss_") or k == "loss":
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) / self.accum
+            outputs = self._micro_step(samples, targets, sync, window)
             micro += 1
             if not sync:
                 continue
             micro = 0
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip))
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
-            self.iteration += 1
-            steps_logged += 1
+            grad_norm = self._optimizer_step()
+            window.steps += 1
             bar.update(1)
-            if self.iteration % cfg.log_every == 0 or self.iteration == cfg.max_iters:
-                now = time.monotonic()
-                record = {
-                    "iter": self.iteration,
-                    **{k: v / steps_logged for k, v in sums.items()},
-                    "grad_norm": grad_norm,
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                    "sec_per_iter": (now - t_last) / steps_logged,
-                    "elapsed_min": (now - t_start) / 60,
-                }
-                sums = {}
-                steps_logged = 0
-                t_last = now
+            if self._should_log():
+                record = self._log_record(window, grad_norm)
                 bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}")
                 self._log(record)
-            if self.iteration % cfg.image_every == 0:
+            if self.iteration % self.cfg.image_every == 0:
                 self._image_panel(samples, outputs)
-            out_of_time = cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 >= cfg.max_minutes
-            if cfg.max_minutes is not None and self.dist.world_size > 1:
-                # Each process has its own clock: one that stopped alone would leave the others waiting forever for
-                # its gradients. Stop together as soon as any process is out of time.
-                flag = torch.tensor([float(out_of_time)], device=self.device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                out_of_time = bool(flag.item())
-            if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.max_iters or out_of_time:
-                self.save_checkpoint()
-            if cfg.snapshot_every and self.iteration % cfg.snapshot_every == 0:
-                self.save_model(self.run_dir / "snapshots" / f"model_{self.iteration:07d}.pt", half=True)
+            out_of_time = self._out_of_time(window.t_start)
+            self._save_due(out_of_time)
             if out_of_time:
                 break
         bar.close()
+        return self._finish()
+
+    def _open_run_dir(self) -> None:
+        """Create the run folder; rank 0 writes the resolved config and opens TensorBoard when it is installed."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.dist.is_main:
+            return
+        (self.run_dir / "config.yaml").write_text(dump_config(self.cfg))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        except ImportError:  # tensorboard is optional ([train] extra)
+            self.writer = None
+
+    def _progress_bar(self) -> Any:
+        from tqdm import tqdm
+
+        return tqdm(
+            total=self.cfg.max_iters,
+            initial=self.iteration,
+            desc=self.cfg.name,
+            unit="it",
+            disable=not (self.progress and self.dist.is_main),
+            dynamic_ncols=True,
+        )
+
+    def _micro_step(
+        self, samples: list[Sample], targets: list[Targets], sync: bool, window: _LogWindow
+    ) -> dict[str, Any]:
+        """Forward and backward of one micro-batch (gradients accumulate; under DDP they are all-reduced only on
+        the ``sync`` micro-batch that completes the step); its loss terms are added to ``window``."""
+        images = samples_to_batch(samples, self.device)
+        targets = [t.to(self.device) for t in targets]
+        ctx = self.ddp_model.no_sync() if (self.dist.world_size > 1 and not sync) else contextlib.nullcontext()
+        with ctx:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                outputs = self.ddp_model(images)
+            losses = self.criterion(outputs, targets)
+            loss = losses["loss"] / self.accum
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at iteration {self.iteration}; lower optim.lr")
+            self.scaler.scale(loss).backward()
+        window.add(losses, self.accum)
+        return outputs
+
+    def _optimizer_step(self) -> float:
+        """Clip, step optimiser / scaler / scheduler and advance the iteration; returns the gradient norm before
+        clipping."""
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.iteration += 1
+        return grad_norm
+
+    def _should_log(self) -> bool:
+        return self.iteration % self.cfg.log_every == 0 or self.iteration == self.cfg.max_iters
+
+    def _log_record(self, window: _LogWindow, grad_norm: float) -> dict[str, Any]:
+        """The log line of the steps since the previous one (loss terms averaged over them); resets ``window``."""
+        now = time.monotonic()
+        record = {
+            "iter": self.iteration,
+            **{k: v / window.steps for k, v in window.sums.items()},
+            "grad_norm": grad_norm,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "sec_per_iter": (now - window.t_last) / window.steps,
+            "elapsed_min": (now - window.t_start) / 60,
+        }
+        window.restart(now)
+        return record
+
+    def _out_of_time(self, t_start: float) -> bool:
+        """Whether the ``max_minutes`` budget is spent. Collective under DDP when a budget is set."""
+        cfg = self.cfg
+        out_of_time = cfg.max_minutes is not None and (time.monotonic() - t_start) / 60 >= cfg.max_minutes
+        if cfg.max_minutes is not None and self.dist.world_size > 1:
+            # Each process has its own clock: one that stopped alone would leave the others waiting forever for
+            # its gradients. Stop together as soon as any process is out of time.
+            flag = torch.tensor([float(out_of_time)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        return out_of_time
+
+    def _save_due(self, out_of_time: bool) -> None:
+        """The training checkpoint and half-precision snapshot that are due after this step."""
+        cfg = self.cfg
+        if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.max_iters or out_of_time:
+            self.save_checkpoint()
+        if cfg.snapshot_every and self.iteration % cfg.snapshot_every == 0:
+            self.save_model(self.run_dir / "snapshots" / f"model_{self.iteration:07d}.pt", half=True)
+
+    def _finish(self) -> Path:
+        """Close TensorBoard and make sure ``last.pt`` exists (a run resumed at its end saved none)."""
         if self.writer is not None:
             self.writer.close()
         last = self.run_dir / LAST
