@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from inference_models import make_model_file, tiny_config
 
 from bisenetformer_ros.inference import create_backend
 from bisenetformer_ros.model import build_model
 from bisenetformer_ros.model.layers import fold_batchnorms
+from tests.inference_models import tiny_config
 
 
 def _with_trained_like_statistics(model: torch.nn.Module) -> torch.nn.Module:
@@ -50,8 +50,8 @@ def test_fold_refuses_a_training_model() -> None:
         fold_batchnorms(build_model(tiny_config(19)).train())
 
 
-def test_torch_backend_folds_by_default(tmp_path: Path) -> None:
-    path = make_model_file(tmp_path / "m.pt")
+def test_torch_backend_folds_by_default(tiny_model: Path) -> None:
+    path = tiny_model
     on = create_backend("torch", path, device="cpu")
     off = create_backend("torch", path, device="cpu", fold_bn=False)
     try:
