@@ -67,6 +67,19 @@ def pipeline_health(
     return Health(OK, state, values)
 
 
+def model_values(segmenter: Any, model: str) -> list[tuple[str, Any]]:
+    """What the pipeline status says about the loaded model: backend, device, precision, file and classes."""
+    info = segmenter.backend.info
+    return [
+        ("backend", info.name),
+        ("device", info.device),
+        ("precision", info.precision),
+        ("model", model or "(embedded default)"),
+        ("classes", segmenter.class_table.dataset),
+        ("num_classes", segmenter.class_table.num_classes),
+    ]
+
+
 def camera_values(state: str, s: CameraSnapshot) -> list[tuple[str, str]]:
     """A camera's key/value pairs: state, rates, counters, malformed-input causes and latency percentiles."""
     values = [_kv("state", state), _kv("input_fps", s.input_fps), _kv("output_fps", s.output_fps)]

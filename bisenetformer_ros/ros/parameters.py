@@ -697,6 +697,28 @@ SPECS: dict[str, ParameterSpec] = {p.name: p for p in PARAMETERS}
 OUTPUT_PARAMS: tuple[str, ...] = tuple(f"outputs.{o.name}" for o in OUTPUTS)
 
 
+def ros_descriptor(spec: ParameterSpec) -> Any:
+    """The rcl_interfaces/ParameterDescriptor the node declares ``spec`` with, so ``ros2 param describe`` shows the
+    type, range or choices and when a change applies (imports ROS only when called)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    desc = ParameterDescriptor(
+        name=spec.name,
+        type=getattr(ParameterType, f"PARAMETER_{spec.type.upper()}"),
+        description=spec.description.replace("`", ""),
+        additional_constraints=f"one of: {', '.join(spec.choices)}" if spec.choices else f"applies: {spec.when}",
+        read_only=spec.startup,
+    )
+    if spec.minimum is not None and spec.maximum is not None:
+        if spec.type == "integer":
+            desc.integer_range = [IntegerRange(from_value=int(spec.minimum), to_value=int(spec.maximum), step=1)]
+        elif spec.type == "double":
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.minimum), to_value=float(spec.maximum), step=0.0)
+            ]
+    return desc
+
+
 def check_values(values: Mapping[str, Any]) -> list[str]:
     """Reasons why a set of parameter values is invalid (unknown names, wrong types, ranges, combinations)."""
     problems: list[str] = []

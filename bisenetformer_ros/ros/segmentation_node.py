@@ -36,41 +36,34 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from bisenetformer_ros.cli.options import EXIT_BAD_INPUT
-from bisenetformer_ros.image import ImageFormatError, check_compressed, check_layout
+from bisenetformer_ros.image import ImageFormatError
 from bisenetformer_ros.inference.outputs import render_outputs
-from bisenetformer_ros.msg import ClassTable as ClassTableMsg
-from bisenetformer_ros.msg import PanopticSegmentation
 from bisenetformer_ros.ros import health
 from bisenetformer_ros.ros import messages as M
+from bisenetformer_ros.ros.camera_io import Camera, check_frame, input_topic
 from bisenetformer_ros.ros.parameters import (
     BUILTIN_PARAMETERS,
     PARAMETERS,
     SPECS,
-    ParameterSpec,
     check_combination,
     mask_class_entries,
     review_changes,
+    ros_descriptor,
     suggest,
 )
 from bisenetformer_ros.ros.qos import diagnostics_qos, latched_qos, stream_qos
-from bisenetformer_ros.ros.qos_watch import QosIssue, QosWatch, forget_input_issues
+from bisenetformer_ros.ros.qos_watch import QosWatch
 from bisenetformer_ros.ros.scheduler import (
     FrameSlots,
     PendingFrame,
@@ -83,72 +76,9 @@ from bisenetformer_ros.ros.scheduler import (
 )
 from bisenetformer_ros.ros.stats import CameraStats, CauseThrottle
 from bisenetformer_ros.ros.tracks import CameraTracks
-from bisenetformer_ros.topics import (
-    CLASS_INFO_TOPIC,
-    DETECTION_ARRAY,
-    IMAGE,
-    LABEL_INFO_TOPIC,
-    OUTPUT_CAMERA_INFO_TOPICS,
-    OUTPUTS,
-    PANOPTIC_SEGMENTATION,
-    in_namespace,
-)
+from bisenetformer_ros.topics import in_namespace
 
-_PARAMETER_TYPES = {
-    "bool": ParameterType.PARAMETER_BOOL,
-    "integer": ParameterType.PARAMETER_INTEGER,
-    "double": ParameterType.PARAMETER_DOUBLE,
-    "string": ParameterType.PARAMETER_STRING,
-    "string_array": ParameterType.PARAMETER_STRING_ARRAY,
-}
 _LEVELS = {health.OK: DiagnosticStatus.OK, health.WARN: DiagnosticStatus.WARN, health.ERROR: DiagnosticStatus.ERROR}
-
-
-def parameter_descriptor(spec: ParameterSpec) -> ParameterDescriptor:
-    """The ROS descriptor of a table entry, so ``ros2 param describe`` shows type, ranges and when it applies."""
-    desc = ParameterDescriptor(
-        name=spec.name,
-        type=_PARAMETER_TYPES[spec.type],
-        description=spec.description.replace("`", ""),
-        additional_constraints=f"one of: {', '.join(spec.choices)}" if spec.choices else f"applies: {spec.when}",
-        read_only=spec.startup,
-    )
-    if spec.type == "integer" and spec.minimum is not None and spec.maximum is not None:
-        desc.integer_range = [IntegerRange(from_value=int(spec.minimum), to_value=int(spec.maximum), step=1)]
-    elif spec.type == "double" and spec.minimum is not None and spec.maximum is not None:
-        desc.floating_point_range = [
-            FloatingPointRange(from_value=float(spec.minimum), to_value=float(spec.maximum), step=0.0)
-        ]
-    return desc
-
-
-@dataclass
-class Camera:
-    """One camera namespace: its topics, publishers, last camera_info and statistics."""
-
-    index: int
-    ns: str
-    label: str
-    stats: CameraStats
-    subscriptions: list[Any] = field(default_factory=list)
-    publishers: dict[str, Any] = field(default_factory=dict)  # output name -> publisher
-    compressed: dict[str, Any] = field(default_factory=dict)  # image outputs' <topic>/compressed publishers
-    info_publishers: dict[str, Any] = field(default_factory=dict)  # semantic/camera_info, panoptic/camera_info
-    latched: list[Any] = field(default_factory=list)  # class_info (+ label_info)
-    camera_info: Any = None
-    qos_issues: dict[str, QosIssue] = field(default_factory=dict)  # topic -> issue
-
-    def all_publishers(self) -> list[Any]:
-        """Every publisher this camera owns (for cleanup and counting)."""
-        return [*self.publishers.values(), *self.compressed.values(), *self.info_publishers.values(), *self.latched]
-
-    def subscribed(self, name: str) -> bool:
-        """Whether output ``name`` has a subscriber, raw or ``<topic>/compressed``."""
-        return self.publishers[name].get_subscription_count() > 0 or self.compressed_subscribed(name)
-
-    def compressed_subscribed(self, name: str) -> bool:
-        pub = self.compressed.get(name)
-        return pub is not None and pub.get_subscription_count() > 0
 
 
 class SegmentationNode(LifecycleNode):
@@ -163,9 +93,6 @@ class SegmentationNode(LifecycleNode):
         self._segmenter: Any = None
         self._mask_ids: list[int] = []  # mask_classes resolved against the loaded model's class table
         self._vm = M.vision_msgs_module()
-        self._msg_types = {IMAGE: Image, PANOPTIC_SEGMENTATION: PanopticSegmentation}
-        if self._vm is not None:
-            self._msg_types[DETECTION_ARRAY] = self._vm.Detection2DArray
         self._cameras: list[Camera] = []
         self._slots: FrameSlots[int] = FrameSlots()
         self._stop = threading.Event()
@@ -183,7 +110,7 @@ class SegmentationNode(LifecycleNode):
         self.finalized = False
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, parameter_descriptor(spec))
+            self.declare_parameter(spec.name, spec.default, ros_descriptor(spec))
             self._params[spec.name] = self.get_parameter(spec.name).value
         problems = check_combination(self._params)
         if problems:
@@ -294,16 +221,9 @@ class SegmentationNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = self._params
         qos = stream_qos(p["input_qos"], p["input_qos_depth"])
-        compressed = p["input_transport"] == "compressed"
         for cam in self._cameras:
             cam.stats = CameraStats(cam.label)  # fresh counters for this activation
-            msg_type, topic = (CompressedImage, "image/compressed") if compressed else (Image, "image")
-            topics = [(msg_type, topic, self._frame_callback(cam, compressed))]
-            if p["camera_info_passthrough"]:
-                topics.append((CameraInfo, "camera_info", lambda msg, cam=cam: setattr(cam, "camera_info", msg)))
-            for msg_type, topic, callback in topics:
-                sub = self._qos.subscription(cam.qos_issues, msg_type, in_namespace(cam.ns, topic), callback, qos)
-                cam.subscriptions.append(sub)
+            cam.subscribe(self._qos, p, qos, self._frame_callback(cam))
         self._publish_class_tables()
         self._stop.clear()
         self._worker = threading.Thread(target=self._worker_loop, name="bisenetformer_worker", daemon=True)
@@ -361,16 +281,12 @@ class SegmentationNode(LifecycleNode):
         for idx in self._slots.clear():
             self._cameras[idx].stats.count("dropped_inactive")
         for cam in self._cameras:
-            for sub in cam.subscriptions:
-                self.destroy_subscription(sub)
-            cam.subscriptions.clear()
-            forget_input_issues(cam.qos_issues)  # our subscription is gone, so is its mismatch
+            cam.unsubscribe(self)
 
     def _release(self) -> None:
         self._tracks.forget_all()
         for cam in self._cameras:
-            for pub in cam.all_publishers():
-                self.destroy_publisher(pub)
+            cam.destroy_publishers(self)
         self._cameras = []
         if self._segmenter is not None:
             try:
@@ -384,47 +300,26 @@ class SegmentationNode(LifecycleNode):
 
     def _create_cameras(self, p: dict[str, Any]) -> None:
         out_qos, latched = stream_qos(p["output_qos"], p["output_qos_depth"]), latched_qos()
-        image_topic = "image/compressed" if p["input_transport"] == "compressed" else "image"
         for i, ns in enumerate(p["cameras"]):
             # Named by the resolved input topic (remappings applied), which is what a user recognises.
-            label = self.resolve_topic_name(in_namespace(ns, image_topic))
+            label = self.resolve_topic_name(in_namespace(ns, input_topic(p)))
             cam = Camera(index=i, ns=ns, label=label, stats=CameraStats(label))
             self._cameras.append(cam)  # at once: a failure below still releases what was created
-
-            def publish_to(msg_type: Any, topic: str, qos: Any = out_qos, cam: Camera = cam) -> Any:
-                return self._qos.publisher(cam.qos_issues, msg_type, in_namespace(cam.ns, topic), qos)
-
-            for out in OUTPUTS:
-                msg_type = self._msg_types.get(out.msgtype)
-                if msg_type is None:  # detections without vision_msgs
-                    continue
-                cam.publishers[out.name] = publish_to(msg_type, out.topic)
-                if out.is_image:
-                    cam.compressed[out.name] = publish_to(CompressedImage, f"{out.topic}/compressed")
-            if p["camera_info_passthrough"]:
-                for info_topic in OUTPUT_CAMERA_INFO_TOPICS:
-                    cam.info_publishers[info_topic] = publish_to(CameraInfo, info_topic)
-            cam.latched.append(publish_to(ClassTableMsg, CLASS_INFO_TOPIC, latched))
-            if self._vm is not None and hasattr(self._vm, "LabelInfo"):
-                cam.latched.append(publish_to(self._vm.LabelInfo, LABEL_INFO_TOPIC, latched))
+            cam.create_publishers(self._qos, p, out_qos, latched, self._vm)
 
     def _publish_class_tables(self) -> None:
-        table = self._segmenter.class_table
         header = Header()
         header.stamp = self.get_clock().now().to_msg()
+        threshold = float(self._params["object_mask_threshold"])
         for cam in self._cameras:
-            cam.latched[0].publish(M.class_table_msg(header, table))
-            if len(cam.latched) > 1:
-                msg = M.label_info_msg(self._vm, header, table, float(self._params["object_mask_threshold"]))
-                if msg is not None:
-                    cam.latched[1].publish(msg)
+            cam.publish_class_table(header, self._segmenter.class_table, self._vm, threshold)
 
     # ----------------------------------------------------------------------------------------------- callbacks
     def _wanted(self, cam: Camera, p: dict[str, Any]) -> set[str]:
         """Outputs to produce for ``cam`` now (the scheduler's rules over this camera's publishers)."""
         return wanted_outputs(cam.publishers, p, bool(self._mask_ids), cam.subscribed)
 
-    def _frame_callback(self, cam: Camera, compressed: bool) -> Any:
+    def _frame_callback(self, cam: Camera) -> Any:
         """The subscription callback of ``cam``'s images: header checks only (no decoding), so a corrupt or
         bomb-sized frame never displaces a good waiting one; then the newest-frame slot."""
 
@@ -433,12 +328,8 @@ class SegmentationNode(LifecycleNode):
             if not self._active:
                 cam.stats.count("dropped_inactive")
                 return
-            max_pixels = int(self._params["max_image_pixels"])
             try:
-                if compressed:
-                    check_compressed(msg.format, msg.data, max_pixels=max_pixels)
-                else:
-                    check_layout(msg.encoding, msg.height, msg.width, msg.step, len(msg.data), max_pixels=max_pixels)
+                check_frame(msg, int(self._params["max_image_pixels"]))
             except ImageFormatError as exc:
                 self._bad_input(cam, exc.cause, str(exc))
                 return
@@ -557,32 +448,10 @@ class SegmentationNode(LifecycleNode):
                 color_by_track=bool(p["tracking.color_by_track"]),
             )
             cam.stats.latency("render", lap.lap())
-            if self._publish(cam, f, outs, wanted, p):
+            if self._active and cam.publish(f.msg.header, outs, wanted, p, seg.class_table, self._vm):
                 cam.stats.count("published")
             cam.stats.latency("publish", lap.lap())
             cam.stats.latency("age", time.monotonic() - f.receipt)
-
-    def _publish(self, cam: Camera, f: PendingFrame, outs: Any, wanted: set[str], p: dict[str, Any]) -> bool:
-        if not self._active:
-            return False
-        header, lazy = f.msg.header, p["lazy"]
-        # Raw topics as configured (lazy or not); <topic>/compressed only to subscribers, as image_transport does.
-        raw = {n for n in wanted if not lazy or cam.publishers[n].get_subscription_count() > 0}
-        table, min_score = self._segmenter.class_table, float(p["detection_min_score"])
-        sent = M.publish_outputs(cam.publishers, header, outs, raw, table, min_score, self._vm)
-        compressed = {n for n in wanted if cam.compressed_subscribed(n)}
-        if compressed:
-            fmt, quality = p["compressed_format"], int(p["compressed_jpeg_quality"])
-            sent = M.publish_compressed(cam.compressed, header, outs, compressed, fmt, quality) or sent
-        info = cam.camera_info
-        if sent and info is not None and outs.size is not None:
-            scaled = None
-            for pub in cam.info_publishers.values():
-                if not lazy or pub.get_subscription_count() > 0:
-                    if scaled is None:
-                        scaled = M.scaled_camera_info(info, header, outs.size[1], outs.size[0])
-                    pub.publish(scaled)
-        return sent
 
     # ----------------------------------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -597,17 +466,7 @@ class SegmentationNode(LifecycleNode):
         p, name, seg = self._params, self.get_fully_qualified_name(), self._segmenter
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        model: list[tuple[str, Any]] = []
-        if seg is not None:
-            info = seg.backend.info
-            model = [
-                ("backend", info.name),
-                ("device", info.device),
-                ("precision", info.precision),
-                ("model", p["model"] or "(embedded default)"),
-                ("classes", seg.class_table.dataset),
-                ("num_classes", seg.class_table.num_classes),
-            ]
+        model = health.model_values(seg, p["model"]) if seg is not None else []
         state = self._state_label
         top = health.pipeline_health(
             state, self._network_calls, self._errors, self._last_error, self._configure_error, model
