@@ -35,14 +35,11 @@ import gc
 import threading
 import time
 import traceback
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -52,16 +49,8 @@ from bisenetformer_ros.inference.outputs import render_outputs
 from bisenetformer_ros.ros import health
 from bisenetformer_ros.ros import messages as M
 from bisenetformer_ros.ros.camera_io import Camera, check_frame, input_topic
-from bisenetformer_ros.ros.parameters import (
-    BUILTIN_PARAMETERS,
-    PARAMETERS,
-    SPECS,
-    check_combination,
-    mask_class_entries,
-    review_changes,
-    ros_descriptor,
-    suggest,
-)
+from bisenetformer_ros.ros.node_parameters import NodeParameters
+from bisenetformer_ros.ros.parameters import mask_class_entries
 from bisenetformer_ros.ros.qos import diagnostics_qos, latched_qos, stream_qos
 from bisenetformer_ros.ros.qos_watch import QosWatch
 from bisenetformer_ros.ros.scheduler import (
@@ -86,8 +75,6 @@ class SegmentationNode(LifecycleNode):
 
     def __init__(self, node_name: str = "bisenetformer", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._params: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
-        self._declaring = True
         self._configured = False
         self._active = False
         self._segmenter: Any = None
@@ -106,62 +93,29 @@ class SegmentationNode(LifecycleNode):
         self._configure_error = ""
         self._state_label = "unconfigured"
         self._exit_on_failure = False  # set by autostart(): a failed configure then ends the process
-        self._reset_timer: Any = None
         self.finalized = False
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, ros_descriptor(spec))
-            self._params[spec.name] = self.get_parameter(spec.name).value
-        problems = check_combination(self._params)
-        if problems:
-            raise ValueError("; ".join(problems))
-        self._declaring = False
-        for name in getattr(self, "_parameter_overrides", {}) or {}:
-            if name not in SPECS and name not in BUILTIN_PARAMETERS:
-                self.get_logger().warning(f"ignoring unknown parameter '{name}'{suggest(name)}")
+        self._node_params = NodeParameters(
+            self, lambda: (self._configured, self._state_label), self._accept_parameters, self._tracks.request_reset
+        )
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", diagnostics_qos())
         self._diag_timer = self.create_timer(float(self._params["diagnostics.period"]), self._publish_diagnostics)
         if self._vm is None:
             self.get_logger().info("vision_msgs is not installed: 'detections' and 'label_info' are not offered")
 
     # ----------------------------------------------------------------------------------------------- parameters
-    def _on_set_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
-        changes = [(p.name, None if p.type_ == Parameter.Type.NOT_SET else p.value) for p in params]
-        new, reason = review_changes(
-            self._params, changes, declaring=self._declaring, configured=self._configured, state=self._state_label
-        )
-        if reason:
-            return SetParametersResult(successful=False, reason=reason)
-        mask_ids = self._mask_ids
-        if not self._declaring:
-            if self._segmenter is not None and new["mask_classes"] != self._params["mask_classes"]:
-                try:  # names are checked against the loaded model; before configure, configure checks them
-                    mask_ids = self._segmenter.class_table.resolve(mask_class_entries(new["mask_classes"]))
-                except ValueError as exc:
-                    return SetParametersResult(successful=False, reason=f"parameter 'mask_classes': {exc}")
-            if new.get("tracking.reset"):
-                self._tracks.request_reset()
-                new["tracking.reset"] = False
-                self._schedule_reset_clear()
-        self._params = new
-        self._mask_ids = mask_ids
-        return SetParametersResult(successful=True)
+    @property
+    def _params(self) -> dict[str, Any]:
+        """The current parameter values (a new dict after each change: take it once per frame or transition)."""
+        return self._node_params.values
 
-    def _schedule_reset_clear(self) -> None:
-        """Set ``tracking.reset`` back to false once the current set-parameters call is over (a parameter cannot be
-        changed from inside its own callback)."""
-        if self._reset_timer is not None:
-            return
-
-        def clear() -> None:
-            if self._reset_timer is not None:
-                self._reset_timer.cancel()
-                self.destroy_timer(self._reset_timer)
-                self._reset_timer = None
-            if self.get_parameter("tracking.reset").value:
-                self.set_parameters([Parameter("tracking.reset", Parameter.Type.BOOL, False)])
-
-        self._reset_timer = self.create_timer(0.01, clear)
+    def _accept_parameters(self, new: dict[str, Any]) -> str | None:
+        """Check ``mask_classes`` names against the loaded model (before configure, configure checks them)."""
+        if self._segmenter is not None and new["mask_classes"] != self._params["mask_classes"]:
+            try:
+                self._mask_ids = self._segmenter.class_table.resolve(mask_class_entries(new["mask_classes"]))
+            except ValueError as exc:
+                return f"parameter 'mask_classes': {exc}"
+        return None
 
     # ----------------------------------------------------------------------------------------------- lifecycle
     def _build_segmenter(self, p: dict[str, Any]) -> tuple[Any, Any]:
