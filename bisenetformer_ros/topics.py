@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bisenetformer_ros.bags.typestore import CAMERA_INFO, CLASS_TABLE, IMAGE, PANOPTIC_SEGMENTATION
+from bisenetformer_ros.bags.typestore import IMAGE, PANOPTIC_SEGMENTATION
 
-#: Full type names of the outputs that are not this package's own or sensor_msgs (optional package vision_msgs).
+#: Full type name of the one output from an optional package (vision_msgs).
 DETECTION_ARRAY = "vision_msgs/msg/Detection2DArray"
-LABEL_INFO = "vision_msgs/msg/LabelInfo"
 
 #: The post-processing tasks (parameter ``task`` adds ``all``).
 SEMANTIC = "semantic"
@@ -166,8 +165,6 @@ RECORDED_OUTPUTS: tuple[str, ...] = tuple(o.name for o in OUTPUTS if o.recorded)
 #: Latched per-camera topics: the class table (own message) and vision_msgs/LabelInfo.
 CLASS_INFO_TOPIC = "class_info"
 LABEL_INFO_TOPIC = "label_info"
-CLASS_INFO_TYPE = CLASS_TABLE
-CAMERA_INFO_TYPE = CAMERA_INFO
 
 
 def in_namespace(ns: str, topic: str) -> str:
