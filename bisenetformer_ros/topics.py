@@ -1,5 +1,9 @@
-"""Topic names of the node's outputs, in one place for the node, its ``--help``, ``bag evaluate``'s output bags and
-the demo (no ROS imports).
+"""The node's output catalogue: every output's name, topic, message type, encoding, task and description, in one
+table for the node, its parameters and ``--help``, the renderer, ``bag evaluate``'s output bags and the demo (no ROS
+imports, so the core and ``--help`` can use it).
+
+An output's *name* is its parameter suffix (``outputs.<name>``), its :class:`~bisenetformer_ros.inference.outputs.
+FrameOutputs` entry and the key of the node's publishers; its *topic* is relative to the camera namespace.
 
 Camera info of the outputs: image_transport (and so RViz's Camera display, image_geometry, message_filters based
 consumers) pairs an image topic ``<a>/<b>/name`` with ``<a>/<b>/camera_info``. The outputs nested one level down
@@ -13,26 +17,168 @@ back into the node.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from bisenetformer_ros.bags.typestore import IMAGE, PANOPTIC_SEGMENTATION
+
+#: Full type name of the one output from an optional package (vision_msgs).
+DETECTION_ARRAY = "vision_msgs/msg/Detection2DArray"
+
+#: The post-processing tasks (parameter ``task`` adds ``all``).
+SEMANTIC = "semantic"
+PANOPTIC = "panoptic"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One per-frame output of the node.
+
+    ``tasks``: the post-processing tasks that can produce it, preferred first (``overlay`` is drawn from the semantic
+    result, or from the panoptic segments under ``task: panoptic``). ``source``: the
+    :func:`~bisenetformer_ros.inference.outputs.render_outputs` entry its data comes from (``detections`` are built
+    from the panoptic segments). ``encoding``: of an image output; None where it depends on the frame (``semantic``:
+    mono8, mono16 above 255 classes). ``recorded``: part of ``bag evaluate``'s output bag and of the demo's
+    recording (what a user looks at in RViz).
+    """
+
+    name: str
+    topic: str
+    msgtype: str
+    encoding: str | None
+    tasks: tuple[str, ...]
+    description: str
+    source: str
+    recorded: bool = False
+
+    @property
+    def is_image(self) -> bool:
+        """A sensor_msgs/Image output (also offered as ``<topic>/compressed``)."""
+        return self.msgtype == IMAGE
+
+    @property
+    def short_type(self) -> str:
+        """``sensor_msgs/Image`` as ROS documentation writes a type."""
+        return self.msgtype.replace("/msg/", "/")
+
+
+#: Every per-frame output, in the order of parameters, docs and publishers.
+OUTPUTS: tuple[OutputSpec, ...] = (
+    OutputSpec(
+        "semantic",
+        "semantic",
+        IMAGE,
+        None,
+        (SEMANTIC,),
+        "class-id image (mono8, mono16 above 255 classes)",
+        "semantic",
+        recorded=True,
+    ),
+    OutputSpec(
+        "semantic_color",
+        "semantic/color",
+        IMAGE,
+        "rgb8",
+        (SEMANTIC,),
+        "class colours (rgb8) on `semantic/color`",
+        "semantic_color",
+        recorded=True,
+    ),
+    OutputSpec(
+        "semantic_confidence",
+        "semantic/confidence",
+        IMAGE,
+        "mono8",
+        (SEMANTIC,),
+        "per-pixel confidence of the class label, mono8 = share of the winning class in the pixel's class scores "
+        "x 255, on `semantic/confidence`",
+        "semantic_confidence",
+    ),
+    OutputSpec(
+        "overlay",
+        "overlay",
+        IMAGE,
+        "rgb8",
+        (SEMANTIC, PANOPTIC),
+        "camera image blended with class colours and instance outlines (rgb8)",
+        "overlay",
+        recorded=True,
+    ),
+    OutputSpec(
+        "class_mask",
+        "class_mask",
+        IMAGE,
+        "mono8",
+        (SEMANTIC,),
+        "mono8 mask, 255 on the classes listed in `mask_classes` (e.g. drivable area for a costmap), else 0; "
+        "published only while `mask_classes` names a class",
+        "class_mask",
+    ),
+    OutputSpec(
+        "panoptic",
+        "panoptic",
+        PANOPTIC_SEGMENTATION,
+        None,
+        (PANOPTIC,),
+        "segment-id image + segment table (bisenetformer_ros/PanopticSegmentation)",
+        "panoptic",
+        recorded=True,
+    ),
+    OutputSpec(
+        "panoptic_color",
+        "panoptic/color",
+        IMAGE,
+        "rgb8",
+        (PANOPTIC,),
+        "a colour per segment (rgb8) on `panoptic/color`",
+        "panoptic_color",
+        recorded=True,
+    ),
+    OutputSpec(
+        "detections",
+        "detections",
+        DETECTION_ARRAY,
+        None,
+        (PANOPTIC,),
+        "thing segments as vision_msgs/Detection2DArray (only where vision_msgs is installed)",
+        "panoptic",
+    ),
+)
+
+#: Output name -> its entry.
+OUTPUT_SPECS: dict[str, OutputSpec] = {o.name: o for o in OUTPUTS}
+
 #: Output name -> topic (relative to the camera namespace).
-OUTPUT_TOPICS: dict[str, str] = {
-    "semantic": "semantic",
-    "semantic_color": "semantic/color",
-    "semantic_confidence": "semantic/confidence",
-    "overlay": "overlay",
-    "class_mask": "class_mask",
-    "panoptic": "panoptic",
-    "panoptic_color": "panoptic/color",
-    "detections": "detections",
-}
+OUTPUT_TOPICS: dict[str, str] = {o.name: o.topic for o in OUTPUTS}
 
 #: Outputs that are sensor_msgs/Image (also offered as ``<topic>/compressed``).
-IMAGE_OUTPUTS: frozenset[str] = frozenset(
-    {"semantic", "semantic_color", "semantic_confidence", "overlay", "class_mask", "panoptic_color"}
-)
+IMAGE_OUTPUTS: frozenset[str] = frozenset(o.name for o in OUTPUTS if o.is_image)
+
+#: Image outputs of one fixed encoding (a FrameOutputs array of the same name) -> that encoding.
+FIXED_ENCODINGS: dict[str, str] = {o.name: o.encoding for o in OUTPUTS if o.is_image and o.encoding is not None}
+
+#: The entries :func:`~bisenetformer_ros.inference.outputs.render_outputs` produces (everything but derived outputs).
+RENDERED_OUTPUTS: tuple[str, ...] = tuple(o.name for o in OUTPUTS if o.source == o.name)
+
+#: Outputs written by ``bag evaluate`` and recorded by the demo.
+RECORDED_OUTPUTS: tuple[str, ...] = tuple(o.name for o in OUTPUTS if o.recorded)
 
 #: Latched per-camera topics: the class table (own message) and vision_msgs/LabelInfo.
 CLASS_INFO_TOPIC = "class_info"
 LABEL_INFO_TOPIC = "label_info"
+
+
+def in_namespace(ns: str, topic: str) -> str:
+    """``topic`` inside camera namespace ``ns`` as the node names it: '' = the node's own namespace, and relative
+    names stay relative (remapping and ``__ns`` apply), e.g. ``('front', 'semantic')`` -> ``front/semantic``."""
+    ns = ns.rstrip("/")
+    return f"{ns}/{topic}" if ns else topic
+
+
+def absolute_topic(ns: str, topic: str) -> str:
+    """``topic`` under namespace ``ns`` as a fully qualified name, as bags store topics (no node resolves them):
+    ``('bisenetformer', 'semantic')`` and ``('/bisenetformer/', 'semantic')`` -> ``/bisenetformer/semantic``."""
+    ns = "/" + ns.strip("/") if ns.strip("/") else ""
+    return f"{ns}/{topic}"
 
 
 def camera_info_topic_for(topic: str) -> str:
@@ -44,12 +190,12 @@ def camera_info_topic_for(topic: str) -> str:
 def output_camera_info_topics() -> dict[str, tuple[str, ...]]:
     """Camera-info topics the node publishes -> the image outputs they describe (the input's own excluded)."""
     out: dict[str, list[str]] = {}
-    for name, topic in OUTPUT_TOPICS.items():
-        if name not in IMAGE_OUTPUTS:
+    for o in OUTPUTS:
+        if not o.is_image:
             continue
-        info = camera_info_topic_for(topic)
+        info = camera_info_topic_for(o.topic)
         if info != "camera_info":
-            out.setdefault(info, []).append(name)
+            out.setdefault(info, []).append(o.name)
     return {k: tuple(v) for k, v in out.items()}
 
 

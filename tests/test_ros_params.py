@@ -26,6 +26,7 @@ from bisenetformer_ros.ros.parameters import (
     check_values,
     markdown_table,
     read_params_file,
+    review_changes,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +65,32 @@ def test_parameter_table_rejects_what_ros_would() -> None:
     assert check_values({"cameras": ["bad name"]})
     assert check_values({"device": "tpu"})
     assert check_values({"cameras": ["front", "/rear"], "device": "cuda:1", "input_short_side": 512}) == []
+
+
+def test_runtime_changes_follow_the_table() -> None:
+    """The rules the node applies to set-parameters requests, without a node: types and ranges always; startup
+    parameters never change; reload parameters only while no model is loaded; combinations."""
+    current = {p.name: p.default for p in PARAMETERS}
+
+    def review(changes: list[tuple[str, object]], configured: bool = True, declaring: bool = False) -> str | None:
+        return review_changes(current, changes, declaring=declaring, configured=configured, state="active")[1]
+
+    new, reason = review_changes(
+        current, [("overlay_alpha", 0.25), ("use_sim_time", True)], declaring=False, configured=True, state="active"
+    )
+    assert reason is None and new["overlay_alpha"] == 0.25 and "use_sim_time" not in new
+    assert current["overlay_alpha"] == 0.5  # the current values are left alone
+    assert "maximum" in (review([("overlay_alpha", 1.5)]) or "")
+    assert "cannot be unset" in (review([("overlay_alpha", None)]) or "")
+    assert "read only at start-up" in (review([("autostart", False)]) or "")
+    assert review([("autostart", True)]) is None  # the same value is no change
+    reason = review([("backend", "onnxruntime")])
+    assert reason is not None and "needs a reload" in reason and "while the node is active" in reason
+    assert review([("backend", "onnxruntime")], configured=False) is None
+    assert "input_width" in (review([("input_height", 480)], configured=False) or "")
+    assert review([("input_height", 480)], configured=False, declaring=True) is None  # checked after declaring
+    new, _ = review_changes(current, [("cameras", ("a", "b"))], declaring=False, configured=False, state="x")
+    assert new["cameras"] == ["a", "b"]  # string arrays as lists, as the node compares them
 
 
 @pytest.mark.parametrize("path", NODE_YAMLS, ids=lambda p: p.name)

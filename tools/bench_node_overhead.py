@@ -32,15 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from bisenetformer_ros.topics import OUTPUT_TOPICS, RECORDED_OUTPUTS
+
 GOAL = 0.05
-OUTPUTS = ("semantic", "semantic_color", "overlay", "panoptic", "panoptic_color")
-TOPICS = {
-    "semantic": "semantic",
-    "semantic_color": "semantic/color",
-    "overlay": "overlay",
-    "panoptic": "panoptic",
-    "panoptic_color": "panoptic/color",
-}
+#: The outputs a user looks at in RViz (the catalogue's recorded ones), with their topics.
+OUTPUTS = RECORDED_OUTPUTS
+TOPICS = {name: OUTPUT_TOPICS[name] for name in OUTPUTS}
 
 
 def _size(text: str) -> tuple[int, int]:

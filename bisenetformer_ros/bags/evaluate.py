@@ -42,7 +42,14 @@ from bisenetformer_ros.bags.typestore import (
     PANOPTIC_SEGMENTATION,
 )
 from bisenetformer_ros.model.network_size import NetworkSize, resolve_network_size
-from bisenetformer_ros.topics import OUTPUT_CAMERA_INFO_TOPICS
+from bisenetformer_ros.topics import (
+    CLASS_INFO_TOPIC,
+    FIXED_ENCODINGS,
+    OUTPUT_CAMERA_INFO_TOPICS,
+    OUTPUT_SPECS,
+    OUTPUTS,
+    absolute_topic,
+)
 from bisenetformer_ros.tracking import PanopticTracker, TrackerConfig
 
 #: How many later image messages an image waits for its ground truth before it is processed without it.
@@ -51,15 +58,9 @@ GT_LOOKAHEAD = 32
 #: Camera info of the outputs (the node's names: where image_transport looks for it, see bisenetformer_ros.topics).
 CAMERA_INFO_OUTS = OUTPUT_CAMERA_INFO_TOPICS
 
-#: Output topics (relative to the output namespace), as the node publishes them.
-OUTPUT_TOPICS = {
-    "semantic": IMAGE,
-    "semantic/color": IMAGE,
-    "overlay": IMAGE,
-    "panoptic": PANOPTIC_SEGMENTATION,
-    "panoptic/color": IMAGE,
-    "class_info": CLASS_TABLE,
-}
+#: Output topics (relative to the output namespace) -> type, as the node publishes them: the recorded outputs of the
+#: catalogue and the class table.
+OUTPUT_TOPICS = {**{o.topic: o.msgtype for o in OUTPUTS if o.recorded}, CLASS_INFO_TOPIC: CLASS_TABLE}
 
 
 @dataclass
@@ -98,11 +99,6 @@ class _Pending:
     stamp: int
     image: BagMessage
     gt: dict[str, BagMessage] = field(default_factory=dict)
-
-
-def _ns_join(ns: str, rel: str) -> str:
-    ns = "/" + ns.strip("/") if ns.strip("/") else ""
-    return f"{ns}/{rel}"
 
 
 def pair_frames(
@@ -243,34 +239,40 @@ class OutputBag:
         self.ts = self.writer.typestore
         self.table = class_table
         for rel, msgtype in OUTPUT_TOPICS.items():
-            qos = LATCHED_QOS if rel == "class_info" else SENSOR_QOS
-            self.writer.add_topic(_ns_join(namespace, rel), msgtype, [qos])
+            qos = LATCHED_QOS if rel == CLASS_INFO_TOPIC else SENSOR_QOS
+            self.writer.add_topic(absolute_topic(namespace, rel), msgtype, [qos])
         self.infos = camera_infos
         self._info_times = [t for t, _ in camera_infos]
         if camera_infos:
             for info_topic in CAMERA_INFO_OUTS:
-                self.writer.add_topic(_ns_join(namespace, info_topic), CAMERA_INFO, [SENSOR_QOS])
+                self.writer.add_topic(absolute_topic(namespace, info_topic), CAMERA_INFO, [SENSOR_QOS])
         self._table_written = False
+
+    def _topic(self, name: str) -> str:
+        """Bag topic of catalogue output ``name`` under this bag's namespace."""
+        return absolute_topic(self.ns, OUTPUT_SPECS[name].topic)
 
     def write_frame(self, header: Any, timestamp: int, outputs: Any) -> None:
         ts, t, ns = self.ts, timestamp, self.ns
         if not self._table_written:
-            self.writer.write(_ns_join(ns, "class_info"), t, mc.class_table_msg(ts, header, self.table))
+            self.writer.write(absolute_topic(ns, CLASS_INFO_TOPIC), t, mc.class_table_msg(ts, header, self.table))
             self._table_written = True
         sem, enc = outputs.semantic
-        self.writer.write(_ns_join(ns, "semantic"), t, mc.image_msg(ts, header, sem, enc))
-        self.writer.write(_ns_join(ns, "semantic/color"), t, mc.image_msg(ts, header, outputs.semantic_color, "rgb8"))
-        self.writer.write(_ns_join(ns, "overlay"), t, mc.image_msg(ts, header, outputs.overlay, "rgb8"))
+        self.writer.write(self._topic("semantic"), t, mc.image_msg(ts, header, sem, enc))
+        for name in ("semantic_color", "overlay"):
+            arr = getattr(outputs, name)
+            self.writer.write(self._topic(name), t, mc.image_msg(ts, header, arr, FIXED_ENCODINGS[name]))
         tracks = outputs.tracks or {}
         segments = [mc.segment_record(s, tracks.get(s.id)) for s in outputs.segments]
-        self.writer.write(_ns_join(ns, "panoptic"), t, mc.panoptic_msg(ts, header, outputs.panoptic_ids, segments))
-        self.writer.write(_ns_join(ns, "panoptic/color"), t, mc.image_msg(ts, header, outputs.panoptic_color, "rgb8"))
+        self.writer.write(self._topic("panoptic"), t, mc.panoptic_msg(ts, header, outputs.panoptic_ids, segments))
+        color = FIXED_ENCODINGS["panoptic_color"]
+        self.writer.write(self._topic("panoptic_color"), t, mc.image_msg(ts, header, outputs.panoptic_color, color))
         i = bisect.bisect_right(self._info_times, timestamp) - 1
         if i >= 0:
             h, w = sem.shape[:2]
             info = mc.scaled_camera_info(ts, self.infos[i][1], header, w, h)
             for info_topic in CAMERA_INFO_OUTS:
-                self.writer.write(_ns_join(ns, info_topic), t, info)
+                self.writer.write(absolute_topic(ns, info_topic), t, info)
 
     def close(self) -> None:
         self.writer.close()

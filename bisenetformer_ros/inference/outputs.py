@@ -25,17 +25,10 @@ import numpy as np
 
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.model.postprocess import PanopticResult, Segment, SegmentationOutput
+from bisenetformer_ros.topics import RENDERED_OUTPUTS
 
-#: Names of the renderable outputs, as used by the node's parameters and topics.
-OUTPUT_NAMES: tuple[str, ...] = (
-    "semantic",
-    "semantic_color",
-    "semantic_confidence",
-    "overlay",
-    "class_mask",
-    "panoptic",
-    "panoptic_color",
-)
+#: Names of the renderable outputs, as used by the node's parameters and topics (see :mod:`bisenetformer_ros.topics`).
+OUTPUT_NAMES: tuple[str, ...] = RENDERED_OUTPUTS
 
 #: Colour of instance outlines in the overlay.
 EDGE_COLOR = (255, 255, 255)

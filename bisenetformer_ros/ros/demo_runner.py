@@ -35,17 +35,24 @@ from bisenetformer_ros.bags.typestore import (
     own_type_definitions,
 )
 from bisenetformer_ros.model.network_size import model_file_network_size
-from bisenetformer_ros.topics import CLASS_INFO_TOPIC, OUTPUT_CAMERA_INFO_TOPICS, OUTPUT_TOPICS
+from bisenetformer_ros.topics import (
+    CLASS_INFO_TOPIC,
+    OUTPUT_CAMERA_INFO_TOPICS,
+    OUTPUT_SPECS,
+    RECORDED_OUTPUTS,
+    absolute_topic,
+)
 
 #: Namespace of the node in the demo; its outputs are <ns>/semantic, <ns>/panoptic, ...
 NODE_NAMESPACE = "/bisenetformer"
 NODE_NAME = "bisenetformer"
 #: Node outputs the demo records (everything a user would look at in RViz, plus the node's own diagnostics).
-OUTPUTS = (
-    *(OUTPUT_TOPICS[n] for n in ("semantic", "semantic_color", "overlay", "panoptic", "panoptic_color")),
-    *OUTPUT_CAMERA_INFO_TOPICS,
-    CLASS_INFO_TOPIC,
-)
+OUTPUTS = (*(OUTPUT_SPECS[n].topic for n in RECORDED_OUTPUTS), *OUTPUT_CAMERA_INFO_TOPICS, CLASS_INFO_TOPIC)
+
+
+def node_topic(name: str) -> str:
+    """The demo node's topic of catalogue output ``name`` (or of a latched topic such as class_info)."""
+    return absolute_topic(NODE_NAMESPACE, OUTPUT_SPECS[name].topic if name in OUTPUT_SPECS else name)
 
 
 @dataclass
@@ -258,7 +265,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     network = _network_description(model, cfg.node_args)
     _log(f"network input: {network}")
     node = start_node(model, image_topic, info_topic, env, node_log, list(cfg.node_args))
-    output_topics = [f"{NODE_NAMESPACE}/{t}" for t in OUTPUTS] + ["/diagnostics"]
+    output_topics = [absolute_topic(NODE_NAMESPACE, t) for t in OUTPUTS] + ["/diagnostics"]
     played_topics = [image_topic] + ([info_topic] if info_topic else [])
     try:
         stats, t_play = _play_and_record(
@@ -278,11 +285,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             input_bag=str(bag),
             output_bag=str(out_bag),
             image_topic=image_topic,
-            semantic_topic=f"{NODE_NAMESPACE}/semantic",
-            panoptic_topic=f"{NODE_NAMESPACE}/panoptic",
-            overlay_topic=f"{NODE_NAMESPACE}/overlay",
-            panoptic_color_topic=f"{NODE_NAMESPACE}/panoptic/color",
-            class_info_topic=f"{NODE_NAMESPACE}/class_info",
+            semantic_topic=node_topic("semantic"),
+            panoptic_topic=node_topic("panoptic"),
+            overlay_topic=node_topic("overlay"),
+            panoptic_color_topic=node_topic("panoptic_color"),
+            class_info_topic=node_topic(CLASS_INFO_TOPIC),
             gt_semantic_topic=gt_sem,
             gt_panoptic_topic=gt_pan,
             out_dir=str(out / "report"),
@@ -398,7 +405,7 @@ def _play_and_record(
                     reader,
                     topics=played_topics,
                     rate=0.0,
-                    sync_topic=f"{NODE_NAMESPACE}/semantic",
+                    sync_topic=node_topic("semantic"),
                     sync_source=image_topic,
                     sync_timeout=cfg.frame_timeout,
                 )

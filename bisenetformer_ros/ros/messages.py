@@ -23,6 +23,7 @@ from bisenetformer_ros.image.camera import scale_camera
 from bisenetformer_ros.model.postprocess import Segment
 from bisenetformer_ros.msg import ClassTable as ClassTableMsg
 from bisenetformer_ros.msg import PanopticSegment, PanopticSegmentation
+from bisenetformer_ros.topics import FIXED_ENCODINGS
 
 
 def vision_msgs_module() -> Any | None:
@@ -192,13 +193,7 @@ def scaled_camera_info(info: CameraInfo, header: Header, width: int, height: int
 
 
 #: Outputs that are one plain image (FrameOutputs attribute of the same name) and their encoding.
-IMAGE_OUTPUT_ENCODINGS: dict[str, str] = {
-    "semantic_color": "rgb8",
-    "semantic_confidence": "mono8",
-    "overlay": "rgb8",
-    "class_mask": "mono8",
-    "panoptic_color": "rgb8",
-}
+IMAGE_OUTPUT_ENCODINGS: dict[str, str] = dict(FIXED_ENCODINGS)
 
 
 def publish_outputs(

@@ -26,6 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from bisenetformer_ros.backend_choice import BACKEND_CHOICES, DEFAULT_BACKEND
+from bisenetformer_ros.topics import (
+    CLASS_INFO_TOPIC,
+    LABEL_INFO_TOPIC,
+    OUTPUT_CAMERA_INFO_TOPICS,
+    OUTPUTS,
+)
 
 #: Parameter types, named as in ROS (rcl_interfaces/ParameterType) in lower case.
 TYPES: tuple[str, ...] = ("bool", "integer", "double", "string", "string_array")
@@ -123,19 +129,6 @@ def mask_class_entries(v: Sequence[str]) -> list[str]:
 
 
 _EXTRA_CHECKS = {"device": _check_device, "cameras": _check_cameras, "mask_classes": _check_mask_classes}
-
-_OUTPUT_DOC = {
-    "semantic": "class-id image (mono8, mono16 above 255 classes)",
-    "semantic_color": "class colours (rgb8) on `semantic/color`",
-    "semantic_confidence": "per-pixel confidence of the class label, mono8 = share of the winning class in the "
-    "pixel's class scores x 255, on `semantic/confidence`",
-    "overlay": "camera image blended with class colours and instance outlines (rgb8)",
-    "class_mask": "mono8 mask, 255 on the classes listed in `mask_classes` (e.g. drivable area for a costmap), "
-    "else 0; published only while `mask_classes` names a class",
-    "panoptic": "segment-id image + segment table (bisenetformer_ros/PanopticSegmentation)",
-    "panoptic_color": "a colour per segment (rgb8) on `panoptic/color`",
-    "detections": "thing segments as vision_msgs/Detection2DArray (only where vision_msgs is installed)",
-}
 
 
 def _specs() -> list[ParameterSpec]:
@@ -325,8 +318,12 @@ def _specs() -> list[ParameterSpec]:
     )
 
     g = "output"
-    for name, doc in _OUTPUT_DOC.items():
-        add(ParameterSpec(f"outputs.{name}", "bool", True, f"Enable `{name}`: {doc}", g, tunable=True))
+    for out in OUTPUTS:
+        add(
+            ParameterSpec(
+                f"outputs.{out.name}", "bool", True, f"Enable `{out.name}`: {out.description}", g, tunable=True
+            )
+        )
     add(
         ParameterSpec(
             "lazy",
@@ -703,7 +700,29 @@ def _specs() -> list[ParameterSpec]:
 
 PARAMETERS: tuple[ParameterSpec, ...] = tuple(_specs())
 SPECS: dict[str, ParameterSpec] = {p.name: p for p in PARAMETERS}
-OUTPUT_PARAMS: tuple[str, ...] = tuple(f"outputs.{n}" for n in _OUTPUT_DOC)
+OUTPUT_PARAMS: tuple[str, ...] = tuple(f"outputs.{o.name}" for o in OUTPUTS)
+
+
+def ros_descriptor(spec: ParameterSpec) -> Any:
+    """The rcl_interfaces/ParameterDescriptor the node declares ``spec`` with, so ``ros2 param describe`` shows the
+    type, range or choices and when a change applies (imports ROS only when called)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    desc = ParameterDescriptor(
+        name=spec.name,
+        type=getattr(ParameterType, f"PARAMETER_{spec.type.upper()}"),
+        description=spec.description.replace("`", ""),
+        additional_constraints=f"one of: {', '.join(spec.choices)}" if spec.choices else f"applies: {spec.when}",
+        read_only=spec.startup,
+    )
+    if spec.minimum is not None and spec.maximum is not None:
+        if spec.type == "integer":
+            desc.integer_range = [IntegerRange(from_value=int(spec.minimum), to_value=int(spec.maximum), step=1)]
+        elif spec.type == "double":
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.minimum), to_value=float(spec.maximum), step=0.0)
+            ]
+    return desc
 
 
 def check_values(values: Mapping[str, Any]) -> list[str]:
@@ -732,6 +751,49 @@ def check_combination(values: Mapping[str, Any]) -> list[str]:
     if short > 0 and h > 0:
         out.append("set either input_height/input_width or input_short_side, not both")
     return out
+
+
+def review_changes(
+    current: Mapping[str, Any],
+    changes: Iterable[tuple[str, Any]],
+    *,
+    declaring: bool,
+    configured: bool,
+    state: str,
+) -> tuple[dict[str, Any], str | None]:
+    """The node's answer to a set-parameters request: (the parameter values after it, None) or (_, the reason it
+    is refused). ``changes`` are (name, value) with None for a parameter being unset; names not in the table (ROS's
+    own) pass through untouched.
+
+    While ``declaring`` (the node's start-up) every value is only checked for type and range. Later a ``startup``
+    parameter cannot change, one that needs a reload cannot change while a model is ``configured`` (the reason
+    names the fix for the node's lifecycle ``state``), and the combination rules apply.
+    """
+    new = dict(current)
+    for name, raw in changes:
+        spec = SPECS.get(name)
+        if spec is None:
+            continue
+        if raw is None:
+            return new, f"parameter '{name}' cannot be unset"
+        value = list(raw) if spec.type == "string_array" else raw
+        reason = spec.check(value)
+        if reason:
+            return new, reason
+        if not declaring and value != current.get(name):
+            if spec.startup:
+                return new, f"parameter '{name}' is read only at start-up"
+            if not spec.tunable and configured:
+                return new, (
+                    f"parameter '{name}' needs a reload and cannot change while the node is {state}: deactivate and "
+                    "clean up the node, set it, then configure (and activate) again"
+                )
+        new[name] = value
+    if not declaring:
+        problems = check_combination(new)
+        if problems:
+            return new, "; ".join(problems)
+    return new, None
 
 
 def _suggest(name: str) -> str:
@@ -865,15 +927,8 @@ def markdown_table(params: Iterable[ParameterSpec] = PARAMETERS) -> str:
 def help_text() -> str:
     """Usage printed by ``bisenetformer_node --help`` (without starting ROS). Test-only ``debug.*`` parameters are
     left out (``tools/param_table.py --include-debug`` lists them)."""
-    from bisenetformer_ros.topics import (
-        CLASS_INFO_TOPIC,
-        IMAGE_OUTPUTS,
-        LABEL_INFO_TOPIC,
-        OUTPUT_CAMERA_INFO_TOPICS,
-        OUTPUT_TOPICS,
-    )
-
-    images = [OUTPUT_TOPICS[n] for n in OUTPUT_TOPICS if n in IMAGE_OUTPUTS]
+    images = [o.topic for o in OUTPUTS if o.is_image]
+    others = ", ".join(f"{o.topic} ({o.short_type})" for o in OUTPUTS if not o.is_image)
     lines = [
         "usage: bisenetformer_node [--help] [--ros-args [-p NAME:=VALUE] [-r FROM:=TO] [--params-file FILE] ...]",
         "",
@@ -882,8 +937,7 @@ def help_text() -> str:
         "Topics (relative to each camera namespace in 'cameras'; '' = the node's namespace):",
         "  in:  image (sensor_msgs/Image) or image/compressed (sensor_msgs/CompressedImage), camera_info",
         "  out: " + ", ".join(images) + " (sensor_msgs/Image; each also as <topic>/compressed),",
-        f"       {OUTPUT_TOPICS['panoptic']} (bisenetformer_ros/PanopticSegmentation), "
-        f"{OUTPUT_TOPICS['detections']} (vision_msgs/Detection2DArray),",
+        f"       {others},",
         "       " + ", ".join(OUTPUT_CAMERA_INFO_TOPICS) + " (sensor_msgs/CameraInfo, scaled to the outputs),",
         f"       {CLASS_INFO_TOPIC} (bisenetformer_ros/ClassTable), {LABEL_INFO_TOPIC} (vision_msgs/LabelInfo), both "
         "transient local; /diagnostics",
