@@ -16,31 +16,20 @@ import torch
 
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.inference.base import Backend
-
-#: name -> "module:Class"
-BACKENDS: dict[str, str] = {
-    "torch": "bisenetformer_ros.inference.torch_backend:TorchBackend",
-    "onnxruntime": "bisenetformer_ros.inference.onnxruntime_backend:OnnxRuntimeBackend",
-    "tensorrt": "bisenetformer_ros.inference.tensorrt_backend:TensorRTBackend",
-}
-
-_ALIASES = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt"}
+from bisenetformer_ros.registry import BACKENDS
 
 
 def backend_class(name: str) -> type[Backend]:
-    """The class registered under ``name`` (aliases: pytorch, ort/onnx, trt)."""
-    key = _ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
-    if key not in BACKENDS:
-        raise ValueError(f"unknown backend '{name}'; choose one of {sorted(BACKENDS)}")
-    module, cls = BACKENDS[key].split(":")
+    """The class registered under ``name`` in :data:`~bisenetformer_ros.registry.BACKENDS` (aliases: pytorch,
+    ort/onnx, trt); a backend whose Python package is missing is reported with the fix."""
+    key = BACKENDS.canonical(name)
     try:
-        mod = importlib.import_module(module)
+        return BACKENDS.load(key)
     except ModuleNotFoundError as exc:
         raise RuntimeError(
             f"the {key} backend needs the Python package '{exc.name}', which is not installed; install it "
             f"(see README, 'Backends') or choose another backend"
         ) from None
-    return getattr(mod, cls)
 
 
 def available_backends() -> dict[str, str]:
