@@ -60,19 +60,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _backend_options(args: argparse.Namespace, backend: str, size: tuple[int, int]) -> dict[str, Any]:
+def _backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    """Backend-specific options; a TensorRT engine's profile and largest batch come from the spec's input size and
+    batch (:meth:`~bisenetformer_ros.inference.spec.SegmenterSpec.backend_kwargs`), its usual batch is the same."""
     if backend == "torch":
         cl = {"auto": None, "on": True, "off": False}[args.channels_last]
         return {"channels_last": cl, "compile": bool(args.compile)}
     if backend == "onnxruntime":
         return {"cache_dir": args.cache_dir}
-    return {
-        "cache_dir": args.cache_dir,
-        "profile_hw": [size],
-        "max_batch_size": args.batch,
-        "opt_batch": args.batch,
-        "calibration_images": args.calibration_images,
-    }
+    return {"cache_dir": args.cache_dir, "opt_batch": args.batch, "calibration_images": args.calibration_images}
 
 
 def _random_model(backbone: str, num_classes: int, cache_dir: str | None) -> Path:
@@ -97,21 +93,22 @@ def _single(args: argparse.Namespace, backend: str, precision: str, model: str |
 
     import torch
 
-    from bisenetformer_ros.inference import Segmenter
+    from bisenetformer_ros.inference import Segmenter, SegmenterSpec
     from bisenetformer_ros.inference.benchmark import run_benchmark
 
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    seg = Segmenter.from_model(
-        model,
+    spec = SegmenterSpec(
+        model=model,
         backend=backend,
         device=args.device,
         precision=precision,
         input_size=size,
         max_batch=args.batch,
-        **_backend_options(args, backend, size),
+        backend_options=_backend_options(args, backend),
     )
+    seg = Segmenter.from_spec(spec)
     load = time.perf_counter() - t0
     bar = None
     if not args.quiet and sys.stderr.isatty():

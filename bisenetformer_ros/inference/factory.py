@@ -84,12 +84,13 @@ def create_backend(
 
     ``class_table``: the label space the caller expects; a model trained for another one is refused.
     ``options``: backend-specific keywords (see each backend's constructor); unknown ones are an error.
-    ``inference_delay_ms`` (any backend): fixed extra latency per batch, for load/latency tests (see
-    :attr:`Backend.inference_delay_ms`).
+    ``inference_delay_ms`` and ``fail_every_n`` (any backend): fixed extra latency per batch and injected failures,
+    for load and fault-recovery tests (see :attr:`Backend.inference_delay_ms`, :attr:`Backend.fail_every_n`).
     """
     cls = backend_class(name)
     path = resolve_model_path(model_path)
     delay_ms = options.pop("inference_delay_ms", 0.0) or 0.0
+    fail_every_n = options.pop("fail_every_n", 0) or 0
     try:
         backend = cls(path, device=device, precision=precision, class_table=class_table, **options)
     except TypeError as exc:
@@ -97,6 +98,7 @@ def create_backend(
             raise ValueError(f"{cls.NAME} backend: {exc}") from None
         raise
     backend.inference_delay_ms = delay_ms
+    backend.fail_every_n = fail_every_n
     if load:
         backend.load()
     return backend
