@@ -24,6 +24,7 @@ from bisenetformer_ros.cli.options import (
     ros_domain_id,
     tracker_config_from,
 )
+from bisenetformer_ros.registry import BACKENDS
 
 
 def _remaps(values: list[str] | None) -> dict[str, str]:
@@ -158,7 +159,7 @@ def register(subparsers: Any) -> None:
     )
     se.add_argument("--gt-dir", help="folder with ground-truth label PNGs named by stamp (ns) or frame index")
     se.add_argument("--model", help="checkpoint / exported model (default: the embedded model)")
-    se.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
+    se.add_argument("--backend", default="torch", choices=list(BACKENDS.entries))
     se.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     se.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
     add_input_size_option(se)

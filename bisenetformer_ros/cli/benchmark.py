@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bisenetformer_ros.cli.export import parse_size
+from bisenetformer_ros.registry import BACKBONES, BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(network speed does not depend on the weights; post-processing slightly, through the number of kept "
         "queries); with neither, the embedded default model is used.",
     )
-    p.add_argument("--backend", nargs="+", default=["torch"], choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--backend", nargs="+", default=["torch"], choices=list(BACKENDS.entries))
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "fp16", "bf16", "int8"])
-    p.add_argument("--backbone", nargs="+", default=None, choices=["stdc1", "stdc2", "r50"])
+    p.add_argument("--backbone", nargs="+", default=None, choices=list(BACKBONES.entries))
     p.add_argument("--model", default=None, help="model file (.pt/.onnx/engine); default: embedded model")
     p.add_argument("--num-classes", type=int, default=19, help="classes of the random-weight model (--backbone)")
     p.add_argument("--height", type=int, default=512)

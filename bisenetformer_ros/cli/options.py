@@ -24,6 +24,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bisenetformer_ros.registry import BACKENDS
+
 #: Exit code of every command for bad input (usage errors, unreadable files, impossible values).
 EXIT_BAD_INPUT = 2
 
@@ -256,7 +258,7 @@ DEFAULT_MODEL_HINT = "bash tools/train_default_model.sh"
 def add_model_arguments(p: argparse.ArgumentParser | Any) -> None:
     """Options of every command that runs a model: which model, on which backend and device, at which size."""
     p.add_argument("--model", default=None, help="model file (.pt, .onnx or TensorRT engine); default: shipped model")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--backend", default="torch", choices=list(BACKENDS.entries))
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"])
     add_input_size_option(p)

@@ -285,15 +285,13 @@ def pack_image(
 def _arrange(rgb: np.ndarray, info: EncodingInfo) -> np.ndarray:
     """RGB(A) array -> channel layout of ``info`` (HxWxC), before packing to bytes."""
     color = rgb[..., :3]
-    alpha = rgb[..., 3:4] if rgb.shape[2] == 4 else np.full((*rgb.shape[:2], 1), np.iinfo(rgb.dtype).max, rgb.dtype)
     if info.layout == "rgb":
         return color
     if info.layout == "bgr":
         return color[..., ::-1]
-    if info.layout == "rgba":
-        return np.concatenate([color, alpha], axis=2)
-    if info.layout == "bgra":
-        return np.concatenate([color[..., ::-1], alpha], axis=2)
+    if info.layout in ("rgba", "bgra"):
+        alpha = rgb[..., 3:4] if rgb.shape[2] == 4 else np.full((*rgb.shape[:2], 1), np.iinfo(rgb.dtype).max, rgb.dtype)
+        return np.concatenate([color if info.layout == "rgba" else color[..., ::-1], alpha], axis=2)
     if info.is_yuv422:
         if rgb.dtype != np.uint8:
             raise ImageFormatError("bad_array", f"{info.name} is encoded from uint8 RGB")

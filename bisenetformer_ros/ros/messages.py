@@ -57,9 +57,17 @@ def _rclpy_value(value: Any) -> Any:
     return value
 
 
+def _construct(type_name: str, values: dict[str, Any]) -> Any:
+    # Field by field rather than ``cls(**values)``: rclpy's keyword constructor copies uint8[] data once more.
+    msg = _message_class(type_name)()
+    for name, value in values.items():
+        setattr(msg, name, value)
+    return msg
+
+
 def to_rclpy(fields: Any) -> Any:
     """A :class:`~bisenetformer_ros.message_fields.Fields` tree as rclpy message objects."""
-    return mf.build(fields, lambda type_name, values: _message_class(type_name)(**values), _rclpy_value)
+    return mf.build(fields, _construct, _rclpy_value)
 
 
 def image_msg(header: Header, arr: np.ndarray, encoding: str) -> Image:
