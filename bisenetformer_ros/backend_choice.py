@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: Names accepted wherever a backend is chosen (``auto`` first: the default).
-BACKEND_CHOICES: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
+from bisenetformer_ros.registry import BACKENDS
+
 DEFAULT_BACKEND = "auto"
+#: Names accepted wherever a backend is chosen: ``auto`` (the default) and the registered backends.
+BACKEND_CHOICES: tuple[str, ...] = (DEFAULT_BACKEND, *BACKENDS.names())
 ENGINE_SUFFIXES: tuple[str, ...] = (".engine", ".plan", ".trt")
 #: Keyword options that only the PyTorch backend takes; a truthy one selects it.
 TORCH_ONLY_OPTIONS: tuple[str, ...] = ("compile", "channels_last")

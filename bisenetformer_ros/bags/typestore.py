@@ -16,17 +16,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+# The type names live with the field mapping; re-exported here for the bag tools that spell them.
+from bisenetformer_ros.message_fields import CAMERA_INFO as CAMERA_INFO
+from bisenetformer_ros.message_fields import CLASS_TABLE as CLASS_TABLE
+from bisenetformer_ros.message_fields import COMPRESSED_IMAGE as COMPRESSED_IMAGE
+from bisenetformer_ros.message_fields import IMAGE as IMAGE
+from bisenetformer_ros.message_fields import PANOPTIC_SEGMENT as PANOPTIC_SEGMENT
+from bisenetformer_ros.message_fields import PANOPTIC_SEGMENTATION as PANOPTIC_SEGMENTATION
 from bisenetformer_ros.resources import PACKAGE_NAME, SOURCE_ROOT
 
 #: Full ROS 2 type names of this package's messages.
-PANOPTIC_SEGMENTATION = f"{PACKAGE_NAME}/msg/PanopticSegmentation"
-PANOPTIC_SEGMENT = f"{PACKAGE_NAME}/msg/PanopticSegment"
-CLASS_TABLE = f"{PACKAGE_NAME}/msg/ClassTable"
 OWN_TYPES = (PANOPTIC_SEGMENT, PANOPTIC_SEGMENTATION, CLASS_TABLE)
-
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 
 
 def msg_dir_candidates() -> list[Path]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bisenetformer_ros.cli.export import parse_size
+from bisenetformer_ros.registry import BACKBONES, BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(network speed does not depend on the weights; post-processing slightly, through the number of kept "
         "queries); with neither, the embedded default model is used.",
     )
-    p.add_argument("--backend", nargs="+", default=["torch"], choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--backend", nargs="+", default=["torch"], choices=BACKENDS.names())
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "fp16", "bf16", "int8"])
-    p.add_argument("--backbone", nargs="+", default=None, choices=["stdc1", "stdc2", "r50"])
+    p.add_argument("--backbone", nargs="+", default=None, choices=list(BACKBONES.entries))
     p.add_argument("--model", default=None, help="model file (.pt/.onnx/engine); default: embedded model")
     p.add_argument("--num-classes", type=int, default=19, help="classes of the random-weight model (--backbone)")
     p.add_argument("--height", type=int, default=512)
@@ -60,19 +61,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _backend_options(args: argparse.Namespace, backend: str, size: tuple[int, int]) -> dict[str, Any]:
+def _backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    """Backend-specific options; a TensorRT engine's profile and largest batch come from the spec's input size and
+    batch (:meth:`~bisenetformer_ros.inference.spec.SegmenterSpec.backend_kwargs`), its usual batch is the same."""
     if backend == "torch":
         cl = {"auto": None, "on": True, "off": False}[args.channels_last]
         return {"channels_last": cl, "compile": bool(args.compile)}
     if backend == "onnxruntime":
         return {"cache_dir": args.cache_dir}
-    return {
-        "cache_dir": args.cache_dir,
-        "profile_hw": [size],
-        "max_batch_size": args.batch,
-        "opt_batch": args.batch,
-        "calibration_images": args.calibration_images,
-    }
+    return {"cache_dir": args.cache_dir, "opt_batch": args.batch, "calibration_images": args.calibration_images}
 
 
 def _random_model(backbone: str, num_classes: int, cache_dir: str | None) -> Path:
@@ -97,21 +94,22 @@ def _single(args: argparse.Namespace, backend: str, precision: str, model: str |
 
     import torch
 
-    from bisenetformer_ros.inference import Segmenter
+    from bisenetformer_ros.inference import Segmenter, SegmenterSpec
     from bisenetformer_ros.inference.benchmark import run_benchmark
 
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    seg = Segmenter.from_model(
-        model,
+    spec = SegmenterSpec(
+        model=model,
         backend=backend,
         device=args.device,
         precision=precision,
         input_size=size,
         max_batch=args.batch,
-        **_backend_options(args, backend, size),
+        backend_options=_backend_options(args, backend),
     )
+    seg = Segmenter.from_spec(spec)
     load = time.perf_counter() - t0
     bar = None
     if not args.quiet and sys.stderr.isatty():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bisenetformer_ros.cli.options import int_at_least
+from bisenetformer_ros.registry import BACKBONES
 
 # Figures published in the paper (Tables 1-4), shown next to ours when the configuration matches one of them.
 PAPER_PARAMS_M = {("stdc1", 19): 13.1, ("stdc2", 19): 17.1, ("stdc2", 150): 17.2, ("r50", 19): 31.7, ("r50", 150): 31.6}
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="describe a model file (.pt or .onnx): classes, network size, backbone, training recipe, cost at the "
         "network size (--backbone/--num-classes/--num-queries/--dec-layers then come from the file)",
     )
-    p.add_argument("--backbone", choices=["stdc1", "stdc2", "r50"], default="stdc1")
+    p.add_argument("--backbone", choices=list(BACKBONES.entries), default="stdc1")
     p.add_argument(
         "--num-classes", type=int_at_least(1), default=19, help="number of classes K (19 Cityscapes, 150 ADE20K)"
     )

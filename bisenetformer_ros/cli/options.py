@@ -292,14 +292,15 @@ def resolve_network_size(args: argparse.Namespace) -> Any:
     return size
 
 
-def build_segmenter(args: argparse.Namespace, max_batch: int | None = None, mask_order: str | None = None) -> Any:
-    """A Segmenter for the options of :func:`add_model_arguments` (the model's own class table), at the network
-    size of the one rule (:mod:`bisenetformer_ros.model.network_size`)."""
-    from bisenetformer_ros.inference.segmenter import Segmenter
+def segmenter_spec(args: argparse.Namespace, max_batch: int | None = None, mask_order: str | None = None) -> Any:
+    """The :class:`~bisenetformer_ros.inference.spec.SegmenterSpec` of the options of :func:`add_model_arguments`
+    (the model's own class table), at the network size of the one rule (:mod:`bisenetformer_ros.model.network_size`,
+    printed to stderr)."""
+    from bisenetformer_ros.inference.spec import SegmenterSpec
 
     size = resolve_network_size(args)
-    return Segmenter.from_model(
-        resolve_model(args.model),
+    return SegmenterSpec(
+        model=resolve_model(args.model),
         backend=args.backend,
         device=args.device,
         precision=args.precision,
@@ -307,3 +308,10 @@ def build_segmenter(args: argparse.Namespace, max_batch: int | None = None, mask
         max_batch=max_batch,
         mask_order=mask_order,
     )
+
+
+def build_segmenter(args: argparse.Namespace, max_batch: int | None = None, mask_order: str | None = None) -> Any:
+    """A Segmenter for the options of :func:`add_model_arguments` (see :func:`segmenter_spec`)."""
+    from bisenetformer_ros.inference.segmenter import Segmenter
+
+    return Segmenter.from_spec(segmenter_spec(args, max_batch, mask_order))

@@ -1,4 +1,4 @@
-"""ADE20K SceneParsing loader (ADEChallengeData2016), registered as ``"ade20k"``.
+"""ADE20K SceneParsing loader (ADEChallengeData2016), dataset ``"ade20k"`` of the registry.
 
 Layout (as downloaded, plus Mask2Former's ``prepare_ade20k_pan_seg.py`` output for panoptic)::
 
@@ -22,7 +22,6 @@ import numpy as np
 from bisenetformer_ros.data.ade20k_classes import ADE20K
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.data.coco_panoptic import panoptic_records
-from bisenetformer_ros.data.datasets import register_dataset
 from bisenetformer_ros.data.loading import IMAGE_EXTENSIONS, Record, RecordDataset, lut_from_mapping, resolve_missing
 
 SPLITS = {"train": ("training", "train"), "val": ("validation", "val")}
@@ -81,7 +80,6 @@ class ADE20KDataset(RecordDataset):
         super().__init__(records, ADE20K, skip_bad, dropped)
 
 
-@register_dataset("ade20k")
 def build_ade20k(
     split: str, root: str | None = None, panoptic: bool | None = None, skip_bad: bool = False
 ) -> ADE20KDataset:

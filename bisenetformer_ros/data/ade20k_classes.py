@@ -1,4 +1,4 @@
-"""ADE20K SceneParsing (ADEChallengeData2016) 150-class table, registered as ``"ade20k"``.
+"""ADE20K SceneParsing (ADEChallengeData2016) 150-class table (class table ``"ade20k"`` of the registry).
 
 Order = ``objectInfo150`` order (annotation value ``v`` in 1..150 is class ``v - 1``; 0 is "other" and becomes the
 ignore label). Colours are the standard ADE20K palette used by the SceneParsing toolkit, mmseg and detectron2, so
@@ -9,7 +9,7 @@ Table 4 with exactly this split. Names are Mask2Former's (WordNet synonyms after
 
 from __future__ import annotations
 
-from bisenetformer_ros.data.classes import ClassTable, register
+from bisenetformer_ros.data.classes import ClassTable
 
 # (name, RGB colour, isthing) per class id 0..149.
 _ADE20K: tuple[tuple[str, tuple[int, int, int], bool], ...] = (
@@ -165,11 +165,9 @@ _ADE20K: tuple[tuple[str, tuple[int, int, int], bool], ...] = (
     ("flag", (92, 0, 255), True),
 )
 
-ADE20K = register(
-    ClassTable(
-        dataset="ade20k",
-        names=tuple(n for n, _, _ in _ADE20K),
-        colors=tuple(c for _, c, _ in _ADE20K),
-        is_thing=tuple(t for _, _, t in _ADE20K),
-    )
+ADE20K = ClassTable(
+    dataset="ade20k",
+    names=tuple(n for n, _, _ in _ADE20K),
+    colors=tuple(c for _, c, _ in _ADE20K),
+    is_thing=tuple(t for _, _, t in _ADE20K),
 )

@@ -1,4 +1,4 @@
-"""Cityscapes loader (fine annotations), registered as ``"cityscapes"``.
+"""Cityscapes loader (fine annotations), dataset ``"cityscapes"`` of the registry.
 
 Layout (as downloaded, plus the outputs of cityscapesScripts' ``createTrainIdLabelImgs`` / ``createPanopticImgs``)::
 
@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from bisenetformer_ros.data.classes import CITYSCAPES, ClassTable
-from bisenetformer_ros.data.datasets import register_dataset
 from bisenetformer_ros.data.loading import (
     Record,
     RecordDataset,
@@ -136,7 +135,6 @@ class CityscapesDataset(RecordDataset):
         return records
 
 
-@register_dataset("cityscapes")
 def build_cityscapes(
     split: str, root: str | None = None, panoptic: bool | None = None, skip_bad: bool = False
 ) -> CityscapesDataset:

@@ -194,27 +194,10 @@ CITYSCAPES = ClassTable(
     is_thing=tuple(t for _, _, t in _CITYSCAPES),
 )
 
-# Registry of built-in tables by name; other modules (ADE20K, synthetic) add theirs with register().
-_REGISTRY: dict[str, ClassTable] = {CITYSCAPES.dataset: CITYSCAPES}
-
-
-def register(table: ClassTable) -> ClassTable:
-    _REGISTRY[table.dataset] = table
-    return table
-
 
 def get_class_table(name: str) -> ClassTable:
-    """Built-in table by dataset name ('cityscapes', 'ade20k', 'synthetic')."""
-    _load_builtin_tables()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown class table '{name}'; known: {sorted(_REGISTRY)}") from None
+    """Built-in table by dataset name ('cityscapes', 'ade20k', 'synthetic'; see
+    :data:`bisenetformer_ros.registry.CLASS_TABLES`)."""
+    from bisenetformer_ros.registry import CLASS_TABLES
 
-
-def _load_builtin_tables() -> None:
-    """Import the modules that define the other built-in tables (kept beside their datasets)."""
-    import importlib
-
-    for mod in ("bisenetformer_ros.data.ade20k_classes", "bisenetformer_ros.data.synthetic"):
-        importlib.import_module(mod)
+    return CLASS_TABLES.load(name)

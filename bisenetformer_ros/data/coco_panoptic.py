@@ -1,4 +1,4 @@
-"""Generic COCO-panoptic loader, registered as ``"coco_panoptic"``.
+"""Generic COCO-panoptic loader, dataset ``"coco_panoptic"`` of the registry.
 
 COCO-panoptic is the lingua franca of panoptic data (COCO itself, Mask2Former's ADE20K-panoptic, cityscapesScripts'
 panoptic export, ``bisenetformer make-synthetic``), so one reader serves them all: a json with ``images``,
@@ -22,7 +22,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from bisenetformer_ros.data.classes import ClassTable
-from bisenetformer_ros.data.datasets import register_dataset
 from bisenetformer_ros.data.loading import (
     Record,
     RecordDataset,
@@ -106,7 +105,6 @@ class CocoPanopticDataset(RecordDataset):
         super().__init__(records, table, skip_bad, dropped)
 
 
-@register_dataset("coco_panoptic")
 def build_coco_panoptic(
     split: str,
     root: str | None = None,

@@ -1,14 +1,13 @@
-"""Dataset registry: a name (``synthetic``, ``cityscapes``, ``ade20k``, ``coco_panoptic``, ``folder``) -> loader.
+"""Datasets by name (``synthetic``, ``cityscapes``, ``ade20k``, ``coco_panoptic``, ``folder``) -> loader.
 
 Every loader is a ``torch.utils.data.Dataset`` of :class:`~bisenetformer_ros.data.sample.Sample` with a
-``class_table`` attribute, so training, evaluation and ``predict`` treat all formats alike. Loaders for the public
-formats live in their own modules and register themselves here on import.
+``class_table`` attribute, so training, evaluation and ``predict`` treat all formats alike. The names and where each
+loader lives are declared in :data:`bisenetformer_ros.registry.DATASETS`; loaders for the public formats are imported
+only when used.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from torch.utils.data import Dataset
@@ -23,6 +22,7 @@ from bisenetformer_ros.data.synthetic import (
     render_scene,
     render_sequence_frame,
 )
+from bisenetformer_ros.registry import DATASETS
 
 
 class SampleDataset(Protocol):
@@ -33,41 +33,13 @@ class SampleDataset(Protocol):
     def __getitem__(self, index: int) -> Sample: ...
 
 
-Factory = Callable[..., SampleDataset]
-_REGISTRY: dict[str, Factory] = {}
-# Modules that register the loaders of the public formats (imported on first use, as they import this module).
-_BUILTIN_MODULES = (
-    "bisenetformer_ros.data.cityscapes",
-    "bisenetformer_ros.data.ade20k",
-    "bisenetformer_ros.data.coco_panoptic",
-    "bisenetformer_ros.data.folder",
-)
-
-
-def register_dataset(name: str) -> Callable[[Factory], Factory]:
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def _load_builtin() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
 def dataset_names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def build_dataset(name: str, split: str, root: str | None = None, **kwargs: Any) -> SampleDataset:
     """Instantiate dataset ``name`` for ``split``; unknown names list the known ones."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown dataset '{name}'; known datasets: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](split=split, root=root, **kwargs)
+    return DATASETS.load(name)(split=split, root=root, **kwargs)
 
 
 class SyntheticDataset(Dataset):
@@ -132,15 +104,13 @@ class SyntheticSequenceDataset(Dataset):
         return Sample(scene.image, scene.semantic, scene.panoptic, segments, name=f"{name}_{frame:04d}", sequence=name)
 
 
-@register_dataset("synthetic_sequence")
-def _synthetic_sequence(split: str, root: str | None = None, **kwargs: Any) -> SampleDataset:
+def build_synthetic_sequence(split: str, root: str | None = None, **kwargs: Any) -> SampleDataset:
     if root is not None:
         raise ValueError("synthetic_sequence is rendered on the fly: it takes no --root")
     return SyntheticSequenceDataset(split)
 
 
-@register_dataset("synthetic")
-def _synthetic(split: str, root: str | None = None, **kwargs: Any) -> SampleDataset:
+def build_synthetic(split: str, root: str | None = None, **kwargs: Any) -> SampleDataset:
     if root is not None:  # a dataset written by `bisenetformer make-synthetic` is plain COCO-panoptic
         return build_dataset(
             "coco_panoptic", split=split, root=root, class_table=SYNTHETIC, skip_bad=kwargs.get("skip_bad", False)

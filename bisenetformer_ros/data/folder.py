@@ -1,4 +1,4 @@
-"""A team's own data in plain folders, registered as ``"folder"``.
+"""A team's own data in plain folders, dataset ``"folder"`` of the registry.
 
 The smallest format that still carries everything the model learns from::
 
@@ -20,7 +20,6 @@ from pathlib import Path
 
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.data.coco_panoptic import panoptic_records
-from bisenetformer_ros.data.datasets import register_dataset
 from bisenetformer_ros.data.loading import IMAGE_EXTENSIONS, Record, RecordDataset, resolve_missing
 
 
@@ -90,7 +89,6 @@ class FolderDataset(RecordDataset):
         super().__init__(records, table, skip_bad, dropped)
 
 
-@register_dataset("folder")
 def build_folder(
     split: str,
     root: str | None = None,

@@ -30,27 +30,25 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bisenetformer_ros.data.classes import ClassTable, register
+from bisenetformer_ros.data.classes import ClassTable
 
 STUFF = ("sky", "wall", "ground", "grass")
 THINGS = ("ball", "crate", "cone", "ring")
 
-SYNTHETIC = register(
-    ClassTable(
-        dataset="synthetic",
-        names=STUFF + THINGS,
-        colors=(
-            (70, 130, 180),
-            (190, 153, 153),
-            (128, 64, 128),
-            (107, 142, 35),
-            (220, 20, 60),
-            (0, 0, 142),
-            (250, 170, 30),
-            (119, 11, 32),
-        ),
-        is_thing=(False,) * len(STUFF) + (True,) * len(THINGS),
-    )
+SYNTHETIC = ClassTable(
+    dataset="synthetic",
+    names=STUFF + THINGS,
+    colors=(
+        (70, 130, 180),
+        (190, 153, 153),
+        (128, 64, 128),
+        (107, 142, 35),
+        (220, 20, 60),
+        (0, 0, 142),
+        (250, 170, 30),
+        (119, 11, 32),
+    ),
+    is_thing=(False,) * len(STUFF) + (True,) * len(THINGS),
 )
 SKY, WALL, GROUND, GRASS = range(4)
 BALL, CRATE, CONE, RING = range(4, 8)

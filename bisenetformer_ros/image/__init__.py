@@ -17,6 +17,7 @@ from bisenetformer_ros.image.convert import (
     check_layout,
     decode_image,
     encode_image,
+    pack_image,
     rgb_to_bayer,
     rgb_to_yuv422,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "encode_compressed",
     "encode_image",
     "encoding_info",
+    "pack_image",
     "probe_size",
     "rgb_to_bayer",
     "rgb_to_yuv422",

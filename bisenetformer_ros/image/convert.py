@@ -227,6 +227,23 @@ def encode_image(
     also take uint16. ``step`` larger than a row pads each row with ``padding_byte`` (camera drivers do this for
     alignment), which is how the tests prove the decoder never reads padding.
     """
+    step, rows = pack_image(array, encoding, step=step, bigendian=bigendian, padding_byte=padding_byte)
+    return step, rows.tobytes()
+
+
+def pack_image(
+    array: np.ndarray,
+    encoding: str,
+    *,
+    step: int | None = None,
+    bigendian: bool = False,
+    padding_byte: int = 0,
+) -> tuple[int, np.ndarray]:
+    """:func:`encode_image` without the final copy to ``bytes``: ``(step, uint8 array of shape (height, step))``.
+
+    Message builders hand this array straight to their message type (a view of ``array`` when it already has the
+    packed layout), so a 1080p output image is copied once, by the message, not twice.
+    """
     info = encoding_info(encoding)
     if info is None:
         raise ImageFormatError("unknown_encoding", f"cannot encode '{encoding}'; supported: {SUPPORTED_ENCODINGS}")
@@ -237,7 +254,8 @@ def encode_image(
                 "bad_array", f"{encoding} needs an HxW integer array, got {array.dtype} {array.shape}"
             )
         limit = 255 if info.depth == 1 else 65535
-        if array.size and (int(array.min()) < 0 or int(array.max()) > limit):
+        fits = np.can_cast(array.dtype, np.uint8 if info.depth == 1 else np.uint16)  # no scan needed
+        if array.size and not fits and (int(array.min()) < 0 or int(array.max()) > limit):
             raise ImageFormatError("bad_array", f"{encoding} values must lie in 0..{limit}")
         pixels = array[..., None]
     elif info.depth == 2 and array.dtype == np.uint16:
@@ -258,24 +276,22 @@ def encode_image(
         raise ImageFormatError("bad_step", f"step {step} is shorter than one row of {encoding} ({row} bytes)")
     raw = packed.view(np.uint8).reshape(h, row)
     if step == row:
-        return step, raw.tobytes()
+        return step, raw
     out = np.full((h, step), padding_byte, dtype=np.uint8)
     out[:, :row] = raw
-    return step, out.tobytes()
+    return step, out
 
 
 def _arrange(rgb: np.ndarray, info: EncodingInfo) -> np.ndarray:
     """RGB(A) array -> channel layout of ``info`` (HxWxC), before packing to bytes."""
     color = rgb[..., :3]
-    alpha = rgb[..., 3:4] if rgb.shape[2] == 4 else np.full((*rgb.shape[:2], 1), np.iinfo(rgb.dtype).max, rgb.dtype)
     if info.layout == "rgb":
         return color
     if info.layout == "bgr":
         return color[..., ::-1]
-    if info.layout == "rgba":
-        return np.concatenate([color, alpha], axis=2)
-    if info.layout == "bgra":
-        return np.concatenate([color[..., ::-1], alpha], axis=2)
+    if info.layout in ("rgba", "bgra"):
+        alpha = rgb[..., 3:4] if rgb.shape[2] == 4 else np.full((*rgb.shape[:2], 1), np.iinfo(rgb.dtype).max, rgb.dtype)
+        return np.concatenate([color if info.layout == "rgba" else color[..., ::-1], alpha], axis=2)
     if info.is_yuv422:
         if rgb.dtype != np.uint8:
             raise ImageFormatError("bad_array", f"{info.name} is encoded from uint8 RGB")

@@ -14,12 +14,14 @@ from bisenetformer_ros.inference.base import (
     Backend,
     BackendInfo,
     ClassTableMismatchError,
+    InjectedFailure,
     InputShapeError,
     UnsupportedPrecisionError,
     resolve_device,
 )
 from bisenetformer_ros.inference.factory import BACKENDS, available_backends, create_backend
 from bisenetformer_ros.inference.segmenter import STAGES, FrameResult, Segmenter
+from bisenetformer_ros.inference.spec import SegmenterSpec
 
 __all__ = [
     "BACKENDS",
@@ -29,8 +31,10 @@ __all__ = [
     "BackendInfo",
     "ClassTableMismatchError",
     "FrameResult",
+    "InjectedFailure",
     "InputShapeError",
     "Segmenter",
+    "SegmenterSpec",
     "UnsupportedPrecisionError",
     "available_backends",
     "create_backend",

@@ -44,6 +44,10 @@ class ClassTableMismatchError(ValueError):
     """The model was trained for another label space than the caller expects."""
 
 
+class InjectedFailure(RuntimeError):
+    """Raised on every n-th network call when :attr:`Backend.fail_every_n` is set (fault-recovery tests)."""
+
+
 @dataclass(frozen=True)
 class BackendInfo:
     """What a loaded backend is and what it accepts.
@@ -77,14 +81,19 @@ class BackendInfo:
         return f"{self.name} on {self.device} ({self.precision}{limits})"
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``'auto'`` -> the first CUDA GPU when torch sees one, else the CPU; explicit CUDA requests are checked."""
+def resolve_device(device: str | torch.device = "auto", default_index: int = 0) -> torch.device:
+    """The one device rule of inference and training: ``'auto'`` -> CUDA GPU ``default_index`` when torch sees one,
+    else the CPU; ``'cuda'``/``'gpu'`` without an index -> GPU ``default_index``; explicit CUDA requests are checked.
+
+    ``default_index`` is 0 except for a training process started by ``torchrun``, which passes its local rank so each
+    process of a multi-GPU run takes its own GPU.
+    """
     if isinstance(device, torch.device):
         dev = device
     else:
         text = str(device).strip().lower()
         if text in ("", "auto"):
-            return torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu")
+            return torch.device("cuda", default_index) if torch.cuda.is_available() else torch.device("cpu")
         if text == "gpu":
             text = "cuda"
         try:
@@ -97,7 +106,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
                 f"device '{device}' requested but this torch build sees no CUDA GPU "
                 f"(torch {torch.__version__}); use device 'cpu' or install a CUDA build of torch"
             )
-        index = 0 if dev.index is None else dev.index
+        index = default_index if dev.index is None else dev.index
         if index >= torch.cuda.device_count():
             raise ValueError(f"device '{device}' does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
         return torch.device("cuda", index)
@@ -177,6 +186,8 @@ class Backend(ABC):
         self._delay_s = 0.0
         #: Why ``backend: auto`` chose this backend (None when it was named); shown in the info's details.
         self.selected_by: str | None = None
+        self._fail_every_n = 0
+        self._calls = 0
 
     # ------------------------------------------------------------------ test / rehearsal tool
     @property
@@ -199,6 +210,25 @@ class Backend(ABC):
         self._delay_s = ms / 1000.0
         if self._info is not None:
             self._info.details["inference_delay_ms"] = ms
+
+    @property
+    def fail_every_n(self) -> int:
+        """Every n-th :meth:`infer` call raises :class:`InjectedFailure` after running (0 = never).
+
+        The companion of :attr:`inference_delay_ms` for fault-recovery tests: a node must report the failure and
+        keep serving the next frames. Set with ``create_backend(..., fail_every_n=...)`` or the node's
+        ``debug.fail_every_n``.
+        """
+        return self._fail_every_n
+
+    @fail_every_n.setter
+    def fail_every_n(self, value: int) -> None:
+        n = int(value)
+        if n < 0:
+            raise ValueError(f"fail_every_n must be >= 0, got {value!r}")
+        self._fail_every_n = n
+        if self._info is not None and n:
+            self._info.details["fail_every_n"] = n
 
     # ------------------------------------------------------------------ public API
     @property
@@ -233,6 +263,8 @@ class Backend(ABC):
                 self._info.details["inference_delay_ms"] = self._delay_s * 1000.0
             if self.selected_by:
                 self._info.details["selected_by"] = f"auto: {self.selected_by}"
+            if self._fail_every_n > 0:
+                self._info.details["fail_every_n"] = self._fail_every_n
             self._loaded = True
             LOG.info("loaded %s from %s", self._info.describe(), self.model_path)
         return self
@@ -269,10 +301,13 @@ class Backend(ABC):
         """Run the network on a pre-processed batch; returns float32 ``(pred_logits, pred_masks)`` on the device."""
         self.load()
         self.check_input(batch)
+        self._calls += 1
         logits, masks = self._infer(batch)
         if self._delay_s > 0:
             self.synchronize()
             time.sleep(self._delay_s)
+        if self._fail_every_n > 0 and self._calls % self._fail_every_n == 0:
+            raise InjectedFailure(f"injected failure on network call {self._calls} (fail_every_n={self._fail_every_n})")
         return logits.float(), masks.float()
 
     def warmup(self, shape: tuple[int, int, int, int] = (1, 3, 512, 512), iterations: int = 2) -> None:

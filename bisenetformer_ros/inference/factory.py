@@ -18,34 +18,22 @@ import torch
 from bisenetformer_ros.backend_choice import DEFAULT_BACKEND
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.inference.base import Backend
+from bisenetformer_ros.registry import BACKENDS
 
 LOG = logging.getLogger("bisenetformer_ros.inference")
 
-#: name -> "module:Class"
-BACKENDS: dict[str, str] = {
-    "torch": "bisenetformer_ros.inference.torch_backend:TorchBackend",
-    "onnxruntime": "bisenetformer_ros.inference.onnxruntime_backend:OnnxRuntimeBackend",
-    "tensorrt": "bisenetformer_ros.inference.tensorrt_backend:TensorRTBackend",
-}
-
-_ALIASES = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt"}
-
 
 def backend_class(name: str) -> type[Backend]:
-    """The class registered under ``name`` (aliases: pytorch, ort/onnx, trt; ``auto`` is resolved by
-    :func:`create_backend`, which knows the model and device)."""
-    key = _ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
-    if key not in BACKENDS:
-        raise ValueError(f"unknown backend '{name}'; choose one of {sorted(BACKENDS)}")
-    module, cls = BACKENDS[key].split(":")
+    """The class registered under ``name`` in :data:`~bisenetformer_ros.registry.BACKENDS` (aliases: pytorch,
+    ort/onnx, trt); a backend whose Python package is missing is reported with the fix."""
+    key = BACKENDS.canonical(name)
     try:
-        mod = importlib.import_module(module)
+        return BACKENDS.load(key)
     except ModuleNotFoundError as exc:
         raise RuntimeError(
             f"the {key} backend needs the Python package '{exc.name}', which is not installed; install it "
             f"(see README, 'Backends') or choose another backend"
         ) from None
-    return getattr(mod, cls)
 
 
 def available_backends() -> dict[str, str]:
@@ -120,11 +108,12 @@ def create_backend(
 
     ``class_table``: the label space the caller expects; a model trained for another one is refused.
     ``options``: backend-specific keywords (see each backend's constructor); unknown ones are an error.
-    ``inference_delay_ms`` (any backend): fixed extra latency per batch, for load/latency tests (see
-    :attr:`Backend.inference_delay_ms`).
+    ``inference_delay_ms`` and ``fail_every_n`` (any backend): fixed extra latency per batch and injected failures,
+    for load and fault-recovery tests (see :attr:`Backend.inference_delay_ms`, :attr:`Backend.fail_every_n`).
     """
     path = resolve_model_path(model_path)
     delay_ms = options.pop("inference_delay_ms", 0.0) or 0.0
+    fail_every_n = options.pop("fail_every_n", 0) or 0
     selected_by = None
     if str(name).strip().lower() == "auto":
         name, options, selected_by = _auto_backend(path, device, precision, options)
@@ -137,6 +126,7 @@ def create_backend(
         raise
     backend.inference_delay_ms = delay_ms
     backend.selected_by = selected_by
+    backend.fail_every_n = fail_every_n
     if load:
         backend.load()
     return backend

@@ -22,6 +22,7 @@ import torch
 
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.inference.base import Backend, check_class_table
+from bisenetformer_ros.inference.spec import SegmenterSpec
 from bisenetformer_ros.model.postprocess import PostprocessConfig, SegmentationOutput, postprocess_batch
 from bisenetformer_ros.model.preprocess import Preprocessor
 
@@ -132,6 +133,26 @@ class Segmenter:
         self._uploader = PinnedUploader(backend.input_device) if use_pinned else None
 
     @classmethod
+    def from_spec(cls, spec: SegmenterSpec) -> Segmenter:
+        """Build backend + pipeline as ``spec`` describes (the one construction path of the node, the CLI and
+        :meth:`from_model`)."""
+        from bisenetformer_ros.inference.factory import create_backend
+
+        be = create_backend(spec.backend, spec.model, **spec.backend_kwargs())
+        try:
+            return cls(
+                be,
+                class_table=spec.class_table,
+                postprocess_config=spec.postprocess,
+                max_batch=spec.max_batch,
+                input_size=spec.input_size,
+                mask_order=spec.mask_order,
+            )
+        except BaseException:
+            be.close()
+            raise
+
+    @classmethod
     def from_model(
         cls,
         model_path: str | Path | None = None,
@@ -146,43 +167,37 @@ class Segmenter:
         mask_order: str | None = None,
         **backend_options: Any,
     ) -> Segmenter:
-        """Build backend + pipeline from a model file (``None`` = the embedded default model).
+        """Build backend + pipeline from a model file (``None`` = the embedded default model): a
+        :class:`~bisenetformer_ros.inference.spec.SegmenterSpec` of these keywords, see :meth:`from_spec`.
 
         ``backend_options`` go to the backend (e.g. ``channels_last``, ``compile`` for torch; ``cache_dir``,
-        ``max_batch_size``, ``calibration_images`` for TensorRT; ``inference_delay_ms`` for any backend, a
-        load-test tool). For TensorRT a fixed ``input_size`` also becomes the engine's optimisation profile and
-        ``max_batch`` its largest batch (unless ``profile_hw`` / ``max_batch_size`` are given).
+        ``max_batch_size``, ``calibration_images`` for TensorRT; ``inference_delay_ms`` and ``fail_every_n`` for
+        any backend, load-test tools). For TensorRT a fixed ``input_size`` also becomes the engine's optimisation
+        profile and ``max_batch`` its largest batch (unless ``profile_hw`` / ``max_batch_size`` are given).
         ``postprocess`` is an alias of ``postprocess_config``. ``mask_order`` overrides the model file's
         post-processing order (experiments only; see :class:`Segmenter`).
         """
-        from bisenetformer_ros.inference.factory import create_backend
-
         if postprocess is not None:
             if postprocess_config is not None:
                 raise ValueError("give postprocess or postprocess_config (the same thing), not both")
             postprocess_config = postprocess
-
-        if backend in ("tensorrt", "trt", "auto"):
-            # The engine's optimisation profile must cover what this pipeline will send it.
-            if isinstance(input_size, tuple) and "profile_hw" not in backend_options:
-                backend_options["profile_hw"] = [input_size]
-            if max_batch is not None and "max_batch_size" not in backend_options:
-                backend_options["max_batch_size"] = max_batch
-        be = create_backend(
-            backend, model_path, device=device, precision=precision, class_table=class_table, **backend_options
+        delay_ms = backend_options.pop("inference_delay_ms", 0.0) or 0.0
+        fail_every_n = backend_options.pop("fail_every_n", 0) or 0
+        spec = SegmenterSpec(
+            model=model_path,
+            backend=backend,
+            device=device,
+            precision=precision,
+            input_size=input_size,
+            max_batch=max_batch,
+            class_table=class_table,
+            postprocess=postprocess_config,
+            mask_order=mask_order,
+            inference_delay_ms=delay_ms,
+            fail_every_n=fail_every_n,
+            backend_options=backend_options,
         )
-        try:
-            return cls(
-                be,
-                class_table=class_table,
-                postprocess_config=postprocess_config,
-                max_batch=max_batch,
-                input_size=input_size,
-                mask_order=mask_order,
-            )
-        except BaseException:
-            be.close()
-            raise
+        return cls.from_spec(spec)
 
     # ------------------------------------------------------------------ running
     def run(self, images: Sequence[np.ndarray], tasks: Sequence[str] = ("semantic", "panoptic")) -> list[FrameResult]:

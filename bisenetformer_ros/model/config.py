@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-BACKBONES: tuple[str, ...] = ("stdc1", "stdc2", "r50")
+from bisenetformer_ros.registry import BACKBONES as BACKBONE_REGISTRY
+
+#: Backbone names in declaration order (the registry is the one list).
+BACKBONES: tuple[str, ...] = tuple(BACKBONE_REGISTRY.entries)
 
 
 @dataclass

@@ -1,29 +1,34 @@
 """ROS messages from the ROS-free results: :class:`~bisenetformer_ros.inference.outputs.FrameOutputs` -> rclpy
 messages, class tables, detections, camera info; and received camera messages -> RGB arrays.
 
-Field mapping is the same as the bag writer's (``bisenetformer_ros.bags.msgconv``), so a recorded node output and an
-offline evaluation output carry identical content. Image data is handed to rclpy as an ``array.array`` (one copy);
-assigning a numpy array directly makes rclpy iterate element by element, ~100x slower at 1080p.
+The field values come from :mod:`bisenetformer_ros.message_fields`, the mapping the bag writer
+(``bisenetformer_ros.bags.msgconv``) builds its rosbags messages from too, so a recorded node output and an offline
+evaluation output carry identical content by construction. This module only makes rclpy objects of those values.
+Image data is handed to rclpy as an ``array.array`` (one copy); assigning a numpy array directly makes rclpy iterate
+element by element, ~100x slower at 1080p.
 """
 
 from __future__ import annotations
 
 import array
+import functools
 import importlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
-from std_msgs.msg import ColorRGBA, Header
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
 
+from bisenetformer_ros import message_fields as mf
 from bisenetformer_ros.data.classes import ClassTable
-from bisenetformer_ros.image import compress_output, decode_compressed, decode_image
-from bisenetformer_ros.image.camera import scale_camera
+from bisenetformer_ros.image import compress_output
+from bisenetformer_ros.message_fields import IMAGE_OUTPUT_ENCODINGS as IMAGE_OUTPUT_ENCODINGS
+from bisenetformer_ros.message_fields import class_table_from_msg as class_table_from_msg
+from bisenetformer_ros.message_fields import image_outputs as image_outputs
 from bisenetformer_ros.model.postprocess import Segment
 from bisenetformer_ros.msg import ClassTable as ClassTableMsg
 from bisenetformer_ros.msg import PanopticSegment, PanopticSegmentation
-from bisenetformer_ros.topics import FIXED_ENCODINGS
 
 
 def vision_msgs_module() -> Any | None:
@@ -34,74 +39,56 @@ def vision_msgs_module() -> Any | None:
         return None
 
 
-def _bytes_of(arr: np.ndarray) -> array.array:
-    a = array.array("B")
-    a.frombytes(memoryview(arr).cast("B"))
-    return a
+@functools.cache
+def _message_class(type_name: str) -> type:
+    """rclpy class of a ROS type name (``sensor_msgs/msg/Image`` -> ``sensor_msgs.msg.Image``)."""
+    package, kind, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+def _rclpy_value(value: Any) -> Any:
+    """The mapping's numpy arrays in the form rclpy's setters take without a per-element loop."""
+    if isinstance(value, np.ndarray):
+        if value.dtype == np.uint8:
+            data = array.array("B")
+            data.frombytes(memoryview(np.ascontiguousarray(value)).cast("B"))
+            return data
+        return value.tolist()
+    return value
+
+
+def _construct(type_name: str, values: dict[str, Any]) -> Any:
+    # Field by field rather than ``cls(**values)``: rclpy's keyword constructor copies uint8[] data once more.
+    msg = _message_class(type_name)()
+    for name, value in values.items():
+        setattr(msg, name, value)
+    return msg
+
+
+def to_rclpy(fields: Any) -> Any:
+    """A :class:`~bisenetformer_ros.message_fields.Fields` tree as rclpy message objects."""
+    return mf.build(fields, _construct, _rclpy_value)
 
 
 def image_msg(header: Header, arr: np.ndarray, encoding: str) -> Image:
     """Image message for an HxW (mono8/mono16) or HxWx3 (rgb8) array; little-endian, rows packed."""
-    if encoding == "mono16":
-        arr = np.ascontiguousarray(arr, dtype="<u2")
-    elif arr.dtype != np.uint8:
-        raise ValueError(f"{encoding} needs uint8 data, got {arr.dtype}")
-    else:
-        arr = np.ascontiguousarray(arr)
-    h, w = arr.shape[:2]
-    msg = Image()
-    msg.header = header
-    msg.height = int(h)
-    msg.width = int(w)
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = int(arr.strides[0])
-    msg.data = _bytes_of(arr)
-    return msg
+    return to_rclpy(mf.image_fields(header, arr, encoding))
 
 
 def segment_msg(seg: Segment, track: Any = None) -> PanopticSegment:
     """One segment; ``track`` (TrackInfo) fills ``track_id``/``frames_seen`` (0 = not tracked)."""
-    x, y, w, h = (int(v) for v in seg.bbox)
-    m = PanopticSegment()
-    m.id = int(seg.id)
-    m.class_id = int(seg.class_id)
-    m.is_thing = bool(seg.is_thing)
-    m.score = float(np.float32(seg.score))
-    m.area = int(seg.area)
-    m.bbox = RegionOfInterest(x_offset=x, y_offset=y, height=h, width=w, do_rectify=False)
-    m.centroid_x = float(np.float32(seg.centroid[0]))
-    m.centroid_y = float(np.float32(seg.centroid[1]))
-    if track is not None:
-        m.track_id = int(track.track_id)
-        m.frames_seen = int(track.frames_seen)
-    return m
+    return to_rclpy(mf.segment_fields(seg, track))
 
 
 def panoptic_msg(
     header: Header, ids: np.ndarray, segments: Sequence[Segment], tracks: dict[int, Any] | None = None
 ) -> PanopticSegmentation:
     """Segment-id image (mono16, same header) + segment table (with track ids when ``tracks`` is given)."""
-    msg = PanopticSegmentation()
-    msg.header = header
-    msg.segment_ids = image_msg(header, np.asarray(ids, dtype=np.uint16), "mono16")
-    tracks = tracks or {}
-    msg.segments = [segment_msg(s, tracks.get(s.id)) for s in segments]
-    return msg
+    return to_rclpy(mf.panoptic_fields(header, ids, segments, tracks))
 
 
 def class_table_msg(header: Header, table: ClassTable) -> ClassTableMsg:
-    msg = ClassTableMsg()
-    msg.header = header
-    msg.dataset = table.dataset
-    msg.names = list(table.names)
-    msg.colors = [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b, a in table.colors_rgba()]
-    msg.is_thing = [bool(t) for t in table.is_thing]
-    msg.ignore_label = int(table.ignore_label)
-    return msg
-
-
-class_table_from_msg = ClassTable.from_message  # inverse of class_table_msg (for consumers and tests)
+    return to_rclpy(mf.class_table_fields(header, table))
 
 
 def detections_msg(
@@ -112,42 +99,32 @@ def detections_msg(
     min_score: float,
     tracks: dict[int, Any] | None = None,
 ) -> Any:
-    """vision_msgs/Detection2DArray of the thing segments (class id as string).
-
-    Detection id: with tracking (``tracks``), the track id, which vision_msgs defines as the id that stays the same
-    for the same object across messages ("" while a track is younger than ``tracking.min_age``); without tracking the
-    frame's segment id (valid within this message only)."""
+    """vision_msgs/Detection2DArray of the thing segments (which ones and their ids:
+    :func:`~bisenetformer_ros.message_fields.detection_rows`); the layout follows the installed vision_msgs release."""
     out = vm.Detection2DArray()
     out.header = header
-    for s in segments:
-        if not s.is_thing or s.score < min_score:
-            continue
+    for row in mf.detection_rows(segments, min_score, tracks):
         det = vm.Detection2D()
         det.header = header
-        x, y, w, h = (float(v) for v in s.bbox)
         center = det.bbox.center
         if hasattr(center, "position"):  # vision_msgs >= 4 (Humble and later): vision_msgs/Pose2D
-            center.position.x = x + w / 2.0
-            center.position.y = y + h / 2.0
+            center.position.x = row.center_x
+            center.position.y = row.center_y
         else:  # vision_msgs 3 (geometry_msgs/Pose2D)
-            center.x = x + w / 2.0
-            center.y = y + h / 2.0
-        det.bbox.size_x = w
-        det.bbox.size_y = h
+            center.x = row.center_x
+            center.y = row.center_y
+        det.bbox.size_x = row.size_x
+        det.bbox.size_y = row.size_y
         hyp = vm.ObjectHypothesisWithPose()
         if hasattr(hyp, "hypothesis"):
-            hyp.hypothesis.class_id = str(s.class_id)
-            hyp.hypothesis.score = float(s.score)
+            hyp.hypothesis.class_id = row.class_id
+            hyp.hypothesis.score = row.score
         else:  # pragma: no cover - vision_msgs 2.x
-            hyp.id = str(s.class_id)
-            hyp.score = float(s.score)
+            hyp.id = row.class_id
+            hyp.score = row.score
         det.results = [hyp]
         if hasattr(det, "id"):
-            if tracks is None:
-                det.id = str(s.id)
-            else:
-                track_id = int(getattr(tracks.get(s.id), "track_id", 0))
-                det.id = str(track_id) if track_id else ""
+            det.id = row.id
         out.detections.append(det)
     return out
 
@@ -158,42 +135,14 @@ def label_info_msg(vm: Any, header: Header, table: ClassTable, threshold: float)
         return None
     msg = vm.LabelInfo()
     msg.header = header
-    classes = []
-    for i, name in enumerate(table.names):
-        vc = vm.VisionClass()
-        vc.class_id = i
-        vc.class_name = name
-        classes.append(vc)
-    msg.class_map = classes
+    msg.class_map = [vm.VisionClass(class_id=i, class_name=name) for i, name in mf.label_rows(table)]
     msg.threshold = float(threshold)
     return msg
 
 
 def scaled_camera_info(info: CameraInfo, header: Header, width: int, height: int) -> CameraInfo:
     """``info`` re-stamped with an output frame's header and scaled to ``width`` x ``height`` (K, P, ROI)."""
-    roi = info.roi
-    cam = scale_camera(
-        info.k, info.p, (roi.x_offset, roi.y_offset, roi.width, roi.height), (info.width, info.height), (width, height)
-    )
-    out = CameraInfo()
-    out.header = header
-    out.distortion_model = info.distortion_model
-    out.d = list(info.d)
-    out.r = list(info.r)
-    out.binning_x = info.binning_x
-    out.binning_y = info.binning_y
-    out.k = cam.k
-    out.p = cam.p
-    out.width = int(width)
-    out.height = int(height)
-    out.roi = RegionOfInterest(
-        x_offset=cam.roi[0], y_offset=cam.roi[1], width=cam.roi[2], height=cam.roi[3], do_rectify=roi.do_rectify
-    )
-    return out
-
-
-#: Outputs that are one plain image (FrameOutputs attribute of the same name) and their encoding.
-IMAGE_OUTPUT_ENCODINGS: dict[str, str] = dict(FIXED_ENCODINGS)
+    return to_rclpy(mf.scaled_camera_info_fields(info, header, width, height))
 
 
 def publish_outputs(
@@ -226,14 +175,6 @@ def publish_outputs(
     return sent
 
 
-def image_outputs(outs: Any) -> dict[str, tuple[np.ndarray, str]]:
-    """Output name -> (array, encoding) for every plain image output present in ``outs`` (FrameOutputs)."""
-    found = {name: (getattr(outs, name), enc) for name, enc in IMAGE_OUTPUT_ENCODINGS.items()}
-    if outs.semantic is not None:
-        found["semantic"] = outs.semantic
-    return {name: v for name, v in found.items() if v[0] is not None}
-
-
 def publish_compressed(
     publishers: dict[str, Any], header: Header, outs: Any, wanted: set[str], fmt: str = "jpeg", quality: int = 80
 ) -> bool:
@@ -253,15 +194,4 @@ def publish_compressed(
 
 def message_to_rgb(msg: Image | CompressedImage, max_pixels: int, scaling: str) -> np.ndarray:
     """Decode a camera message with the package's converter (raises ImageFormatError with a cause)."""
-    if isinstance(msg, CompressedImage):
-        return decode_compressed(msg.format, msg.data, max_pixels=max_pixels, scaling=scaling)
-    return decode_image(
-        msg.encoding,
-        msg.height,
-        msg.width,
-        msg.step,
-        msg.data,
-        bool(msg.is_bigendian),
-        max_pixels=max_pixels,
-        scaling=scaling,
-    )
+    return mf.camera_image_to_rgb(msg, max_pixels=max_pixels, scaling=scaling)

@@ -29,6 +29,7 @@ from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.data.datasets import SampleDataset, build_dataset
 from bisenetformer_ros.data.sample import Sample, check_class_ids
 from bisenetformer_ros.data.transforms import Augmenter
+from bisenetformer_ros.inference.base import resolve_device
 from bisenetformer_ros.model.bisenetformer import BiSeNetFormer, build_model
 from bisenetformer_ros.model.checkpoint import (
     FORMAT,
@@ -66,15 +67,6 @@ def init_distributed(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' requested but CUDA is not available (use device=cpu)")
-    return device
 
 
 def param_groups(model: BiSeNetFormer, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -204,6 +196,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.progress = progress
+        # The inference rule, with the process's local rank as the GPU that 'auto'/'cuda' mean under torchrun.
         probe = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = init_distributed(probe)
         self.device = resolve_device(cfg.device, self.dist.local_rank)

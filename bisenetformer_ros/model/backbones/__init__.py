@@ -10,17 +10,13 @@ from torch import nn
 
 from bisenetformer_ros.model.backbones.resnet import ResNet50
 from bisenetformer_ros.model.backbones.stdc import STDCNet
+from bisenetformer_ros.registry import BACKBONES
 
 
 def build_backbone(name: str, stdc_base: int = 64) -> nn.Module:
-    """Construct ``'stdc1'`` (STDCNet813), ``'stdc2'`` (STDCNet1446) or ``'r50'`` (torchvision ResNet-50 layout)."""
-    if name == "stdc1":
-        return STDCNet(layers=(2, 2, 2), base=stdc_base)
-    if name == "stdc2":
-        return STDCNet(layers=(4, 5, 3), base=stdc_base)
-    if name == "r50":
-        return ResNet50()
-    raise ValueError(f"unknown backbone '{name}'; choose stdc1, stdc2 or r50")
+    """Construct ``'stdc1'`` (STDCNet813), ``'stdc2'`` (STDCNet1446) or ``'r50'`` (torchvision ResNet-50 layout), as
+    declared in :data:`bisenetformer_ros.registry.BACKBONES`."""
+    return BACKBONES.load(name)(stdc_base)
 
 
 __all__ = ["ResNet50", "STDCNet", "build_backbone"]

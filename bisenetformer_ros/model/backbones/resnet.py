@@ -69,3 +69,10 @@ class ResNet50(nn.Module):
         c4 = self.layer3(c3)
         c5 = self.layer4(c4)
         return c2, c3, c4, c5
+
+
+def r50(stdc_base: int = 64) -> ResNet50:
+    """ResNet-50 (``'r50'``); every backbone builder takes the STDC width so callers need not know which one they
+    build, and ResNet-50 has a fixed width, so it is ignored here."""
+    del stdc_base
+    return ResNet50()

@@ -84,3 +84,13 @@ class STDCNet(nn.Module):
             outs.append(x)
             start = end
         return outs[0], outs[1], outs[2], outs[3]
+
+
+def stdc1(stdc_base: int = 64) -> STDCNet:
+    """STDCNet813 (``'stdc1'``), ``stdc_base`` channels wide (64 in the paper)."""
+    return STDCNet(layers=(2, 2, 2), base=stdc_base)
+
+
+def stdc2(stdc_base: int = 64) -> STDCNet:
+    """STDCNet1446 (``'stdc2'``), ``stdc_base`` channels wide (64 in the paper)."""
+    return STDCNet(layers=(4, 5, 3), base=stdc_base)
