@@ -85,8 +85,8 @@ class SegmenterSpec:
 
         ``network_size``: the already resolved network size (the node resolves it once and reports it); None
         resolves it here from ``input_height``/``input_width``/``input_short_side`` and the model file.
-        ``torch_compile`` applies to the torch backend, ``engine_cache_dir`` to TensorRT (both also to ``auto``); ``debug.*`` are the
-        test-only delay and failure injection.
+        ``torch_compile`` applies to the torch backend, ``engine_cache_dir`` to TensorRT (both also to ``auto``);
+        ``debug.*`` are the test-only delay and failure injection.
         """
         from bisenetformer_ros.data.classes import get_class_table
 
