@@ -26,7 +26,6 @@ from bisenetformer_ros.image import decode_compressed, decode_image, pack_image
 from bisenetformer_ros.image.camera import scale_camera
 from bisenetformer_ros.image.convert import DEFAULT_MAX_PIXELS
 from bisenetformer_ros.resources import PACKAGE_NAME
-from bisenetformer_ros.topics import FIXED_ENCODINGS
 
 # ROS type names (the rosbags spelling; rclpy's module is the same with dots).
 TIME = "builtin_interfaces/msg/Time"
@@ -42,9 +41,6 @@ CLASS_TABLE = f"{PACKAGE_NAME}/msg/ClassTable"
 
 #: Encodings of class-id / segment-id images and their pixel type.
 LABEL_ENCODINGS = {"mono8": np.uint8, "8UC1": np.uint8, "mono16": np.uint16, "16UC1": np.uint16}
-
-#: Outputs that are one plain image (FrameOutputs attribute of the same name) and their encoding.
-IMAGE_OUTPUT_ENCODINGS: dict[str, str] = dict(FIXED_ENCODINGS)  # from the output catalogue (topics.OUTPUTS)
 
 
 @dataclass(frozen=True)
@@ -104,8 +100,12 @@ def image_fields(header: Any, array: np.ndarray, encoding: str) -> Fields:
 
 
 def image_outputs(outs: Any) -> dict[str, tuple[np.ndarray, str]]:
-    """Output name -> (array, encoding) for every plain image output present in ``outs`` (FrameOutputs)."""
-    found = {name: (getattr(outs, name), enc) for name, enc in IMAGE_OUTPUT_ENCODINGS.items()}
+    """Output name -> (array, encoding) for every plain image output present in ``outs`` (FrameOutputs); the
+    outputs and encodings are the catalogue's (``topics.FIXED_ENCODINGS``, imported here: ``topics`` reads this
+    module's type names)."""
+    from bisenetformer_ros.topics import FIXED_ENCODINGS
+
+    found = {name: (getattr(outs, name), enc) for name, enc in FIXED_ENCODINGS.items()}
     if outs.semantic is not None:
         found["semantic"] = outs.semantic
     return {name: v for name, v in found.items() if v[0] is not None}

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from inference_models import camera_like_images, make_model_file
 
 from bisenetformer_ros.data.classes import get_class_table
 from bisenetformer_ros.inference import InjectedFailure, Segmenter, SegmenterSpec, create_backend, resolve_device
 from bisenetformer_ros.model.postprocess import PostprocessConfig
+from tests.inference_models import camera_like_images, make_model_file
 
 torch.set_num_threads(1)
 
@@ -32,6 +32,7 @@ def test_from_params_maps_the_node_parameter_names(model_path: Path) -> None:
     params = {
         **_node_defaults(),
         "model": str(model_path),
+        "backend": "torch",
         "device": "cpu",
         "input_height": 64,
         "input_width": 96,
@@ -56,9 +57,13 @@ def test_from_params_maps_the_node_parameter_names(model_path: Path) -> None:
     kwargs = trt.backend_kwargs()
     assert kwargs["profile_hw"] == [(64, 96)] and kwargs["max_batch_size"] == 3
     assert kwargs["inference_delay_ms"] == 7.5 and kwargs["fail_every_n"] == 4
+    # auto (the default) may pick either, so it carries both; the factory drops what its choice does not take
+    auto = SegmenterSpec.from_params({**params, "backend": "auto"})
+    assert dict(auto.backend_options) == {"compile": True, "cache_dir": "/tmp/engines"}
+    assert auto.backend_kwargs()["profile_hw"] == [(64, 96)]
     defaults = SegmenterSpec.from_params({**_node_defaults(), "model": str(model_path)})
     assert defaults.model == str(model_path) and defaults.inference_delay_ms == 0 and defaults.fail_every_n == 0
-    assert defaults.class_table is None
+    assert defaults.class_table is None and defaults.backend == "auto"
 
 
 def test_from_params_refuses_an_unknown_class_table_before_reading_the_model() -> None:
@@ -72,7 +77,7 @@ def test_backend_kwargs_leave_explicit_engine_options_alone() -> None:
     )
     kwargs = spec.backend_kwargs()
     assert kwargs["profile_hw"] == [(64, 64)] and kwargs["max_batch_size"] == 2 and kwargs["x"] == 1
-    torch_kwargs = SegmenterSpec(input_size=(32, 64), max_batch=2).backend_kwargs()
+    torch_kwargs = SegmenterSpec(backend="torch", input_size=(32, 64), max_batch=2).backend_kwargs()
     assert "profile_hw" not in torch_kwargs and "max_batch_size" not in torch_kwargs
 
 

@@ -23,7 +23,6 @@ from std_msgs.msg import Header
 from bisenetformer_ros import message_fields as mf
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.image import compress_output
-from bisenetformer_ros.message_fields import IMAGE_OUTPUT_ENCODINGS as IMAGE_OUTPUT_ENCODINGS
 from bisenetformer_ros.message_fields import class_table_from_msg as class_table_from_msg
 from bisenetformer_ros.message_fields import image_outputs as image_outputs
 from bisenetformer_ros.model.postprocess import Segment
@@ -156,7 +155,8 @@ def publish_outputs(
 ) -> bool:
     """Build and publish the ``wanted`` outputs of one frame (``outs``: FrameOutputs); True if anything was sent.
 
-    ``publishers`` maps output names (semantic, panoptic, detections and :data:`IMAGE_OUTPUT_ENCODINGS`) to rclpy
+    ``publishers`` maps output names (semantic, panoptic, detections and the catalogue's
+    :data:`~bisenetformer_ros.topics.FIXED_ENCODINGS`) to rclpy
     publishers. Every message carries ``header``, the camera frame's own header.
     """
     sent = False
