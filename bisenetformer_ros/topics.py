@@ -49,6 +49,8 @@ class OutputSpec:
     description: str
     source: str
     recorded: bool = False
+    #: README-only remarks beyond ``description`` (the topic table of :func:`markdown_topic_table`).
+    notes: str = ""
 
     @property
     def is_image(self) -> bool:
@@ -92,6 +94,7 @@ OUTPUTS: tuple[OutputSpec, ...] = (
         "per-pixel confidence of the class label, mono8 = share of the winning class in the pixel's class scores "
         "x 255, on `semantic/confidence`",
         "semantic_confidence",
+        notes="1/K = undecided, 255 = one class only; for uncertainty-aware mapping",
     ),
     OutputSpec(
         "overlay",
@@ -122,6 +125,8 @@ OUTPUTS: tuple[OutputSpec, ...] = (
         "segment-id image + segment table (bisenetformer_ros/PanopticSegmentation)",
         "panoptic",
         recorded=True,
+        notes="mono16 ids; per segment class, score, area, box, centroid, track id and frames seen "
+        "([Tracking](#tracking-instance-identities-across-frames))",
     ),
     OutputSpec(
         "panoptic_color",
@@ -141,6 +146,7 @@ OUTPUTS: tuple[OutputSpec, ...] = (
         (PANOPTIC,),
         "thing segments as vision_msgs/Detection2DArray (only where vision_msgs is installed)",
         "panoptic",
+        notes="detection id = track id",
     ),
 )
 
@@ -201,3 +207,63 @@ def output_camera_info_topics() -> dict[str, tuple[str, ...]]:
 
 #: ``semantic/camera_info`` and ``panoptic/camera_info``.
 OUTPUT_CAMERA_INFO_TOPICS: tuple[str, ...] = tuple(output_camera_info_topics())
+
+
+#: Input topics per camera namespace, for the documentation: (topic, type, notes).
+INPUT_TOPICS: tuple[tuple[str, str, str], ...] = (
+    (
+        "image",
+        "sensor_msgs/Image",
+        "rgb8, bgr8, rgba8, bgra8, rgb16..bgra16, mono8, mono16, 8UC1/3/4, 16UC1/3, yuv422 (uyvy, yuyv), bayer_* 8/16",
+    ),
+    ("image/compressed", "sensor_msgs/CompressedImage", "jpeg/png, with `input_transport: compressed`"),
+    ("camera_info", "sensor_msgs/CameraInfo", "optional; scaled and re-stamped onto the outputs"),
+)
+
+
+def markdown_topic_table() -> str:
+    """The README's topic table (``tools/param_table.py --topics``): the inputs, every catalogue output, and the
+    topics that accompany them (compressed variants, camera info, class tables, diagnostics)."""
+
+    def row(direction: str, topic: str, msgtype: str, notes: str) -> str:
+        return f"| {direction} | `{topic}` | {msgtype} | {notes} |"
+
+    lines = ["| Direction | Topic | Type | Notes |", "|---|---|---|---|"]
+    lines += [row("in", topic, msgtype, notes) for topic, msgtype, notes in INPUT_TOPICS]
+    for o in OUTPUTS:
+        notes = f"{o.description}; {o.notes}" if o.notes else o.description
+        lines.append(row("out", o.topic, o.short_type, notes + f" (parameter `outputs.{o.name}`)"))
+    images = [o.topic for o in OUTPUTS if o.is_image]
+    lines.append(
+        row(
+            "out",
+            "<image output>/compressed",
+            "sensor_msgs/CompressedImage",
+            f"every image output ({', '.join(images)}) also compressed, published only to its subscribers (like "
+            "image_transport's compressed plugin): colour images in `compressed_format`, labels, masks and "
+            "confidence always lossless png",
+        )
+    )
+    for info, described in output_camera_info_topics().items():
+        lines.append(
+            row(
+                "out",
+                info,
+                "sensor_msgs/CameraInfo",
+                f"the input camera_info with the output's header, scaled to the output size, for "
+                f"{', '.join(OUTPUT_SPECS[n].topic for n in described)} (image_transport's pairing)",
+            )
+        )
+    lines.append(
+        row(
+            "out",
+            CLASS_INFO_TOPIC,
+            "bisenetformer_ros/ClassTable",
+            "class names, colours, thing/stuff; transient local",
+        )
+    )
+    lines.append(
+        row("out", LABEL_INFO_TOPIC, "vision_msgs/LabelInfo", "transient local; where vision_msgs is installed")
+    )
+    lines.append(row("out", "/diagnostics", "diagnostic_msgs/DiagnosticArray", "one status per camera"))
+    return "\n".join(lines)

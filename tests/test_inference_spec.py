@@ -61,6 +61,11 @@ def test_from_params_maps_the_node_parameter_names(model_path: Path) -> None:
     auto = SegmenterSpec.from_params({**params, "backend": "auto"})
     assert dict(auto.backend_options) == {"compile": True, "cache_dir": "/tmp/engines"}
     assert auto.backend_kwargs()["profile_hw"] == [(64, 96)]
+    # int8 calibration frames travel with int8 only
+    frames = {**params, "calibration_images": "/data/frames"}
+    assert "calibration_images" not in SegmenterSpec.from_params(frames).backend_options
+    int8 = SegmenterSpec.from_params({**frames, "precision": "int8", "backend": "onnxruntime"})
+    assert dict(int8.backend_options) == {"calibration_images": "/data/frames"}
     defaults = SegmenterSpec.from_params({**_node_defaults(), "model": str(model_path)})
     assert defaults.model == str(model_path) and defaults.inference_delay_ms == 0 and defaults.fail_every_n == 0
     assert defaults.class_table is None and defaults.backend == "auto"

@@ -282,5 +282,20 @@ def test_readme_parameter_table_is_generated_from_the_declarations() -> None:
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     begin = "<!-- BEGIN generated: tools/param_table.py -->\n"
-    block = readme[readme.index(begin) + len(begin) : readme.index("<!-- END generated -->")]
+    start = readme.index(begin) + len(begin)
+    block = readme[start : readme.index("<!-- END generated -->", start)]
     assert block.strip() == markdown_table([p for p in PARAMETERS if p.group != "debug"]).strip()
+
+
+def test_readme_topic_table_is_generated_from_the_output_catalogue() -> None:
+    """The README's topic table is the output catalogue (tools/param_table.py --topics): an output added to
+    ``topics.OUTPUTS`` appears in the node, its parameters and the README together."""
+    from bisenetformer_ros.topics import OUTPUTS, markdown_topic_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    begin = "<!-- BEGIN generated: tools/param_table.py --topics -->\n"
+    start = readme.index(begin) + len(begin)
+    block = readme[start : readme.index("<!-- END generated -->", start)]
+    assert block.strip() == markdown_topic_table().strip()
+    for out in OUTPUTS:
+        assert f"| out | `{out.topic}` |" in block

@@ -258,6 +258,12 @@ def add_model_arguments(p: argparse.ArgumentParser | Any) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"])
+    p.add_argument(
+        "--calibration-images",
+        default=None,
+        help="--precision int8: folder of representative camera frames to calibrate on (cached); default: the "
+        "synthetic training scenes for models of the synthetic label space",
+    )
     add_input_size_option(p)
 
 
@@ -307,7 +313,14 @@ def segmenter_spec(args: argparse.Namespace, max_batch: int | None = None, mask_
         input_size=size.input_size,
         max_batch=max_batch,
         mask_order=mask_order,
+        backend_options=calibration_options(args),
     )
+
+
+def calibration_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Backend options of ``--calibration-images`` (only meaningful, and only passed, with ``--precision int8``)."""
+    images = getattr(args, "calibration_images", None)
+    return {"calibration_images": images} if images and args.precision == "int8" else {}
 
 
 def build_segmenter(args: argparse.Namespace, max_batch: int | None = None, mask_order: str | None = None) -> Any:

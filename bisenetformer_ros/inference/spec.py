@@ -96,6 +96,8 @@ class SegmenterSpec:
             options["compile"] = True  # with auto, this selects PyTorch (backend_choice)
         if _may_be(backend, "tensorrt") and params.get("engine_cache_dir", ""):
             options["cache_dir"] = str(params["engine_cache_dir"])
+        if params["precision"] == "int8" and params.get("calibration_images", ""):
+            options["calibration_images"] = str(params["calibration_images"])
         expected = params.get("expected_classes", "")
         class_table = get_class_table(expected) if expected else None  # a wrong name fails before the model is read
         return cls(

@@ -242,6 +242,17 @@ def _specs() -> list[ParameterSpec]:
     add(
         ParameterSpec("engine_cache_dir", "string", "", "tensorrt backend: engine cache directory (empty = default)", g)
     )
+    add(
+        ParameterSpec(
+            "calibration_images",
+            "string",
+            "",
+            "precision int8: folder of representative camera frames to calibrate on once (ONNX Runtime on the CPU, "
+            "TensorRT; the result is cached); empty = the synthetic training scenes for models of the synthetic "
+            "label space, any other model then refuses int8",
+            g,
+        )
+    )
 
     g = "input"
     add(
