@@ -158,3 +158,15 @@ def test_colcon_build_in_a_workspace(tmp_path: Path) -> None:
     assert lines[0].startswith(str(site)), "messages were not imported from the colcon install"
     assert lines[1].startswith(str(site)), "the Python package was not imported from the colcon install"
     assert lines[2] == "lib_from_install True"
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_workers_wait_passively_unless_told_otherwise(given: str | None, expected: str) -> None:
+    """Importing the package before torch makes torch's OpenMP workers sleep instead of spinning (they would steal
+    the CPU from ONNX Runtime and the post-processing); a value the user set is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, bisenetformer_ros, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

@@ -50,8 +50,10 @@ def test_label_stride_quality_reports_exact_reference_and_coarser_strides() -> N
         assert 0.0 <= r["mIoU"] <= 100.0 and 0.0 <= r["pixel_accuracy"] <= 100.0
 
 
-def test_node_overhead_benchmark_splits_the_frame_into_stages(ros_env: dict[str, str]) -> None:
-    """The script publishes over DDS: ros_env gives it this module's private domain (and the ``ros`` marker)."""
+@pytest.mark.parametrize("predictions", ["network", "rendered"])
+def test_node_overhead_benchmark_splits_the_frame_into_stages(ros_env: dict[str, str], predictions: str) -> None:
+    """The script publishes over DDS: ros_env gives it this module's private domain (and the ``ros`` marker).
+    ``rendered``: the real network still runs, post-processing gets realistic predictions."""
     _need_default_model()
     out = _run_tool(
         "bench_node_overhead.py",
@@ -65,7 +67,10 @@ def test_node_overhead_benchmark_splits_the_frame_into_stages(ros_env: dict[str,
         "1",
         "--label-stride",
         "2",
+        "--predictions",
+        predictions,
     )
+    assert out["predictions"] == predictions
     [row] = out["results"]
     assert row["camera"] == "160x120"
     stages = row["stages_ms"]

@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bisenetformer_ros  # noqa: F401  first: sets OMP_WAIT_POLICY before torch loads OpenMP (see its docstring)
+
+# isort: split
 import numpy as np
 import torch
 

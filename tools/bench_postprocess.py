@@ -30,6 +30,9 @@ import subprocess
 import sys
 import time
 
+import bisenetformer_ros  # noqa: F401  first: sets OMP_WAIT_POLICY before torch loads OpenMP (see its docstring)
+
+# isort: split
 import numpy as np
 import torch
 import torch.nn.functional as F
