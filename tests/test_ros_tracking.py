@@ -19,6 +19,7 @@ import pytest
 from bisenetformer_ros.data.synthetic import SYNTHETIC, render_sequence_frame
 from bisenetformer_ros.evaluation.video import VideoPanopticMetric
 from bisenetformer_ros.inference.outputs import instance_color
+from bisenetformer_ros.message_fields import panoptic_from_msg
 from bisenetformer_ros.model.postprocess import PanopticResult, Segment
 from bisenetformer_ros.ros.demo_runner import SEQUENCE_SEED
 from bisenetformer_ros.tracking import PanopticTracker, TrackerConfig
@@ -78,20 +79,11 @@ class Stream:
 
 
 def _result(msg: Any) -> PanopticResult:
-    """The received frame as the core's PanopticResult (segments as the node's post-processing made them)."""
-    segs = [
-        Segment(
-            int(s.id),
-            int(s.class_id),
-            bool(s.is_thing),
-            float(s.score),
-            int(s.area),
-            (int(s.bbox.x_offset), int(s.bbox.y_offset), int(s.bbox.width), int(s.bbox.height)),
-            (float(s.centroid_x), float(s.centroid_y)),
-        )
-        for s in msg.segments
-    ]
-    return PanopticResult(label_array(msg.segment_ids).astype(np.uint16), segs)
+    """The received frame as the core's PanopticResult (segments as the node's post-processing made them), read with
+    the package's one message field mapping."""
+    ids, records = panoptic_from_msg(msg)
+    segs = [Segment(r.id, r.class_id, r.is_thing, r.score, r.area, r.bbox, r.centroid) for r in records]
+    return PanopticResult(ids, segs)
 
 
 def test_stable_track_ids_on_the_sequence(setup: tuple[NodeProcess, RosClient], scenes: list[Any]) -> None:

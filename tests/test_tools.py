@@ -85,7 +85,7 @@ def test_bench_postprocess_reports_cell_and_dense_merge_side_by_side() -> None:
     merge's peak memory."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "bench_postprocess.py"), "--camera", "160x96", "--classes", "3",
-         "--iters", "1", "--threads", "1", "--dense", "--orders", "sigmoid_first", "--json"],
+         "--iters", "1", "--threads", "1", "--dense", "--orders", "sigmoid_first", "--backend", "torch", "--json"],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

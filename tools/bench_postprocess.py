@@ -2,11 +2,12 @@
 """Exact post-processing at camera resolution against the network forward, measured side by side in one run.
 
 For each camera size and class count the script builds BiSeNetFormer-STDC1 at the paper's size (100 queries, K
-classes, random weights: the forward's speed does not depend on them) and times its forward at the node's network
-size (``--input-size``; default: the camera size, as in ``config/node/cpu.yaml``). Random weights give masks without
-spatial structure, though, and the cell merge's cost depends on how much boundary there is, so the merge is timed
-on *realistic predictions*: a rendered synthetic scene's ground-truth segments made into mask logits on the 1/8
-grid the way a trained model's look (about +-10 inside/outside, a 1-2 cell transition, noise), with either
+classes, random weights: the forward's speed does not depend on them) and times its forward on the node's default
+path (``--backend auto``: ONNX Runtime on the CPU) at the node's network size (``--input-size``; default: the camera
+size, as in ``config/node/cpu.yaml``). Random weights give masks without spatial structure, though, and the cell
+merge's cost depends on how much boundary there is, so the merge is timed on *realistic predictions*: a rendered
+synthetic scene's ground-truth segments made into mask logits on the 1/8 grid the way a trained model's look (about
++-10 inside/outside, a 1-2 cell transition, noise), with either
 
 * ``few`` kept queries: one confident query per segment, the rest no-object (typical frame), or
 * ``many``: all 100 queries confident and kept - several overlapping, jittered queries per segment (worst case for
@@ -28,7 +29,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 
 import bisenetformer_ros  # noqa: F401  first: sets OMP_WAIT_POLICY before torch loads OpenMP (see its docstring)
 
@@ -90,13 +93,19 @@ def realistic_predictions(
     return logits[None], masks[None]
 
 
-def _network(k: int, threads: int) -> torch.nn.Module:
-    from bisenetformer_ros.model import ModelConfig, build_model
+def _network(k: int, backend: str, tmp: str) -> Callable[[torch.Tensor], object]:
+    """The forward of the paper-size STDC1 with K classes on ``backend`` (``auto`` = the node's default path: ONNX
+    Runtime on the CPU, its export cached in ``tmp``)."""
+    from bisenetformer_ros.inference import create_backend
+    from bisenetformer_ros.model import ModelConfig, build_model, save_model
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone="stdc1", num_classes=k)).eval()
-    torch.set_num_threads(threads)
-    return model
+    cfg = ModelConfig(backbone="stdc1", num_classes=k)
+    path = os.path.join(tmp, f"stdc1_k{k}.pt")
+    save_model(path, build_model(cfg).eval(), cfg, class_table(k))
+    extra = {"cache_dir": tmp} if backend in ("auto", "onnxruntime") else {}
+    be = create_backend(backend, path, device="cpu", **extra)
+    return be.infer
 
 
 def _memory_probe(args: argparse.Namespace) -> None:
@@ -145,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=None, help="network short side (default: camera size)")
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backend", default="auto", help="backend of the timed network (auto = the node's default)")
     parser.add_argument("--dense", action="store_true", help="also time the dense brute force (slow)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--json", action="store_true")
@@ -157,12 +167,18 @@ def main(argv: list[str] | None = None) -> int:
         _memory_probe(args)
         return 0
     merges = ["cells", "dense"] if args.dense else ["cells"]
+    with tempfile.TemporaryDirectory(prefix="bench-post-") as tmp:
+        _run(args, merges, tmp)
+    return 0
+
+
+def _run(args: argparse.Namespace, merges: list[str], tmp: str) -> None:
     rows = []
     for camera in args.camera:
         h, w = _size(camera)
         meta = _meta(h, w, args.input_size)
         for k in args.classes:
-            net = _network(k, args.threads)
+            net = _network(k, args.backend, tmp)
             image = torch.zeros(1, 3, *meta.padded_size)
             table = class_table(k)
             with torch.no_grad():
@@ -202,7 +218,6 @@ def main(argv: list[str] | None = None) -> int:
                             row["peak_mb"] = round(_peak_mb(camera, k, order, many, merge, args), 1)
                         rows.append(row)
                         print(json.dumps(row) if args.json else _line(row), flush=True)
-    return 0
 
 
 def _line(r: dict) -> str:
