@@ -160,6 +160,7 @@ def test_colcon_build_in_a_workspace(tmp_path: Path) -> None:
     assert lines[2] == "lib_from_install True"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_openmp_workers_wait_passively_unless_told_otherwise(given: str | None, expected: str) -> None:
     """Importing the package before torch makes torch's OpenMP workers sleep instead of spinning (they would steal

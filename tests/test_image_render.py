@@ -139,6 +139,7 @@ def test_more_than_255_classes_use_mono16() -> None:
     np.testing.assert_array_equal(r.semantic_color, np.asarray(table.colors, np.uint8)[sem])
 
 
+@pytest.mark.slow
 def test_with_a_real_model_result(tmp_path: Path) -> None:
     """A FrameResult of the real pipeline (random tiny model) renders consistently with its own outputs."""
     from bisenetformer_ros.inference import Segmenter

@@ -63,6 +63,7 @@ def test_segmenter_outputs_match_direct_model_call(tiny_model: Path) -> None:
     assert info.max_batch is None and info.max_hw is None
 
 
+@pytest.mark.slow
 def test_segmenter_splits_into_max_batch_calls_and_keeps_order(tiny_model: Path) -> None:
     seg = Segmenter.from_model(tiny_model, device="cpu", max_batch=2)
     images = camera_like_images([(64, 64), (96, 64), (64, 96), (70, 70), (64, 64)], seed=3)
@@ -81,6 +82,7 @@ def test_segmenter_splits_into_max_batch_calls_and_keeps_order(tiny_model: Path)
     assert seg.run([]) == []
 
 
+@pytest.mark.slow
 def test_fixed_input_size_and_instances(tiny_model: Path) -> None:
     seg = Segmenter.from_model(
         tiny_model, device="cpu", input_size=(64, 96), postprocess_config=PostprocessConfig(instance_topk=5)

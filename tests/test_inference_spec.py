@@ -86,6 +86,7 @@ def test_backend_kwargs_leave_explicit_engine_options_alone() -> None:
     assert "profile_hw" not in torch_kwargs and "max_batch_size" not in torch_kwargs
 
 
+@pytest.mark.slow
 def test_from_spec_equals_from_model(model_path: Path) -> None:
     config = PostprocessConfig(object_mask_threshold=0.3)
     spec = SegmenterSpec(model=model_path, device="cpu", input_size=64, max_batch=2, postprocess=config)
@@ -99,6 +100,7 @@ def test_from_spec_equals_from_model(model_path: Path) -> None:
             np.testing.assert_array_equal(x.output.semantic, y.output.semantic)
 
 
+@pytest.mark.slow
 def test_fail_every_n_injects_failures_on_any_backend(model_path: Path) -> None:
     seg = Segmenter.from_spec(SegmenterSpec(model=model_path, device="cpu", fail_every_n=2))
     assert seg.backend.fail_every_n == 2 and seg.backend.info.details["fail_every_n"] == 2

@@ -56,6 +56,7 @@ def test_mac_counter_counts_convolutions_and_matmuls_exactly() -> None:
     assert total == conv + fc + mm and by_module["(own ops)"] == mm
 
 
+@pytest.mark.slow
 def test_more_queries_cost_more_as_in_table7() -> None:
     cost = {n: model_cost(ModelConfig(backbone="stdc2", num_queries=n), 1024, 2048).macs_total / 1e9 for n in (50, 200)}
     assert cost[50] == pytest.approx(80.0, rel=0.05) and cost[200] == pytest.approx(88.0, rel=0.05)

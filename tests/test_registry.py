@@ -62,6 +62,7 @@ def test_lookups_keep_their_wording() -> None:
         build_backbone("vgg")
 
 
+@pytest.mark.slow
 def test_lookups_do_not_depend_on_import_order() -> None:
     """A fresh interpreter that asks for a table or dataset first gets it: nothing relies on another module having
     been imported (the old registries filled themselves through import side effects)."""

@@ -164,6 +164,7 @@ def test_bad_tracking_options_are_one_line_errors(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--track-min-age" in proc.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_on_sequences_reports_video_metrics(tmp_path: Path) -> None:
     """``evaluate`` on a sequence dataset tracks per sequence (tracker reset between sequences) and reports both."""
     from bisenetformer_ros.data.datasets import SyntheticSequenceDataset, build_dataset
