@@ -127,3 +127,16 @@ def test_resolve_device_is_one_rule_for_inference_and_training() -> None:
         assert resolve_device("gpu", default_index=0) == torch.device("cuda", 0)
     with pytest.raises(ValueError, match="not supported"):
         resolve_device("meta")
+
+
+def test_cli_calibration_images_travel_with_int8_only() -> None:
+    """``--calibration-images`` (every model-running command, ``bag evaluate`` included) reaches the backend only
+    for ``--precision int8``; other precisions have nothing to calibrate."""
+    import argparse
+
+    from bisenetformer_ros.cli.options import calibration_options
+
+    frames = argparse.Namespace(calibration_images="/data/frames", precision="int8")
+    assert calibration_options(frames) == {"calibration_images": "/data/frames"}
+    assert calibration_options(argparse.Namespace(calibration_images="/data/frames", precision="fp32")) == {}
+    assert calibration_options(argparse.Namespace(calibration_images=None, precision="int8")) == {}

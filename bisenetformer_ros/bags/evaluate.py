@@ -74,6 +74,8 @@ class BagEvalConfig:
     backend: str = DEFAULT_BACKEND
     device: str = "auto"
     precision: str = "fp32"
+    #: backend-specific keywords (e.g. ``calibration_images`` for int8), as in ``Segmenter.from_model``
+    backend_options: dict[str, Any] = field(default_factory=dict)
     input_size: Any = None  # None = the model file's recorded size; int, (h, w) or 'native' override it
     network_size: NetworkSize | None = None  # already resolved (the CLI resolves and prints it first)
     batch: int = 4
@@ -190,6 +192,7 @@ def _build_segmenter(cfg: BagEvalConfig, size: NetworkSize) -> Any:
         device=cfg.device,
         precision=cfg.precision,
         input_size=size.input_size,
+        **cfg.backend_options,
     )
 
 

@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bisenetformer_ros.backend_choice import BACKEND_CHOICES, DEFAULT_BACKEND
 from bisenetformer_ros.cli.options import (
-    add_input_size_option,
+    add_model_arguments,
     add_quiet_option,
     add_tracking_options,
+    calibration_options,
     check_output_dir,
     float_above,
     fraction,
@@ -158,11 +158,7 @@ def register(subparsers: Any) -> None:
         help="ground truth as bisenetformer_ros/PanopticSegmentation: PQ (and mIoU when no semantic topic is given)",
     )
     se.add_argument("--gt-dir", help="folder with ground-truth label PNGs named by stamp (ns) or frame index")
-    se.add_argument("--model", help="checkpoint / exported model (default: the embedded model)")
-    se.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKEND_CHOICES)
-    se.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    se.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "int8"))
-    add_input_size_option(se)
+    add_model_arguments(se)  # --model, --backend, --device, --precision, --calibration-images, --input-size
     se.add_argument("--batch", type=int_at_least(1), default=4, help="frames per inference batch (default 4)")
     se.add_argument("--max-frames", type=int_at_least(1), help="evaluate only the first N frames")
     se.add_argument("--out", help="report directory (JSON + HTML); default <bag>_eval next to the bag")
@@ -298,6 +294,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         backend=args.backend,
         device=args.device,
         precision=args.precision,
+        backend_options=calibration_options(args),
         input_size=args.input_size,
         network_size=size,
         batch=args.batch,
