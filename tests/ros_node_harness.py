@@ -211,14 +211,27 @@ class RosClient:
             self._diag.clear()
 
     # ----------------------------------------------------------------------------------------------- services
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0) -> Any:
+    def call(
+        self, srv_type: Any, name: str, request: Any, timeout: float = 30.0, resend_after: float | None = None
+    ) -> Any:
+        """Call service ``name`` and wait for the answer.
+
+        ``resend_after`` (idempotent requests only): send the request again when no answer came within this many
+        seconds. ``wait_for_service`` only sees the request topic matched; a response sent before the server's
+        response writer has matched this client's reader is lost by DDS (seen once on a loaded CI machine), and
+        only a new request recovers from that.
+        """
         client = self.node.create_client(srv_type, name)
         try:
             if not client.wait_for_service(timeout_sec=timeout):
                 raise TimeoutError(f"service {name} not available")
-            fut = client.call_async(request)
             deadline = time.monotonic() + timeout
+            fut = client.call_async(request)
+            sent = time.monotonic()
             while not fut.done() and time.monotonic() < deadline:
+                if resend_after is not None and time.monotonic() - sent > resend_after:
+                    fut = client.call_async(request)
+                    sent = time.monotonic()
                 time.sleep(0.01)
             if not fut.done():
                 raise TimeoutError(f"service {name} did not answer within {timeout} s")
@@ -229,7 +242,8 @@ class RosClient:
     def lifecycle_state(self, node_fqn: str) -> str:
         from lifecycle_msgs.srv import GetState
 
-        return self.call(GetState, f"{node_fqn}/get_state", GetState.Request()).current_state.label
+        request = GetState.Request()
+        return self.call(GetState, f"{node_fqn}/get_state", request, resend_after=3.0).current_state.label
 
     def change_state(self, node_fqn: str, transition_id: int, timeout: float = 60.0) -> bool:
         from lifecycle_msgs.srv import ChangeState
@@ -252,7 +266,9 @@ class RosClient:
 
         req = GetParameters.Request()
         req.names = [name]
-        return parameter_value_to_python(self.call(GetParameters, f"{node_fqn}/get_parameters", req).values[0])
+        return parameter_value_to_python(
+            self.call(GetParameters, f"{node_fqn}/get_parameters", req, resend_after=3.0).values[0]
+        )
 
 
 def reliable_qos(depth: int = 50) -> Any:
