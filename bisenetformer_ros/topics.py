@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bisenetformer_ros.bags.typestore import IMAGE, PANOPTIC_SEGMENTATION
+from bisenetformer_ros.message_fields import IMAGE, PANOPTIC_SEGMENTATION
 
 #: Full type name of the one output from an optional package (vision_msgs).
 DETECTION_ARRAY = "vision_msgs/msg/Detection2DArray"

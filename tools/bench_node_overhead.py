@@ -122,14 +122,18 @@ def _rendered_predictions(seg: Any, meta: Any) -> Any:
     from bench_postprocess import realistic_predictions
 
     real_infer = seg.backend.infer
+    rendered: list[tuple[torch.Tensor, torch.Tensor]] = []  # made once, on the first call (shapes from the network)
 
     def infer(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, masks = real_infer(batch)
-        q, k1 = logits.shape[1], logits.shape[2]
-        fake_logits, fake_masks = realistic_predictions(meta, k1 - 1, queries=q)
-        if fake_masks.shape[-2:] != masks.shape[-2:]:
-            raise RuntimeError(f"mask grid {tuple(masks.shape[-2:])} is not the 1/8 grid of the rendered predictions")
-        return fake_logits.to(logits), fake_masks.to(masks)
+        if not rendered:
+            fake_logits, fake_masks = realistic_predictions(meta, logits.shape[2] - 1, queries=logits.shape[1])
+            if fake_masks.shape[-2:] != masks.shape[-2:]:
+                grid = tuple(masks.shape[-2:])
+                raise RuntimeError(f"mask grid {grid} is not the 1/8 grid of the rendered predictions")
+            rendered.append((fake_logits.to(logits), fake_masks.to(masks)))
+        fake_logits, fake_masks = rendered[0]
+        return fake_logits.clone(), fake_masks.clone()  # as fresh as a real network output
 
     seg.backend.infer = infer
     return real_infer

@@ -19,10 +19,6 @@ import numpy as np
 import torch
 
 from bisenetformer_ros.inference import Segmenter, SegmenterSpec
-from bisenetformer_ros.inference.base import InjectedFailure as InjectedFailure
-from bisenetformer_ros.inference.spec import input_size_from as input_size_from
-from bisenetformer_ros.inference.spec import network_size_from as network_size_from
-from bisenetformer_ros.inference.spec import postprocess_config_from as postprocess_config_from
 from bisenetformer_ros.model.network_size import NetworkSize
 from bisenetformer_ros.tracking import TrackerConfig
 

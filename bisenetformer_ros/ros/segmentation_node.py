@@ -121,7 +121,8 @@ class SegmentationNode(LifecycleNode):
     def _build_segmenter(self, p: dict[str, Any]) -> tuple[Any, Any]:
         """The model on its backend for parameters ``p``, and the network input size it runs at (the model file's
         recorded size unless overridden)."""
-        from bisenetformer_ros.ros.pipeline import build_segmenter, network_size_from
+        from bisenetformer_ros.inference.spec import network_size_from
+        from bisenetformer_ros.ros.pipeline import build_segmenter
 
         size = network_size_from(p)
         return build_segmenter(p, size), size
@@ -342,7 +343,7 @@ class SegmentationNode(LifecycleNode):
         return resize_to_network(self._segmenter, rgb) if p["output_resolution"] == "network" else rgb
 
     def _process(self, frames: list[tuple[Camera, PendingFrame]]) -> None:
-        from bisenetformer_ros.ros.pipeline import postprocess_config_from
+        from bisenetformer_ros.inference.spec import postprocess_config_from
 
         p, seg = self._params, self._segmenter
         if seg is None:
