@@ -49,7 +49,9 @@ def setup(ros_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
         "max_age_reference": "stamp",  # same machine, same clock: age from the camera stamp
         "debug.inference_delay_ms": DELAY_MS,
         "diagnostics.period": 0.5,
-        "diagnostics.window": 10.0,
+        # The stage maxima behind the bound must cover the whole run, not only its last seconds: a load spike early
+        # in the run would otherwise be in the ages but not in the bound.
+        "diagnostics.window": 2 * (WARMUP_S + DURATION_S),
         "diagnostics.warn_fps": 29.0,
     }
     with running_node(
@@ -73,9 +75,13 @@ def test_four_cameras_at_30hz_against_a_slow_backend(setup) -> None:
     clock = client.node.get_clock()
 
     def on_output(cam: str):
-        def cb(msg: Image) -> None:
+        # The age is taken at the node's publish (the DDS writer's source timestamp), not when this busy test
+        # process gets round to the callback: the claim is about the node, and on a loaded 2-core machine the
+        # client's own executor can lag by tens of milliseconds.
+        def cb(msg: Image, info: dict) -> None:
             st = msg.header.stamp
-            ages[cam].append((clock.now().nanoseconds - (st.sec * 1_000_000_000 + st.nanosec)) / 1e9)
+            sent_ns = int(info.get("source_timestamp") or 0) or clock.now().nanoseconds
+            ages[cam].append((sent_ns - (st.sec * 1_000_000_000 + st.nanosec)) / 1e9)
 
         return cb
 
