@@ -602,8 +602,8 @@ def panoptic_cells(
         owned = decided & (_widen_low(plo.gather(0, w[None])[0], rel) >= threshold)
         partly = decided & ~owned & (_widen_high(phi.gather(0, w[None])[0], rel) >= threshold)
         cell_owned[c0:c1] = owned
-        won.index_add_(0, w[decided], size[decided])
-        fin.index_add_(0, w[owned], size[owned])
+        won += torch.bincount(w[decided], weights=size[decided], minlength=n).long()
+        fin += torch.bincount(w[owned], weights=size[owned], minlength=n).long()
         cy, cx = torch.nonzero(partly, as_tuple=True)
         for a, b in _chunks(int(cy.numel()), ppc):
             blk = cells.block(cy[a:b] + c0, cx[a:b])
@@ -612,7 +612,7 @@ def panoptic_cells(
             pix_idx.append(blk.flat(cells.size[1]))
             pix_win.append(who[blk.valid])
             pix_own.append(own[blk.valid])
-            fin.index_add_(0, who[blk.valid & own], torch.ones_like(who[blk.valid & own]))
+            fin += torch.bincount(who[blk.valid & own], minlength=n)
 
         def evaluate(blk: _Block, cand: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             p = cells.probabilities(masks, cand, blk, order).flatten(2)
@@ -625,8 +625,9 @@ def panoptic_cells(
             pix_idx.append(blk.flat(cells.size[1]))
             pix_win.append(who[v])
             pix_own.append(own[v])
-            won.index_add_(0, who[v], torch.ones_like(who[v]))
-            fin.index_add_(0, who[v & own], torch.ones_like(who[v & own]))
+            # bincount, not index_add_ of ones: a few indices repeated over many pixels serialise index_add_.
+            won += torch.bincount(who[v], minlength=n)
+            fin += torch.bincount(who[v & own], minlength=n)
     empty_l = torch.zeros(0, dtype=torch.long, device=dev)
     return PanopticCells(
         won=won,
