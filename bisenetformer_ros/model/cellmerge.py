@@ -365,10 +365,13 @@ class _Decision:
 
 
 def _decide(lower: torch.Tensor, upper: torch.Tensor, rel: float) -> _Decision:
-    """Float32 bounds ``[E, Cb, Cx]`` (relative error ``rel``) -> candidates (upper bound reaches the best lower
+    """Float32 bounds ``[E, Cb, Cx]`` (relative error ``rel``; ``upper`` is widened in place) -> candidates (upper bound reaches the best lower
     bound) and decided winners (one candidate: its lower bound beats every other upper bound by > 2 margins)."""
-    best, arg = _widen_low(lower, rel).max(0)
-    upper = _widen_high(upper, rel)
+    # Widening is monotonic (float rounding included), so the best widened lower bound is the widened best one: one
+    # [Cb, Cx] widening instead of [E, Cb, Cx]; the upper bounds (fresh tensors of the callers) are widened in place.
+    best, arg = lower.max(0)
+    best = _widen_low(best, rel)
+    upper = upper.mul_(1.0 + rel).add_(_ABS_MARGIN)
     cand = upper >= best
     cand.scatter_(0, arg[None], True)  # the best lower bound's entity is always a candidate
     return _Decision(winner=torch.where(cand.sum(0) == 1, arg, -1), cand=cand, upper=upper)
