@@ -271,3 +271,27 @@ def test_auto_merge_takes_dense_while_its_score_table_is_small(monkeypatch: pyte
         meta = PreprocessMeta(orig_size=(h, w), resized_size=(h, w), padded_size=(h, w))
         pp.postprocess_batch(logits, masks, [meta], ("semantic",))
         assert seen[-1] == expect, (k, h, w, seen[-1])
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize(("mask_hw", "meta"), GEOMETRIES)
+def test_segment_stats_from_cells_equal_the_per_pixel_measurement(
+    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta
+) -> None:
+    """PanopticCells.segment_stats (cells as rectangles + per-pixel records) gives what _segment_stats reads from
+    the full-resolution id map: areas, integer-exact centroids, boxes, and the fills of absent ids."""
+    from bisenetformer_ros.model import cellmerge
+    from bisenetformer_ros.model.postprocess import _nearest_index, _segment_stats
+
+    logits, masks = random_predictions(zlib.crc32(repr((order, mask_hw)).encode()), 17, 5, mask_hw, smooth=True)
+    scores = logits[0].softmax(-1)[:, :-1].amax(-1).double()
+    grid = cellmerge.CellGrid(meta, mask_hw, masks.device)
+    pc = cellmerge.panoptic_cells(scores, masks[0], grid, order, 0.5)
+    h, w = meta.orig_size
+    n = 6  # 17 queries onto 6 segment ids, some queries dropped (0), one id (6) never used
+    lut = torch.tensor([(i % 7) if i % 7 < n else 0 for i in range(17)], dtype=torch.int32)
+    lut[lut == 6] = 0
+    expected = _segment_stats(pc.id_map(lut), n, _nearest_index(h, h), _nearest_index(w, w))
+    assert pc.segment_stats(lut, n) == expected
+    assert pc.cell_pixelwise.any() and (~pc.cell_pixelwise).any()
+    assert sum(expected["area"][1:]) > 0 and expected["x0"][6] == max(h, w)

@@ -365,8 +365,9 @@ class _Decision:
 
 
 def _decide(lower: torch.Tensor, upper: torch.Tensor, rel: float) -> _Decision:
-    """Float32 bounds ``[E, Cb, Cx]`` (relative error ``rel``; ``upper`` is widened in place) -> candidates (upper bound reaches the best lower
-    bound) and decided winners (one candidate: its lower bound beats every other upper bound by > 2 margins)."""
+    """Float32 bounds ``[E, Cb, Cx]`` (relative error ``rel``; ``upper`` is widened in place) -> candidates (upper
+    bound reaches the best lower bound) and decided winners (one candidate: its lower bound beats every other upper
+    bound by > 2 margins)."""
     # Widening is monotonic (float rounding included), so the best widened lower bound is the widened best one: one
     # [Cb, Cx] widening instead of [E, Cb, Cx]; the upper bounds (fresh tensors of the callers) are widened in place.
     best, arg = lower.max(0)
@@ -541,6 +542,7 @@ class PanopticCells:
     orig: torch.Tensor
     cell_winner: torch.Tensor
     cell_owned: torch.Tensor
+    cell_pixelwise: torch.Tensor  # [Cy, Cx] cells whose every pixel has a per-pixel record
     pix_idx: torch.Tensor
     pix_win: torch.Tensor
     pix_own: torch.Tensor
@@ -552,6 +554,52 @@ class PanopticCells:
         ids = self.cells.expand(cell_ids.to(torch.int32))
         ids.view(-1)[self.pix_idx] = torch.where(self.pix_own, lut[self.pix_win], 0).to(torch.int32)
         return ids
+
+    def segment_stats(self, lut: torch.Tensor, n: int) -> dict[str, list]:
+        """Area, centroid and box of segments ``1..n`` of :meth:`id_map` (same keys and values as
+        ``postprocess._segment_stats`` at the merge's own size), from the cells and the per-pixel records instead
+        of two passes over the full-resolution map: a cell without records is one rectangle of one id. Sums of
+        pixel coordinates are integers, so the centroids equal the per-pixel computation's exactly."""
+        cy, cx = self.cells.y, self.cells.x
+        h, w = self.cells.size
+        nb = n + 1
+        # Cells covered by records count through their records only: they go to a spare bin (nb), dropped below.
+        cell_id = torch.where(self.cell_owned, lut[self.cell_winner.clamp(min=0)], 0).long()
+        cell_id = torch.where(self.cell_pixelwise, nb, cell_id).flatten()
+        ylen, xlen = cy.cell_len[:, None], cx.cell_len[None, :]
+        y0, x0 = cy.cell_first[:, None], cx.cell_first[None, :]
+        area = ylen * xlen
+        sum_y = xlen * (ylen * y0 + ylen * (ylen - 1) // 2)  # sum of the row index over the cell's pixels
+        sum_x = ylen * (xlen * x0 + xlen * (xlen - 1) // 2)
+        pix_id = torch.where(self.pix_own, lut[self.pix_win], 0).long()
+        py, px = self.pix_idx // w, self.pix_idx % w
+
+        def total(cell_values: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
+            out = torch.zeros(nb + 1, dtype=torch.long, device=cell_id.device)
+            out.index_add_(0, cell_id, cell_values.expand(cy.cell_len.numel(), cx.cell_len.numel()).flatten())
+            out = out[:nb]
+            if pixel_values is None:
+                return out + torch.bincount(pix_id, minlength=nb)
+            return out + torch.bincount(pix_id, weights=pixel_values.double(), minlength=nb).round().long()
+
+        def extreme(cell_values: torch.Tensor, pixel_values: torch.Tensor, lowest: bool) -> list:
+            fill = max(h, w) if lowest else -1
+            out = torch.full((nb + 1,), fill, dtype=torch.long, device=cell_id.device)
+            how = "amin" if lowest else "amax"
+            out.scatter_reduce_(0, cell_id, cell_values.expand(cy.cell_len.numel(), cx.cell_len.numel()).flatten(), how)
+            return out[:nb].scatter_reduce_(0, pix_id, pixel_values, how).tolist()
+
+        a = total(area, None)
+        denom = a.clamp(min=1).double()
+        return {
+            "area": a.tolist(),
+            "cx": (total(sum_x, px).double() / denom).tolist(),
+            "cy": (total(sum_y, py).double() / denom).tolist(),
+            "x0": extreme(x0, px, True),
+            "y0": extreme(y0, py, True),
+            "x1": extreme(x0 + xlen - 1, px, False),
+            "y1": extreme(y0 + ylen - 1, py, False),
+        }
 
 
 def panoptic_cells(
@@ -570,6 +618,7 @@ def panoptic_cells(
     orig = torch.zeros_like(won)
     cell_winner = torch.empty(cells.shape, dtype=torch.long, device=dev)
     cell_owned = torch.zeros(cells.shape, dtype=torch.bool, device=dev)
+    cell_pixelwise = torch.zeros(cells.shape, dtype=torch.bool, device=dev)
     pix_idx, pix_win, pix_own = [], [], []
     ppc = cells.y.max_len * cells.x.max_len
 
@@ -605,6 +654,7 @@ def panoptic_cells(
         owned = decided & (_widen_low(plo.gather(0, w[None])[0], rel) >= threshold)
         partly = decided & ~owned & (_widen_high(phi.gather(0, w[None])[0], rel) >= threshold)
         cell_owned[c0:c1] = owned
+        cell_pixelwise[c0:c1] = ~decided | partly
         won += torch.bincount(w[decided], weights=size[decided], minlength=n).long()
         fin += torch.bincount(w[owned], weights=size[owned], minlength=n).long()
         cy, cx = torch.nonzero(partly, as_tuple=True)
@@ -638,6 +688,7 @@ def panoptic_cells(
         orig=orig,
         cell_winner=cell_winner,
         cell_owned=cell_owned,
+        cell_pixelwise=cell_pixelwise,
         pix_idx=torch.cat(pix_idx) if pix_idx else empty_l,
         pix_win=torch.cat(pix_win) if pix_win else empty_l,
         pix_own=torch.cat(pix_own) if pix_own else torch.zeros(0, dtype=torch.bool, device=dev),

@@ -269,9 +269,11 @@ def _panoptic_result(
     out_size: tuple[int, int],
     is_thing: Sequence[bool],
     cfg: PostprocessConfig,
+    stats_of: Callable[[torch.Tensor, int], dict[str, list]] | None = None,
 ) -> PanopticResult:
     """Apply the overlap rule, merge stuff per class, build the id map (``id_map_of(lut)`` at the merge grid,
-    nearest-resized to ``out_size``) and the segment table."""
+    nearest-resized to ``out_size``) and the segment table (``stats_of(lut, n)``, when given and the map is at the
+    output size, measures the segments without reading the map: see ``PanopticCells.segment_stats``)."""
     n = int(kept.ids.numel())
     if n == 0:
         return PanopticResult(id_map=np.zeros(tuple(out_size), dtype=np.uint16), segments=[])
@@ -300,12 +302,16 @@ def _panoptic_result(
         lut[k] = sid
         if not thing:
             stuff_segment[cls] = sid
-    id_map = id_map_of(torch.tensor(lut, dtype=torch.int32, device=kept.scores.device))
+    lut_t = torch.tensor(lut, dtype=torch.int32, device=kept.scores.device)
+    id_map = id_map_of(lut_t)
     work_size = tuple(id_map.shape)
     ys, xs = _nearest_index(work_size[0], out_size[0]), _nearest_index(work_size[1], out_size[1])
     segments: list[Segment] = []
     if seg_class:
-        st = _segment_stats(id_map, len(seg_class), ys, xs)
+        if stats_of is not None and work_size == tuple(out_size):
+            st = stats_of(lut_t, len(seg_class))
+        else:
+            st = _segment_stats(id_map, len(seg_class), ys, xs)
         for sid in range(1, len(seg_class) + 1):
             x0, y0, x1, y1 = st["x0"][sid], st["y0"][sid], st["x1"][sid], st["y1"][sid]
             segments.append(
@@ -615,10 +621,10 @@ def _postprocess(
                         pc = cellmerge.panoptic_cells(
                             kept.scores, pred_masks[i][kept.ids], cells, cfg.mask_order, cfg.mask_threshold
                         )
-                        areas, id_map_of = (pc.won, pc.fin, pc.orig), pc.id_map
+                        areas, id_map_of, stats_of = (pc.won, pc.fin, pc.orig), pc.id_map, pc.segment_stats
                     else:
-                        areas, id_map_of = (pred_logits.new_zeros(0),) * 3, None
-                    pan = _panoptic_result(kept, areas, id_map_of, meta.orig_size, is_thing, cfg)
+                        areas, id_map_of, stats_of = (pred_logits.new_zeros(0),) * 3, None, None
+                    pan = _panoptic_result(kept, areas, id_map_of, meta.orig_size, is_thing, cfg, stats_of)
             if dense_tasks:
                 dtype = dense_dtype or torch.float32
                 sem_merge = _SemanticMerge(pred_logits[i], wh * ww, dtype) if "semantic" in dense_tasks else None
