@@ -391,13 +391,11 @@ def _corner_winners(
     value at every window point (it then wins at every pixel of the cell), else -1."""
     if grid_values.shape[0] == 1:
         return torch.zeros((c1 - c0, cells.shape[1]), dtype=torch.long, device=grid_values.device)
-    best, win = _widen_low(grid_values, rel).max(0)
-    top, idx = _widen_high(grid_values + slack[:, None, None], rel).topk(2, dim=0)
-    margin = best - torch.where(idx[0] == win, top[1], top[0])
-    win_f = win.to(grid_values.dtype)[None]
-    same = cells.window_max(win_f, c0, c1) == cells.window_min(win_f, c0, c1)
-    decided = same & (cells.window_min(margin[None], c0, c1) > 0)
-    return torch.where(decided, cells.window_max(win_f, c0, c1).long(), -1)[0]
+    # At each grid point, the same test as a cell's (_decide): one candidate = its lower value beats every other
+    # upper value. The cell is decided when every window point has the same such winner.
+    point = _decide(grid_values, grid_values + slack[:, None, None], rel).winner.to(grid_values.dtype)[None]
+    low, high = cells.window_min(point, c0, c1)[0], cells.window_max(point, c0, c1)[0]
+    return torch.where((low == high) & (low >= 0), high.long(), -1)
 
 
 # ------------------------------------------------------------------------------------------------ semantic
