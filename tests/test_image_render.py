@@ -198,3 +198,22 @@ def test_semantic_confidence_renders_as_mono8_x255() -> None:
     assert r.semantic_confidence.dtype == np.uint8
     np.testing.assert_array_equal(r.semantic_confidence, [[0, 64, 128], [255, 255, 13]])
     assert r.size == (2, 3) and r.semantic is None
+
+
+def test_colour_lookup_equals_indexing_on_every_path() -> None:
+    """The OpenCV 8-bit path (uint8 ids, uint16 ids below 256) and the packed path (larger ids) give palette[ids],
+    black beyond the palette."""
+    from bisenetformer_ros.inference.outputs import _lookup_rgb
+
+    rng = np.random.default_rng(5)
+    palette = rng.integers(0, 256, (40, 3), dtype=np.uint8)
+    padded = np.zeros((70_000, 3), dtype=np.uint8)
+    padded[:40] = palette
+    for ids in (
+        rng.integers(0, 50, (31, 47), dtype=np.uint8),
+        rng.integers(0, 50, (31, 47)).astype(np.uint16),
+        rng.integers(0, 65_000, (31, 47)).astype(np.uint16),
+    ):
+        got = _lookup_rgb(ids, palette)
+        assert got.shape == (*ids.shape, 3) and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, padded[ids])

