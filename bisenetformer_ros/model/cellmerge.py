@@ -81,6 +81,9 @@ class _Axis:
     cell_of: torch.Tensor  # [O] cell of each output index
     window: int  # S
     max_len: int  # largest cell
+    pixel: torch.Tensor  # [C, max_len] output indices of each cell, padded by repeating the first
+    pixel_valid: torch.Tensor  # [C, max_len]
+    pixel_weights: torch.Tensor  # [C, max_len, S] their weights (float64)
 
 
 @lru_cache(maxsize=64)
@@ -110,6 +113,11 @@ def _axis(n: int, padded: int, resized: int, orig: int, second: bool, device: st
     change |= pos % longest == 0
     cell_first = torch.nonzero(change).flatten()
     cell_len = torch.diff(cell_first, append=torch.tensor([o], device=dev))
+    # Per-cell pixel tables, so that a block of cells is a few row gathers (blocks are built per chunk).
+    max_len = int(cell_len.max())
+    ar = torch.arange(max_len, device=dev)
+    pixel_valid = ar[None, :] < cell_len[:, None]
+    pixel = torch.where(pixel_valid, cell_first[:, None] + ar, cell_first[:, None])
     return _Axis(
         weights=weights,
         start=start,
@@ -118,7 +126,10 @@ def _axis(n: int, padded: int, resized: int, orig: int, second: bool, device: st
         cell_start=start[cell_first],
         cell_of=torch.cumsum(change, 0) - 1,
         window=window,
-        max_len=int(cell_len.max()),
+        max_len=max_len,
+        pixel=pixel,
+        pixel_valid=pixel_valid,
+        pixel_weights=weights[pixel],
     )
 
 
@@ -209,21 +220,16 @@ class CellGrid:
 
     def block(self, cy: torch.Tensor, cx: torch.Tensor) -> _Block:
         """The pixels of cells ``(cy[u], cx[u])``."""
-        ry, rx = self.y.max_len, self.x.max_len
-        dev = self.device
-        ar_y, ar_x = torch.arange(ry, device=dev), torch.arange(rx, device=dev)
-        vy = ar_y[None, :] < self.y.cell_len[cy][:, None]
-        vx = ar_x[None, :] < self.x.cell_len[cx][:, None]
-        rows = torch.where(vy, self.y.cell_first[cy][:, None] + ar_y, self.y.cell_first[cy][:, None])
-        cols = torch.where(vx, self.x.cell_first[cx][:, None] + ar_x, self.x.cell_first[cx][:, None])
+        y, x = self.y, self.x
+        vy, vx = y.pixel_valid.index_select(0, cy), x.pixel_valid.index_select(0, cx)
         return _Block(
-            rows=rows,
-            cols=cols,
+            rows=y.pixel.index_select(0, cy),
+            cols=x.pixel.index_select(0, cx),
             valid=vy[:, :, None] & vx[:, None, :],
-            wy=self.y.weights[rows],
-            wx=self.x.weights[cols],
-            sy=self.y.cell_start[cy],
-            sx=self.x.cell_start[cx],
+            wy=y.pixel_weights.index_select(0, cy),
+            wx=x.pixel_weights.index_select(0, cx),
+            sy=y.cell_start.index_select(0, cy),
+            sx=x.cell_start.index_select(0, cx),
             cy=cy,
             cx=cx,
         )
