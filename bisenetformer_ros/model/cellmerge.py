@@ -581,33 +581,35 @@ class PanopticCells:
         sum_y = xlen * (ylen * y0 + ylen * (ylen - 1) // 2)  # sum of the row index over the cell's pixels
         sum_x = ylen * (xlen * x0 + xlen * (xlen - 1) // 2)
         pix_id = torch.where(self.pix_own, lut[self.pix_win], 0).long()
-        py, px = self.pix_idx // w, self.pix_idx % w
+        # The records as two small histograms, (id, row) and (id, column): everything per id follows from them.
+        rows = torch.bincount(pix_id * h + self.pix_idx // w, minlength=nb * h).reshape(nb, h)
+        cols = torch.bincount(pix_id * w + self.pix_idx % w, minlength=nb * w).reshape(nb, w)
+        ar_y, ar_x = torch.arange(h, device=rows.device), torch.arange(w, device=cols.device)
 
-        def total(cell_values: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
+        def cell_total(values: torch.Tensor) -> torch.Tensor:
             out = torch.zeros(nb + 1, dtype=torch.long, device=cell_id.device)
-            out.index_add_(0, cell_id, cell_values.expand(cy.cell_len.numel(), cx.cell_len.numel()).flatten())
-            out = out[:nb]
-            if pixel_values is None:
-                return out + torch.bincount(pix_id, minlength=nb)
-            return out + torch.bincount(pix_id, weights=pixel_values.double(), minlength=nb).round().long()
+            out.index_add_(0, cell_id, values.expand(cy.cell_len.numel(), cx.cell_len.numel()).flatten())
+            return out[:nb]
 
-        def extreme(cell_values: torch.Tensor, pixel_values: torch.Tensor, lowest: bool) -> list:
+        def extreme(cell_values: torch.Tensor, hist: torch.Tensor, ar: torch.Tensor, lowest: bool) -> list:
             fill = max(h, w) if lowest else -1
             out = torch.full((nb + 1,), fill, dtype=torch.long, device=cell_id.device)
             how = "amin" if lowest else "amax"
             out.scatter_reduce_(0, cell_id, cell_values.expand(cy.cell_len.numel(), cx.cell_len.numel()).flatten(), how)
-            return out[:nb].scatter_reduce_(0, pix_id, pixel_values, how).tolist()
+            at = torch.where(hist > 0, ar, fill)
+            both = torch.minimum(out[:nb], at.amin(1)) if lowest else torch.maximum(out[:nb], at.amax(1))
+            return both.tolist()
 
-        a = total(area, None)
+        a = cell_total(area) + rows.sum(1)
         denom = a.clamp(min=1).double()
         return {
             "area": a.tolist(),
-            "cx": (total(sum_x, px).double() / denom).tolist(),
-            "cy": (total(sum_y, py).double() / denom).tolist(),
-            "x0": extreme(x0, px, True),
-            "y0": extreme(y0, py, True),
-            "x1": extreme(x0 + xlen - 1, px, False),
-            "y1": extreme(y0 + ylen - 1, py, False),
+            "cx": ((cell_total(sum_x) + cols @ ar_x).double() / denom).tolist(),
+            "cy": ((cell_total(sum_y) + rows @ ar_y).double() / denom).tolist(),
+            "x0": extreme(x0, cols, ar_x, True),
+            "y0": extreme(y0, rows, ar_y, True),
+            "x1": extreme(x0 + xlen - 1, cols, ar_x, False),
+            "y1": extreme(y0 + ylen - 1, rows, ar_y, False),
         }
 
 
