@@ -352,11 +352,16 @@ def _resolve(
         if redo.numel() == 0:
             continue
         full = more[redo].scatter(1, first[a:b][redo], fvalid[a:b][redo])  # the rest and the first two
-        ents, valid = _candidate_lists(full)
-        for a2, b2 in _chunks(int(redo.numel()), per_item(int(ents.shape[1]))):
-            sub = blk.select(redo[a2:b2])
-            values, aux = evaluate(sub, ents[a2:b2], valid[a2:b2])
-            yield sub, ents[a2:b2], _first_max(values, valid[a2:b2]), aux
+        # Cells grouped by candidate count (up to 4, 8, 16, ...): lists are padded to the longest of their group,
+        # not of the chunk (overlapping duplicate queries leave 3 candidates in one cell and 30 in the next).
+        group = torch.log2(full.sum(1).clamp(min=4).double()).ceil().long()
+        for g in torch.unique(group).tolist():
+            members = torch.nonzero(group == g).flatten()
+            ents, valid = _candidate_lists(full[members])
+            for a2, b2 in _chunks(int(members.numel()), per_item(int(ents.shape[1]))):
+                sub = blk.select(redo[members[a2:b2]])
+                values, aux = evaluate(sub, ents[a2:b2], valid[a2:b2])
+                yield sub, ents[a2:b2], _first_max(values, valid[a2:b2]), aux
 
 
 def _first_max(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
