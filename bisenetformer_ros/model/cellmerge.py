@@ -352,16 +352,22 @@ def _resolve(
         if redo.numel() == 0:
             continue
         full = more[redo].scatter(1, first[a:b][redo], fvalid[a:b][redo])  # the rest and the first two
-        # Cells grouped by candidate count (up to 4, 8, 16, ...): lists are padded to the longest of their group,
-        # not of the chunk (overlapping duplicate queries leave 3 candidates in one cell and 30 in the next).
-        group = torch.log2(full.sum(1).clamp(min=4).double()).ceil().long()
-        for g in torch.unique(group).tolist():
-            members = torch.nonzero(group == g).flatten()
+        # Lists padded per group of similar length, not to the chunk's longest (see _count_groups).
+        for members in _count_groups(full.sum(1)):
             ents, valid = _candidate_lists(full[members])
             for a2, b2 in _chunks(int(members.numel()), per_item(int(ents.shape[1]))):
                 sub = blk.select(redo[members[a2:b2]])
                 values, aux = evaluate(sub, ents[a2:b2], valid[a2:b2])
                 yield sub, ents[a2:b2], _first_max(values, valid[a2:b2]), aux
+
+
+def _count_groups(counts: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Row indices grouped by ``counts`` rounded up to a power of two (at least 4): padded per-row lists of one group
+    are at most twice as long as their longest member needs (overlapping duplicate queries leave 3 candidates in
+    one cell and 30 in the next)."""
+    group = torch.log2(counts.clamp(min=4).double()).ceil().long()
+    for g in torch.unique(group).tolist():
+        yield torch.nonzero(group == g).flatten()
 
 
 def _first_max(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
