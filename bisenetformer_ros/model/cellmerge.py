@@ -449,14 +449,13 @@ def semantic_labels(
     for c0, c1 in cells.bands(k):
         r0, r1 = cells.band_rows(c0, c1)
         band = m32[:, r0:r1]
-        hi_logit = None
+        hi_logit = cells.window_max(band, c0, c1)  # bounds every probability in a cell (both orders)
         if order == "sigmoid_first":
             scores = (p32.t() @ band.sigmoid().reshape(n_live, -1)).reshape(k, r1 - r0, -1)  # linear: class scores
             lower = cells.window_min(scores, c0, c1)
             upper = cells.window_max(scores, c0, c1) + slack[:, None, None]
             corner = _corner_winners(scores, slack, rel, cells, c0, c1)
         else:
-            hi_logit = cells.window_max(band, c0, c1)
             lo = cells.window_min(band, c0, c1).sigmoid().reshape(n_live, -1)
             lower = (p32.t() @ lo).reshape(k, c1 - c0, -1)
             upper = (p32.t() @ hi_logit.sigmoid().reshape(n_live, -1)).reshape(k, c1 - c0, -1) + slack[:, None, None]
@@ -471,15 +470,12 @@ def semantic_labels(
     for c0, dec, winner, hi_logit in bands:
 
         def evaluate(
-            blk: _Block, cand: torch.Tensor, valid: torch.Tensor, hi_logit: torch.Tensor | None = hi_logit, c0: int = c0
+            blk: _Block, cand: torch.Tensor, valid: torch.Tensor, hi_logit: torch.Tensor = hi_logit, c0: int = c0
         ) -> tuple[torch.Tensor, None]:
+            # Both orders: per-pixel probabilities of the queries that matter in the cell, the rest bounded
+            # (sigmoid_first used to sum every query's sigmoid at the window points: 100 queries for ~3 that count).
             u = int(cand.shape[0])
             pc = class_probs.t()[cand]  # [U, C, Q]
-            if hi_logit is None:
-                queries = torch.arange(q, device=masks.device).expand(u, q)
-                win = cells.window(masks, queries, blk).to(EXACT).sigmoid()  # [U, Q, Sy, Sx]
-                class_win = _weighted_sum(pc, win.flatten(2)).reshape(u, -1, cells.y.window, cells.x.window)
-                return cells.interpolate(class_win, blk).flatten(2), None
             hi = peak.expand(u, q).clone()  # [U, Q] bound on each probability in the cell
             hi[:, live] = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()
             return _class_values_pruned(masks, pc, valid, hi, blk, cells, order), None
@@ -533,7 +529,7 @@ def _class_values_pruned(
     cells: CellGrid,
     order: str,
 ) -> torch.Tensor:
-    """Candidate class scores ``[U, C, P]`` whose first maximum is the exact one (upsample_logits order).
+    """Candidate class scores ``[U, C, P]`` whose first maximum is the exact one (either mask order).
 
     Per cell only the queries that can add more than ``_PRUNE`` to a candidate are evaluated per pixel; the others
     add at most ``slack[c] = sum_q pc[c, q] * hi[q]`` (``hi`` bounds the query's probability in the cell). A pixel
