@@ -89,6 +89,15 @@ def _solid_image(shape: tuple[int, ...], color: tuple[int, int, int]) -> np.ndar
     return img
 
 
+def _lookup8(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[ids]`` for uint8 ``ids`` and a uint8 ``table`` (entries beyond it 0) by OpenCV's 8-bit LUT, ~5x faster
+    than numpy indexing at camera size."""
+    lut = np.zeros(256, dtype=np.uint8)
+    n = min(256, len(table))
+    lut[:n] = table[:n]
+    return cv2.LUT(ids, lut)
+
+
 def _lookup_rgb(ids: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Colour image ``palette[ids]`` as contiguous HxWx3 uint8. Ids below 256 (any semantic map of up to 255
     classes, a panoptic map of up to 255 segments) go through OpenCV's 8-bit LUT, one per channel, then a merge:
@@ -96,11 +105,8 @@ def _lookup_rgb(ids: np.ndarray, palette: np.ndarray) -> np.ndarray:
     top = int(ids.max()) + 1 if ids.size else 0
     if ids.dtype != np.uint8 and top <= 256 and ids.dtype.kind == "u":
         ids = ids.astype(np.uint8)
-    if ids.dtype == np.uint8:
-        pal = np.zeros((256, 3), dtype=np.uint8)  # ids beyond the palette stay black
-        n = min(256, palette.shape[0])
-        pal[:n] = palette[:n]
-        return cv2.merge([cv2.LUT(ids, np.ascontiguousarray(pal[:, c])) for c in range(3)])
+    if ids.dtype == np.uint8:  # ids beyond the palette stay black
+        return cv2.merge([_lookup8(ids, palette[:, c]) for c in range(3)])
     packed = np.zeros(max(palette.shape[0], top), dtype=np.uint32)  # ids beyond the palette stay black
     p32 = palette.astype(np.uint32)
     packed[: palette.shape[0]] = p32[:, 0] | (p32[:, 1] << 8) | (p32[:, 2] << 16)
@@ -158,10 +164,8 @@ def instance_edges(panoptic: PanopticResult) -> np.ndarray:
         return edges
     thing = np.zeros(max(max(thing_ids), int(ids.max())) + 1, dtype=np.uint8)
     thing[thing_ids] = 1
-    if thing.size <= 256:  # an 8-bit table lookup (OpenCV) is ~5x faster than numpy indexing
-        lut = np.zeros(256, dtype=np.uint8)
-        lut[: thing.size] = thing
-        is_thing = cv2.LUT(ids.astype(np.uint8), lut).view(bool)
+    if thing.size <= 256:  # every id fits 8 bits
+        is_thing = _lookup8(ids.astype(np.uint8), thing).view(bool)
     else:
         is_thing = thing[ids].view(bool)
     d = (ids[:, 1:] != ids[:, :-1]) & (is_thing[:, 1:] | is_thing[:, :-1])
