@@ -608,14 +608,14 @@ class PanopticCells:
 
         def cell_total(values: torch.Tensor) -> torch.Tensor:
             out = torch.zeros(nb + 1, dtype=torch.long, device=cell_id.device)
-            out.index_add_(0, cell_id, values.expand(cy.cell_len.numel(), cx.cell_len.numel()).flatten())
+            out.index_add_(0, cell_id, values.expand(self.cells.shape).flatten())
             return out[:nb]
 
         def extreme(cell_values: torch.Tensor, hist: torch.Tensor, ar: torch.Tensor, lowest: bool) -> list:
             fill = max(h, w) if lowest else -1
             out = torch.full((nb + 1,), fill, dtype=torch.long, device=cell_id.device)
             how = "amin" if lowest else "amax"
-            out.scatter_reduce_(0, cell_id, cell_values.expand(cy.cell_len.numel(), cx.cell_len.numel()).flatten(), how)
+            out.scatter_reduce_(0, cell_id, cell_values.expand(self.cells.shape).flatten(), how)
             at = torch.where(hist > 0, ar, fill)
             both = torch.minimum(out[:nb], at.amin(1)) if lowest else torch.maximum(out[:nb], at.amax(1))
             return both.tolist()
