@@ -123,6 +123,38 @@ def test_cell_merge_more_than_255_classes(order: str) -> None:
 
 
 @pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize(("mask_hw", "meta"), [GEOMETRIES[1], GEOMETRIES[3], GEOMETRIES[5]])
+def test_cell_merge_many_classes_few_in_the_frame(
+    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADE20K-like: 150 classes, a handful confident in the frame. The major classes decide most cells and the
+    others are bounded together (cellmerge._major_classes); cells where that bound does not hold (boundaries, low
+    scores) are decided over all classes. Same labels as the brute force."""
+    from bisenetformer_ros.model import cellmerge
+
+    k, q = 150, 24
+    gen = torch.Generator().manual_seed(zlib.crc32(repr((order, mask_hw)).encode()))
+    logits = torch.randn(1, q, k + 1, generator=gen) - 3.0
+    present = torch.randperm(k, generator=gen)[:6]
+    for i in range(12):  # confident queries of six classes; the rest mostly no-object, some weak everywhere
+        logits[0, i, present[i % 6]] = 6.0 + float(torch.rand(1, generator=gen)) * 3
+    logits[0, 12:, k] = 3.0
+    # Blobs on a background no query claims: there every class score is small, so the major classes' bound does not
+    # exclude the others and those cells are decided over all classes.
+    low = torch.randn(1, q, max(1, mask_hw[0] // 3), max(1, mask_hw[1] // 3), generator=gen) * 8 - 6
+    masks = F.interpolate(low, size=mask_hw, mode="bilinear", align_corners=False)
+    tiers = []
+    original = cellmerge._major_classes
+    monkeypatch.setattr(cellmerge, "_major_classes", lambda reach: tiers.append(original(reach)) or tiers[-1])
+    cfg = PostprocessConfig(merge="cells", mask_order=order, dense_fallback=1.0, object_mask_threshold=0.5)
+    fast = postprocess_batch(logits, masks, [meta], TASKS, cfg, table(k))[0]
+    ref = dense_reference(logits, masks, [meta], TASKS, cfg, table(k))[0]
+    assert_same(fast, ref)
+    assert tiers and tiers[0] is not None  # the tiered decision ran
+    assert len(np.unique(fast.semantic)) >= 2
+
+
+@pytest.mark.parametrize("order", ORDERS)
 def test_cell_merge_ties_take_the_first_maximum(order: str) -> None:
     """Duplicate queries and duplicate classes tie exactly everywhere: the lower index wins, as with ``max(0)``."""
     k, q = 4, 6

@@ -52,6 +52,8 @@ _CHUNK_ELEMENTS = 1 << 21  # float64 elements per per-pixel chunk (16 MB)
 _BAND_ELEMENTS = 1 << 20  # float32 elements of one band's bound tables (4 MB; a handful are alive at once)
 _SMALL_PRODUCT = 1 << 18  # float64 elements of a [U, C, A, P] product computed in one piece (2 MB)
 _PRUNE = 1e-4  # a query adding less than this to every class score (in a cell) is bounded, not evaluated
+_MAJOR = 0.25  # classes that can score at least this somewhere decide the cells on their own (see _major_classes)
+_MAJOR_MIN_CLASSES = 32  # below this many classes one table of all of them is as cheap
 
 
 def float32_error(n_terms: int) -> float:
@@ -312,7 +314,7 @@ Evaluate = Callable[[_Block, torch.Tensor, torch.Tensor], tuple[torch.Tensor, to
 
 
 def _resolve(
-    dec: _Decision,
+    dec: _Decision | _TieredDecision,
     undecided: torch.Tensor,
     cells: CellGrid,
     c0: int,
@@ -332,8 +334,8 @@ def _resolve(
     cy, cx = torch.nonzero(undecided, as_tuple=True)
     if cy.numel() == 0:
         return
-    table = dec.cand[:, cy, cx].t()  # [U, E]
-    upper = torch.where(table, dec.upper[:, cy, cx].t(), -torch.inf)
+    table, upper = dec.rows(cy, cx)  # [U, E]
+    upper = torch.where(table, upper, -torch.inf)
     first = upper.topk(min(2, upper.shape[1]), dim=1).indices.sort(1).values
     fvalid = table.gather(1, first)
     for a, b in _chunks(int(cy.numel()), per_item(int(first.shape[1]))):
@@ -379,12 +381,43 @@ def _first_max(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class _Decision:
-    """Per band: ``winner [Cb, Cx]`` (-1 where undecided), candidate table ``[E, Cb, Cx]`` and the widened upper
-    bounds (at least every true value in the cell)."""
+    """Per band: ``winner [Cb, Cx]`` (-1 where undecided), candidate table ``[E, Cb, Cx]``, the widened upper
+    bounds (at least every true value in the cell) and the widened best lower bound ``[Cb, Cx]``."""
 
     winner: torch.Tensor
     cand: torch.Tensor
     upper: torch.Tensor
+    best: torch.Tensor
+
+    def rows(self, cy: torch.Tensor, cx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidates ``[U, E]`` and upper bounds ``[U, E]`` of cells ``(cy, cx)`` (band-local)."""
+        return self.cand[:, cy, cx].t(), self.upper[:, cy, cx].t()
+
+
+@dataclass
+class _TieredDecision:
+    """A band decided by the major classes (``major`` of ``k``; ``part`` in their index space) where their best
+    lower bound beats every other class's reach, and over all classes (``rest``, one column per cell listed in
+    ``slot [Cb, Cx]``, else -1) where it does not. Same ``winner`` / ``rows`` as :class:`_Decision`, in class ids."""
+
+    winner: torch.Tensor
+    part: _Decision
+    major: torch.Tensor
+    k: int
+    slot: torch.Tensor
+    rest: _Decision | None
+
+    def rows(self, cy: torch.Tensor, cx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = int(cy.numel())
+        table = torch.zeros((u, self.k), dtype=torch.bool, device=cy.device)
+        upper = torch.full((u, self.k), -torch.inf, dtype=self.part.upper.dtype, device=cy.device)
+        table[:, self.major], upper[:, self.major] = self.part.rows(cy, cx)
+        pos = self.slot[cy, cx]
+        redo = torch.nonzero(pos >= 0).flatten()
+        if redo.numel() and self.rest is not None:
+            at = pos[redo]
+            table[redo], upper[redo] = self.rest.cand[:, at].t(), self.rest.upper[:, at].t()
+        return table, upper
 
 
 def _decide(lower: torch.Tensor, upper: torch.Tensor, rel: float) -> _Decision:
@@ -402,8 +435,9 @@ def _decide(lower: torch.Tensor, upper: torch.Tensor, rel: float) -> _Decision:
     cand = upper >= best
     small = torch.int16 if cand.shape[0] < 2**15 else torch.int32
     count = cand.sum(0, dtype=small)
-    index = (cand * torch.arange(cand.shape[0], dtype=small, device=cand.device)[:, None, None]).sum(0, dtype=small)
-    return _Decision(winner=torch.where(count == 1, index.long(), -1), cand=cand, upper=upper)
+    ids = torch.arange(cand.shape[0], dtype=small, device=cand.device).reshape((-1,) + (1,) * (cand.dim() - 1))
+    index = (cand * ids).sum(0, dtype=small)
+    return _Decision(winner=torch.where(count == 1, index.long(), -1), cand=cand, upper=upper, best=best)
 
 
 def _corner_winners(
@@ -422,6 +456,60 @@ def _corner_winners(
 
 
 # ------------------------------------------------------------------------------------------------ semantic
+@dataclass
+class _BandProbs:
+    """What bounds the live queries' probabilities in a band of cells ``c0..c1`` (mask-grid rows from ``r0``):
+    ``sigmoid_first``: the probabilities at the grid points (``grid [n, rows, n_x]``; class scores are linear in
+    them); ``upsample_logits``: each cell's probability bounds ``low`` / ``high [n, Cb, Cx]``."""
+
+    cells: CellGrid
+    c0: int
+    c1: int
+    r0: int
+    grid: torch.Tensor | None = None
+    low: torch.Tensor | None = None
+    high: torch.Tensor | None = None
+
+    def bounds(self, p: torch.Tensor, slack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Lower and upper bounds ``[E, Cb, Cx]`` of the scores ``p [n, E]`` (float32; ``slack [E]`` added to the
+        upper ones) in every cell, and (``sigmoid_first``) the scores at the grid points ``[E, rows, n_x]``."""
+        n, e = p.shape
+        if self.grid is not None:
+            scores = (p.t() @ self.grid.reshape(n, -1)).reshape(e, self.grid.shape[1], -1)
+            upper = self.cells.window_max(scores, self.c0, self.c1) + slack[:, None, None]
+            return self.cells.window_min(scores, self.c0, self.c1), upper, scores
+        shape = (e, *self.low.shape[1:])
+        lower = (p.t() @ self.low.reshape(n, -1)).reshape(shape)
+        return lower, (p.t() @ self.high.reshape(n, -1)).reshape(shape) + slack[:, None, None], None
+
+    def cell_bounds(
+        self, p: torch.Tensor, slack: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same bounds ``[E, m]`` for the band's cells ``(cy, cx)`` only (cell rows relative to ``c0``)."""
+        if self.grid is None:
+            return p.t() @ self.low[:, cy, cx], p.t() @ self.high[:, cy, cx] + slack[:, None]
+        sy = self.cells.y.cell_start[cy + self.c0] - self.r0
+        sx = self.cells.x.cell_start[cx]
+        at = torch.stack(
+            [
+                p.t() @ self.grid[:, sy + i, sx + j]
+                for i in range(self.cells.y.window)
+                for j in range(self.cells.x.window)
+            ]
+        )  # the scores at each window point: [Sy * Sx, E, m]
+        return at.amin(0), at.amax(0) + slack[:, None]
+
+
+def _major_classes(reach: torch.Tensor) -> torch.Tensor | None:
+    """The classes whose ``reach`` (an upper bound of the class's score at every pixel) is at least ``_MAJOR``, when
+    there are many classes but few of these (a frame shows a handful of ADE20K's 150); else None (one table)."""
+    k = int(reach.numel())
+    major = torch.nonzero(reach >= _MAJOR).flatten()
+    if k < _MAJOR_MIN_CLASSES or major.numel() == 0 or int(major.numel()) > k // 4:
+        return None
+    return major
+
+
 def semantic_labels(
     class_probs: torch.Tensor, masks: torch.Tensor, cells: CellGrid, order: str, max_undecided: float = 1.0
 ) -> torch.Tensor | None:
@@ -439,29 +527,58 @@ def semantic_labels(
     slack = _widen_high((class_probs[~live] * peak[~live, None]).sum(0), 1e-12).float()  # [K]
     p32 = class_probs[live].float()
     m32 = masks[live].float()
-    n_live = int(p32.shape[0])
     # Labels in the smallest integer type that holds them: the full-resolution map is the merge's largest tensor.
     label_dtype = torch.uint8 if k <= 255 else torch.int32
     cell_label = torch.empty(cells.shape, dtype=label_dtype, device=masks.device)
     pix_idx, pix_val = [], []
     ppc = cells.y.max_len * cells.x.max_len
+    # ADE20K's 150 classes, of which a frame shows a handful: the classes that can score at least _MAJOR somewhere
+    # decide every cell whose best lower bound beats the reach of all others; the rest (boundaries, where every lower
+    # bound is near zero) take bounds over all classes, for those cells only.
+    reach = (class_probs[live] * peak[live, None]).sum(0) + slack.double()  # [K] >= every score of the class
+    major = _major_classes(reach)
+    if major is not None:
+        others = reach.clone()
+        others[major] = 0.0
+        beyond = float(_widen_high(others.amax(), 1e-9))
+    tables = k if major is None else int(major.numel()) + 1
     bands, undecided = [], 0
-    for c0, c1 in cells.bands(k):
+    for c0, c1 in cells.bands(tables):
         r0, r1 = cells.band_rows(c0, c1)
         band = m32[:, r0:r1]
         hi_logit = cells.window_max(band, c0, c1)  # bounds every probability in a cell (both orders)
         if order == "sigmoid_first":
-            scores = (p32.t() @ band.sigmoid().reshape(n_live, -1)).reshape(k, r1 - r0, -1)  # linear: class scores
-            lower = cells.window_min(scores, c0, c1)
-            upper = cells.window_max(scores, c0, c1) + slack[:, None, None]
-            corner = _corner_winners(scores, slack, rel, cells, c0, c1)
+            probs = _BandProbs(cells, c0, c1, r0, grid=band.sigmoid())
         else:
-            lo = cells.window_min(band, c0, c1).sigmoid().reshape(n_live, -1)
-            lower = (p32.t() @ lo).reshape(k, c1 - c0, -1)
-            upper = (p32.t() @ hi_logit.sigmoid().reshape(n_live, -1)).reshape(k, c1 - c0, -1) + slack[:, None, None]
-            corner = None
-        dec = _decide(lower, upper, rel)
-        winner = dec.winner if corner is None else torch.where(corner >= 0, corner, dec.winner)
+            probs = _BandProbs(cells, c0, c1, r0, low=cells.window_min(band, c0, c1).sigmoid(), high=hi_logit.sigmoid())
+        if major is None:
+            lower, upper, scores = probs.bounds(p32, slack)
+            dec = _decide(lower, upper, rel)
+            winner = dec.winner
+            if scores is not None:
+                corner = _corner_winners(scores, slack, rel, cells, c0, c1)
+                winner = torch.where(corner >= 0, corner, winner)
+        else:
+            lower, upper, scores = probs.bounds(p32[:, major], slack[major])
+            part = _decide(lower, upper, rel)
+            ok = part.best > beyond
+            winner = torch.where(ok & (part.winner >= 0), major[part.winner.clamp(min=0)], -1)
+            if scores is not None:
+                # The other classes as one more entity valued in [0, beyond] at every window point.
+                n_major = int(major.numel())
+                zero = scores.new_zeros((1, *scores.shape[1:]))
+                extra = torch.cat([slack[major], slack.new_tensor([beyond])])
+                corner = _corner_winners(torch.cat([scores, zero]), extra, rel, cells, c0, c1)
+                known = (corner >= 0) & (corner < n_major)
+                winner = torch.where(known, major[corner.clamp(0, n_major - 1)], winner)
+            fy, fx = torch.nonzero((winner < 0) & ~ok, as_tuple=True)
+            slot = torch.full(winner.shape, -1, dtype=torch.long, device=winner.device)
+            rest = None
+            if fy.numel():
+                slot[fy, fx] = torch.arange(int(fy.numel()), device=winner.device)
+                rest = _decide(*probs.cell_bounds(p32, slack, fy, fx), rel)
+                winner[fy, fx] = rest.winner
+            dec = _TieredDecision(winner=winner, part=part, major=major, k=k, slot=slot, rest=rest)
         cell_label[c0:c1] = winner.clamp(min=0)  # undecided cells are overwritten per pixel below
         undecided += int((cells.cell_pixels[c0:c1] * (winner < 0)).sum())
         bands.append((c0, dec, winner, hi_logit))
