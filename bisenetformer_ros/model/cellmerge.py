@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -157,9 +157,21 @@ class _Block:
             **{f: getattr(self, f)[idx] for f in ("rows", "cols", "valid", "wy", "wx", "sy", "sx", "cy", "cx")}
         )
 
+    @cached_property
+    def full(self) -> bool:
+        """Every pixel valid (no cell smaller than the largest: the interior of the image)."""
+        return bool(self.valid.all())
+
+    def pixels(self, values: torch.Tensor) -> torch.Tensor:
+        """``values [U, ry, rx]`` (or ``[U, ry * rx]``) at the valid pixels, flat, in the block's order (a view, no
+        masked copy, when every pixel is valid)."""
+        if self.full:
+            return values.reshape(-1)
+        return values.reshape(self.valid.shape)[self.valid]
+
     def flat(self, width: int) -> torch.Tensor:
         """Flat pixel index of every valid pixel, in the block's ``[U, ry, rx]`` order."""
-        return (self.rows[:, :, None] * width + self.cols[:, None, :])[self.valid]
+        return self.pixels(self.rows[:, :, None] * width + self.cols[:, None, :])
 
 
 class CellGrid:
@@ -346,13 +358,14 @@ def _resolve(
         more = table[a:b] & (upper[a:b].to(EXACT) >= (floor - _ABS_MARGIN)[:, None])
         more.scatter_(1, first[a:b], False)
         again = more.any(1)
+        redo = torch.nonzero(again).flatten()
+        if redo.numel() == 0:  # the usual case: no copies of the chunk
+            yield blk, first[a:b], _first_max(values, fvalid[a:b]), aux
+            continue
         done = torch.nonzero(~again).flatten()
         if done.numel():
             pick = _first_max(values[done], fvalid[a:b][done])
             yield blk.select(done), first[a:b][done], pick, None if aux is None else aux[done]
-        redo = torch.nonzero(again).flatten()
-        if redo.numel() == 0:
-            continue
         full = more[redo].scatter(1, first[a:b][redo], fvalid[a:b][redo])  # the rest and the first two
         # Lists padded per group of similar length, not to the chunk's longest (see _count_groups).
         for members in _count_groups(full.sum(1)):
@@ -375,6 +388,9 @@ def _count_groups(counts: torch.Tensor) -> Iterator[torch.Tensor]:
 def _first_max(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Index along dim 1 of the first maximum of ``values [U, C, ...]`` among valid ``[U, C]`` entries."""
     shape = valid.shape + (1,) * (values.dim() - 2)
+    if values.shape[1] == 2:  # the two best candidates (most calls): one comparison instead of max-with-indices
+        v0, v1 = valid[:, 0].reshape(shape[:1] + shape[2:]), valid[:, 1].reshape(shape[:1] + shape[2:])
+        return (v1 & ((values[:, 1] > values[:, 0]) | ~v0)).long()
     masked = torch.where(valid.reshape(shape), values, torch.full_like(values, -torch.inf))
     return masked.max(1).indices
 
@@ -602,7 +618,7 @@ def semantic_labels(
 
         for blk, cand, pick, _aux in _resolve(dec, winner < 0, cells, c0, evaluate, per_cell):
             pix_idx.append(blk.flat(cells.size[1]))
-            pix_val.append(cand.gather(1, pick)[blk.valid.flatten(1)].to(label_dtype))
+            pix_val.append(blk.pixels(cand.gather(1, pick)).to(label_dtype))
     labels = cells.expand(cell_label)
     if pix_idx:
         labels.view(-1)[torch.cat(pix_idx)] = torch.cat(pix_val)
@@ -767,7 +783,8 @@ def panoptic_cells(
     cell_winner = torch.empty(cells.shape, dtype=torch.long, device=dev)
     cell_owned = torch.zeros(cells.shape, dtype=torch.bool, device=dev)
     cell_pixelwise = torch.zeros(cells.shape, dtype=torch.bool, device=dev)
-    pix_idx, pix_win, pix_own = [], [], []
+    partly_records: list[tuple[torch.Tensor, ...]] = []  # (flat pixel index, winner, owned) per chunk
+    resolved_records: list[tuple[torch.Tensor, ...]] = []
     ppc = cells.y.max_len * cells.x.max_len
 
     for c0, c1 in cells.bands(n):
@@ -809,26 +826,27 @@ def panoptic_cells(
             blk = cells.block(cy[a:b] + c0, cx[a:b])
             own = cells.above(masks, w[cy[a:b], cx[a:b]][:, None], blk, order, threshold)[:, 0]
             who = w[cy[a:b], cx[a:b]][:, None, None].expand_as(own)
-            pix_idx.append(blk.flat(cells.size[1]))
-            pix_win.append(who[blk.valid])
-            pix_own.append(own[blk.valid])
-            fin += torch.bincount(who[blk.valid & own], minlength=n)
+            partly_records.append((blk.flat(cells.size[1]), blk.pixels(who), blk.pixels(own)))
 
         def evaluate(blk: _Block, cand: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             p = cells.probabilities(masks, cand, blk, order).flatten(2)
             return scores[cand][:, :, None] * p, p
 
         for blk, cand, pick, p in _resolve(dec, ~decided, cells, c0, evaluate, lambda c: c * ppc):
-            who = cand.gather(1, pick)
             own = p.gather(1, pick[:, None])[:, 0] >= threshold
-            v = blk.valid.flatten(1)
-            pix_idx.append(blk.flat(cells.size[1]))
-            pix_win.append(who[v])
-            pix_own.append(own[v])
-            # bincount, not index_add_ of ones: a few indices repeated over many pixels serialise index_add_.
-            won += torch.bincount(who[v], minlength=n)
-            fin += torch.bincount(who[v & own], minlength=n)
-    empty_l = torch.zeros(0, dtype=torch.long, device=dev)
+            resolved_records.append((blk.flat(cells.size[1]), blk.pixels(cand.gather(1, pick)), blk.pixels(own)))
+
+    # Records: partly owned decided cells, then undecided ones (disjoint pixels: order is free). Areas from them
+    # in one pass each (bincount, not index_add_ of ones: a few indices repeated over many pixels serialise
+    # index_add_); the won area of partly owned cells was counted per cell above.
+    def joined(records: list[tuple[torch.Tensor, ...]], field: int, dtype: torch.dtype) -> torch.Tensor:
+        parts = [r[field] for r in records]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=dtype, device=dev)
+
+    records = partly_records + resolved_records
+    all_win, all_own = joined(records, 1, torch.long), joined(records, 2, torch.bool)
+    won += torch.bincount(joined(resolved_records, 1, torch.long), minlength=n)
+    fin += torch.bincount(all_win[all_own], minlength=n)
     return PanopticCells(
         won=won,
         fin=fin,
@@ -836,9 +854,9 @@ def panoptic_cells(
         cell_winner=cell_winner,
         cell_owned=cell_owned,
         cell_pixelwise=cell_pixelwise,
-        pix_idx=torch.cat(pix_idx) if pix_idx else empty_l,
-        pix_win=torch.cat(pix_win) if pix_win else empty_l,
-        pix_own=torch.cat(pix_own) if pix_own else torch.zeros(0, dtype=torch.bool, device=dev),
+        pix_idx=joined(records, 0, torch.long),
+        pix_win=all_win,
+        pix_own=all_own,
         cells=cells,
     )
 
