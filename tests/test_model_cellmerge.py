@@ -155,6 +155,22 @@ def test_cell_merge_many_classes_few_in_the_frame(
 
 
 @pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("mask_threshold", [0.0, 1e-7, 0.1, 0.5, 0.93, 1.0 - 1e-7, 1.0])
+def test_cell_merge_any_mask_threshold(order: str, mask_threshold: float) -> None:
+    """Mask areas and ownership are decided on the logits for usual thresholds (cellmerge._logit_cut) and on the
+    probabilities near 0 and 1; both equal the brute force."""
+    logits, masks = random_predictions(11, 17, 5, (12, 20), smooth=True)
+    meta = PreprocessMeta((97, 203), (90, 150), (96, 160))
+    cfg = PostprocessConfig(
+        merge="cells", mask_order=order, mask_threshold=mask_threshold, object_mask_threshold=0.3, overlap_threshold=0.0
+    )
+    fast = postprocess_batch(logits, masks, [meta], TASKS, cfg, table(5))[0]
+    ref = dense_reference(logits, masks, [meta], TASKS, cfg, table(5))[0]
+    assert_same(fast, ref)
+    assert len(ref.panoptic.segments) >= (1 if mask_threshold < 1.0 else 0)
+
+
+@pytest.mark.parametrize("order", ORDERS)
 def test_cell_merge_ties_take_the_first_maximum(order: str) -> None:
     """Duplicate queries and duplicate classes tie exactly everywhere: the lower index wins, as with ``max(0)``."""
     k, q = 4, 6

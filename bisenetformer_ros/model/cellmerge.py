@@ -766,6 +766,30 @@ class PanopticCells:
         }
 
 
+@lru_cache(maxsize=16)
+def _logit_cut(threshold: float) -> tuple[float, float] | None:
+    """Float32 logits ``(inside, reach)``: a cell whose window's smallest mask logit is ``>= inside`` has every
+    pixel's probability ``>= threshold`` (float64, either order, rounding included); one whose largest logit is
+    ``< reach`` has none. ``None`` for thresholds too close to 0 or 1 for this margin (probabilities are compared)."""
+    if not 1e-6 < threshold < 1.0 - 1e-6:
+        return None
+    mid = math.log(threshold / (1.0 - threshold))
+    step = 1e-6 * (1.0 + abs(mid))  # far above float64 rounding of either order's per-pixel value, far below scores
+    inside = torch.tensor(mid + step, dtype=torch.float32).item()
+    reach = torch.tensor(mid - step, dtype=torch.float32).item()
+    inside = inside if inside >= mid + step / 2 else math.nextafter(inside, math.inf)
+    reach = reach if reach <= mid - step / 2 else math.nextafter(reach, -math.inf)
+
+    def sig(x: float) -> float:
+        return 1.0 / (1.0 + math.exp(-x))
+
+    # The per-pixel tests: upsample_logits compares the interpolated logit with ``mid``, sigmoid_first an
+    # interpolated probability with the threshold; a convex combination stays within 1e-12 of its extremes.
+    ok = sig(inside) * (1 - 1e-12) - 1e-15 >= threshold and inside - 1e-12 * (1 + abs(inside)) >= mid
+    ok = ok and sig(reach) * (1 + 1e-12) + 1e-15 < threshold and reach + 1e-12 * (1 + abs(reach)) < mid
+    return (inside, reach) if ok else None
+
+
 def panoptic_cells(
     scores: torch.Tensor, masks: torch.Tensor, cells: CellGrid, order: str, threshold: float
 ) -> PanopticCells:
@@ -787,15 +811,20 @@ def panoptic_cells(
     resolved_records: list[tuple[torch.Tensor, ...]] = []
     ppc = cells.y.max_len * cells.x.max_len
 
+    cut = _logit_cut(threshold)
     for c0, c1 in cells.bands(n):
         r0, r1 = cells.band_rows(c0, c1)
         band = m32[:, r0:r1]
-        plo = cells.window_min(band, c0, c1).sigmoid()  # probability bounds, both orders (sigmoid is monotonic)
-        phi = cells.window_max(band, c0, c1).sigmoid()
+        lo_logit, hi_logit = cells.window_min(band, c0, c1), cells.window_max(band, c0, c1)
+        plo, phi = lo_logit.sigmoid(), hi_logit.sigmoid()  # probability bounds, both orders (sigmoid is monotonic)
         size = sizes[c0:c1]
         # Areas of the binary masks: cells entirely above / below the threshold, per pixel where the edge crosses.
-        inside = _widen_low(plo, rel) >= threshold
-        crossing = ~inside & (_widen_high(phi, rel) >= threshold)
+        if cut is not None:  # on the logits: two comparisons instead of widening both probability tables
+            inside = lo_logit >= cut[0]
+            crossing = (hi_logit >= cut[1]) ^ inside  # inside implies hi >= lo >= cut[0] > cut[1]
+        else:
+            inside = _widen_low(plo, rel) >= threshold
+            crossing = ~inside & (_widen_high(phi, rel) >= threshold)
         orig += (inside * size).sum((1, 2))
         # One (query, cell) pair per crossing edge: no per-cell lists padded to the most crowded cell (with
         # overlapping duplicates the counts per cell vary a lot).
@@ -815,8 +844,8 @@ def panoptic_cells(
         cell_winner[c0:c1] = winner
         decided = winner >= 0
         w = winner.clamp(min=0)
-        owned = decided & (_widen_low(plo.gather(0, w[None])[0], rel) >= threshold)
-        partly = decided & ~owned & (_widen_high(phi.gather(0, w[None])[0], rel) >= threshold)
+        owned = decided & inside.gather(0, w[None])[0]
+        partly = decided & crossing.gather(0, w[None])[0]
         cell_owned[c0:c1] = owned
         cell_pixelwise[c0:c1] = ~decided | partly
         won += torch.bincount(w[decided], weights=size[decided], minlength=n).long()
