@@ -557,7 +557,8 @@ def semantic_labels(
         others = reach.clone()
         others[major] = 0.0
         beyond = float(_widen_high(others.amax(), 1e-9))
-    tables = k if major is None else int(major.numel()) + 1
+    # Band size: the class tables and the live queries' per-cell tables both stay within the band budget.
+    tables = max(k if major is None else int(major.numel()) + 1, int(p32.shape[0]))
     bands, undecided = [], 0
     for c0, c1 in cells.bands(tables):
         r0, r1 = cells.band_rows(c0, c1)
