@@ -540,9 +540,13 @@ def semantic_labels(
     # left out of the bounds and accounted for by a per-class slack: most of a typical frame's queries.
     peak = masks.flatten(1).amax(1).to(EXACT).sigmoid()  # [Q] largest probability of each query
     live = peak * class_probs.amax(1) > _PRUNE
-    slack = _widen_high((class_probs[~live] * peak[~live, None]).sum(0), 1e-12).float()  # [K]
+    if not bool(live.any()):  # nothing but faint queries: no slack, every query per pixel
+        live = torch.ones_like(live)
+    dead = (class_probs[~live] * peak[~live, None]).sum(0)  # [K] >= what the faint queries add to a class score
+    slack = _widen_high(dead, 1e-12).float()
+    m_live, live_probs = masks[live], class_probs[live].t().contiguous()  # [L, h, w], [K, L]
     p32 = class_probs[live].float()
-    m32 = masks[live].float()
+    m32 = m_live.float()
     # Labels in the smallest integer type that holds them: the full-resolution map is the merge's largest tensor.
     label_dtype = torch.uint8 if k <= 255 else torch.int32
     cell_label = torch.empty(cells.shape, dtype=label_dtype, device=masks.device)
@@ -608,11 +612,16 @@ def semantic_labels(
         ) -> tuple[torch.Tensor, None]:
             # Both orders: per-pixel probabilities of the queries that matter in the cell, the rest bounded
             # (sigmoid_first used to sum every query's sigmoid at the window points: 100 queries for ~3 that count).
-            u = int(cand.shape[0])
-            pc = class_probs.t()[cand]  # [U, C, Q]
-            hi = peak.expand(u, q).clone()  # [U, Q] bound on each probability in the cell
-            hi[:, live] = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()
-            return _class_values_pruned(masks, pc, valid, hi, blk, cells, order), None
+            # Only the live queries enter the per-cell tables ([U, C, live], not [U, C, Q]: a typical frame has ~8 of
+            # 100); the others are bounded by their per-class slack, as in the cell bounds.
+            hi = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()  # [U, live] bound of each probability
+
+            def every(idx: torch.Tensor, cand: torch.Tensor = cand, blk: _Block = blk) -> torch.Tensor:
+                queries = torch.arange(q, device=cand.device).expand(int(idx.numel()), q)
+                return _class_values(masks, class_probs.t()[cand[idx]], queries, blk.select(idx), cells, order)
+
+            pc = live_probs[cand]  # [U, C, live]
+            return _class_values_pruned(m_live, pc, valid, hi, blk, cells, order, dead[cand], every), None
 
         def per_cell(c: int) -> int:
             return q * cells.y.window * cells.x.window + c * q + c * ppc
@@ -662,19 +671,22 @@ def _class_values_pruned(
     blk: _Block,
     cells: CellGrid,
     order: str,
+    outside: torch.Tensor,
+    every: Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
     """Candidate class scores ``[U, C, P]`` whose first maximum is the exact one (either mask order).
 
     Per cell only the queries that can add more than ``_PRUNE`` to a candidate are evaluated per pixel; the others
-    add at most ``slack[c] = sum_q pc[c, q] * hi[q]`` (``hi`` bounds the query's probability in the cell). A pixel
-    whose winner beats every other candidate by more than that candidate's slack has the exact winner; cells with a
-    pixel that does not (about 1 % of them in a typical frame) are evaluated with every query."""
-    _u, c, q = pc.shape
+    add at most ``slack[c] = sum_q pc[c, q] * hi[q] + outside[c]`` (``hi`` bounds the query's probability in the
+    cell, ``outside [U, C]`` what the queries not in ``pc`` can add). A pixel whose winner beats every other
+    candidate by more than that candidate's slack has the exact winner; cells with a pixel that does not (about 1 %
+    of them in a typical frame) are evaluated with every query (``every(cells) -> [m, C, P]``)."""
+    c = pc.shape[1]
     pcv = pc * valid[:, :, None]
     active = hi * pcv.amax(1) > _PRUNE  # [U, Q]
     queries, listed = _candidate_lists(active)
     values = _class_values(masks, pc, queries, blk, cells, order, listed)
-    slack = (pcv * (hi * ~active)[:, None, :]).sum(2) * (1 + 1e-9) + _ABS_MARGIN  # [U, C]
+    slack = ((pcv * (hi * ~active)[:, None, :]).sum(2) + outside) * (1 + 1e-9) + _ABS_MARGIN  # [U, C]
     pick = _first_max(values, valid)
     best = values.gather(1, pick[:, None])
     others = torch.where(
@@ -685,8 +697,7 @@ def _class_values_pruned(
     unsafe = ~((best > others).all(1) | ~blk.valid.flatten(1)).all(1)
     if bool(unsafe.any()):
         idx = torch.nonzero(unsafe).flatten()
-        every = torch.arange(q, device=pc.device).expand(int(idx.numel()), q)
-        values[idx] = _class_values(masks, pc[idx], every, blk.select(idx), cells, order)
+        values[idx] = every(idx)
     return values
 
 
