@@ -158,16 +158,18 @@ class _Block:
         )
 
     @cached_property
-    def full(self) -> bool:
-        """Every pixel valid (no cell smaller than the largest: the interior of the image)."""
-        return bool(self.valid.all())
+    def valid_at(self) -> torch.Tensor | None:
+        """Flat positions of the valid pixels in ``[U, ry, rx]``; None when all are (cells of the image's interior).
+        Found once per block: a boolean mask would search the block again for every value taken from it."""
+        if bool(self.valid.all()):
+            return None
+        return torch.nonzero(self.valid.flatten()).flatten()
 
     def pixels(self, values: torch.Tensor) -> torch.Tensor:
-        """``values [U, ry, rx]`` (or ``[U, ry * rx]``) at the valid pixels, flat, in the block's order (a view, no
-        masked copy, when every pixel is valid)."""
-        if self.full:
-            return values.reshape(-1)
-        return values.reshape(self.valid.shape)[self.valid]
+        """``values [U, ry, rx]`` (or ``[U, ry * rx]``) at the valid pixels, flat, in the block's order (a view when
+        every pixel is valid)."""
+        at = self.valid_at
+        return values.reshape(-1) if at is None else values.reshape(-1).index_select(0, at)
 
     def flat(self, width: int) -> torch.Tensor:
         """Flat pixel index of every valid pixel, in the block's ``[U, ry, rx]`` order."""
