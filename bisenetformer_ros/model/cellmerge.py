@@ -355,7 +355,8 @@ def _resolve(
     for a, b in _chunks(int(cy.numel()), per_item(int(first.shape[1]))):
         blk = cells.block(cy[a:b] + c0, cx[a:b])
         values, aux = evaluate(blk, first[a:b], fvalid[a:b])
-        top = torch.where(fvalid[a:b, :, None], values, -torch.inf).amax(1)
+        every_valid = bool(fvalid[a:b].all())  # two candidates or more everywhere: no masking
+        top = (values if every_valid else torch.where(fvalid[a:b, :, None], values, -torch.inf)).amax(1)
         floor = torch.where(blk.valid.flatten(1), top, torch.inf).amin(1)  # [U]
         more = table[a:b] & (upper[a:b].to(EXACT) >= (floor - _ABS_MARGIN)[:, None])
         more.scatter_(1, first[a:b], False)
@@ -862,8 +863,9 @@ def panoptic_cells(
         partly = decided & crossing.gather(0, w[None])[0]
         cell_owned[c0:c1] = owned
         cell_pixelwise[c0:c1] = ~decided | partly
-        won += torch.bincount(w[decided], weights=size[decided], minlength=n).long()
-        fin += torch.bincount(w[owned], weights=size[owned], minlength=n).long()
+        # Weighted by the cell sizes where decided / owned (0 elsewhere): no boolean selections of the grid.
+        won += torch.bincount(w.flatten(), weights=(size * decided).flatten(), minlength=n).long()
+        fin += torch.bincount(w.flatten(), weights=(size * owned).flatten(), minlength=n).long()
         cy, cx = torch.nonzero(partly, as_tuple=True)
         for a, b in _chunks(int(cy.numel()), ppc):
             blk = cells.block(cy[a:b] + c0, cx[a:b])
@@ -889,7 +891,7 @@ def panoptic_cells(
     records = partly_records + resolved_records
     all_win, all_own = joined(records, 1, torch.long), joined(records, 2, torch.bool)
     won += torch.bincount(joined(resolved_records, 1, torch.long), minlength=n)
-    fin += torch.bincount(all_win[all_own], minlength=n)
+    fin += torch.bincount(all_win, weights=all_own, minlength=n).long()
     return PanopticCells(
         won=won,
         fin=fin,
