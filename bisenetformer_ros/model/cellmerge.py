@@ -684,20 +684,20 @@ def _class_values_pruned(
     cell, ``outside [U, C]`` what the queries not in ``pc`` can add). A pixel whose winner beats every other
     candidate by more than that candidate's slack has the exact winner; cells with a pixel that does not (about 1 %
     of them in a typical frame) are evaluated with every query (``every(cells) -> [m, C, P]``)."""
-    c = pc.shape[1]
     pcv = pc * valid[:, :, None]
     active = hi * pcv.amax(1) > _PRUNE  # [U, Q]
     queries, listed = _candidate_lists(active)
     values = _class_values(masks, pc, queries, blk, cells, order, listed)
     slack = ((pcv * (hi * ~active)[:, None, :]).sum(2) + outside) * (1 + 1e-9) + _ABS_MARGIN  # [U, C]
-    pick = _first_max(values, valid)
-    best = values.gather(1, pick[:, None])
-    others = torch.where(
-        valid[:, :, None] & (torch.arange(c, device=pc.device)[None, :, None] != pick[:, None]),
-        values + slack[:, :, None],
-        -torch.inf,
-    )
-    unsafe = ~((best > others).all(1) | ~blk.valid.flatten(1)).all(1)
+    pick = _first_max(values, valid)[:, None]  # [U, 1, P]
+    # Safe pixels: the winner beats every other valid candidate's value plus its slack.
+    others = values + slack[:, :, None]
+    if not bool(valid.all()):
+        others = torch.where(valid[:, :, None], others, -torch.inf)
+    safe = values.gather(1, pick)[:, 0] > others.scatter_(1, pick, -torch.inf).amax(1)  # [U, P]
+    if blk.valid_at is not None:
+        safe |= ~blk.valid.flatten(1)
+    unsafe = ~safe.all(1)
     if bool(unsafe.any()):
         idx = torch.nonzero(unsafe).flatten()
         values[idx] = every(idx)
