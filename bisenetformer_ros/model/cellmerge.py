@@ -620,8 +620,19 @@ def semantic_labels(
             hi = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()  # [U, live] bound of each probability
 
             def every(idx: torch.Tensor, cand: torch.Tensor = cand, blk: _Block = blk) -> torch.Tensor:
-                queries = torch.arange(q, device=cand.device).expand(int(idx.numel()), q)
-                return _class_values(masks, class_probs.t()[cand[idx]], queries, blk.select(idx), cells, order)
+                # Two steps: every live query (the faint ones bounded), then, where even that bound is too loose
+                # (candidates tied to ~1e-6), every query.
+                sub, m = blk.select(idx), int(idx.numel())
+                ents, vsub = cand[idx], valid[idx]
+                n_live = int(m_live.shape[0])
+                lq = torch.arange(n_live, device=cand.device).expand(m, n_live)
+                values = _class_values(m_live, live_probs[ents], lq, sub, cells, order)
+                tied = _unsafe_cells(values, vsub, dead[ents] * (1 + 1e-9) + _ABS_MARGIN, sub)
+                if bool(tied.any()):
+                    j = torch.nonzero(tied).flatten()
+                    allq = torch.arange(q, device=cand.device).expand(int(j.numel()), q)
+                    values[j] = _class_values(masks, class_probs.t()[ents[j]], allq, sub.select(j), cells, order)
+                return values
 
             pc = live_probs[cand]  # [U, C, live]
             return _class_values_pruned(m_live, pc, valid, hi, blk, cells, order, dead[cand], every), None
@@ -689,19 +700,24 @@ def _class_values_pruned(
     queries, listed = _candidate_lists(active)
     values = _class_values(masks, pc, queries, blk, cells, order, listed)
     slack = ((pcv * (hi * ~active)[:, None, :]).sum(2) + outside) * (1 + 1e-9) + _ABS_MARGIN  # [U, C]
+    unsafe = _unsafe_cells(values, valid, slack, blk)
+    if bool(unsafe.any()):
+        idx = torch.nonzero(unsafe).flatten()
+        values[idx] = every(idx)
+    return values
+
+
+def _unsafe_cells(values: torch.Tensor, valid: torch.Tensor, slack: torch.Tensor, blk: _Block) -> torch.Tensor:
+    """``[U]``: cells with a pixel whose first maximum of ``values [U, C, P]`` (valid ``[U, C]`` entries) does not beat
+    every other candidate's value plus its ``slack [U, C]``."""
     pick = _first_max(values, valid)[:, None]  # [U, 1, P]
-    # Safe pixels: the winner beats every other valid candidate's value plus its slack.
     others = values + slack[:, :, None]
     if not bool(valid.all()):
         others = torch.where(valid[:, :, None], others, -torch.inf)
     safe = values.gather(1, pick)[:, 0] > others.scatter_(1, pick, -torch.inf).amax(1)  # [U, P]
     if blk.valid_at is not None:
         safe |= ~blk.valid.flatten(1)
-    unsafe = ~safe.all(1)
-    if bool(unsafe.any()):
-        idx = torch.nonzero(unsafe).flatten()
-        values[idx] = every(idx)
-    return values
+    return ~safe.all(1)
 
 
 # ------------------------------------------------------------------------------------------------ panoptic
