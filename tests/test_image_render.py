@@ -15,6 +15,7 @@ from bisenetformer_ros.inference.outputs import (
     class_mask,
     colorize_panoptic,
     instance_color,
+    instance_edges,
     render_outputs,
 )
 from bisenetformer_ros.model.postprocess import PanopticResult, Segment, SegmentationOutput
@@ -217,3 +218,24 @@ def test_colour_lookup_equals_indexing_on_every_path() -> None:
         got = _lookup_rgb(ids, palette)
         assert got.shape == (*ids.shape, 3) and got.flags.c_contiguous
         np.testing.assert_array_equal(got, padded[ids])
+
+
+@pytest.mark.parametrize(("n_ids", "shape"), [(6, (7, 9)), (200, (40, 57)), (700, (31, 29)), (3, (1, 6)), (3, (5, 1))])
+def test_instance_edges_match_the_four_neighbour_definition(n_ids: int, shape: tuple[int, int]) -> None:
+    """Border pixels of things (a 4-neighbour with another id; out-of-image neighbours do not count) on blocky random
+    id maps, for ids that fit 8 bits and ids that do not."""
+    rng = np.random.default_rng(n_ids)
+    ids = np.repeat(np.repeat(rng.integers(0, n_ids, shape), 2, 0), 3, 1).astype(np.uint16)
+    segments = [
+        Segment(id=i, class_id=0, is_thing=i % 3 == 1, score=1.0, area=1, bbox=(0, 0, 1, 1), centroid=(0.0, 0.0))
+        for i in range(1, n_ids)
+    ]
+    thing = np.isin(ids, [s.id for s in segments if s.is_thing])
+    padded = np.pad(ids.astype(np.int64), 1, constant_values=-1)
+    h, w = ids.shape
+    neighbours = [padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    expected = thing & np.any([(nb != ids) & (nb >= 0) for nb in neighbours], axis=0)
+    got = instance_edges(PanopticResult(id_map=ids, segments=segments))
+    assert got.dtype == bool and got.shape == ids.shape
+    np.testing.assert_array_equal(got, expected)
+    assert expected.any() or min(shape) == 1
