@@ -620,8 +620,8 @@ def semantic_labels(
             hi = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()  # [U, live] bound of each probability
 
             def every(idx: torch.Tensor, cand: torch.Tensor = cand, blk: _Block = blk) -> torch.Tensor:
-                # Two steps: every live query (the faint ones bounded), then, where even that bound is too loose
-                # (candidates tied to ~1e-6), every query.
+                # Two steps: every live query (the faint ones bounded), then every query where candidates are
+                # within the faint queries' bound of each other (a few cells on a boundary).
                 sub, m = blk.select(idx), int(idx.numel())
                 ents, vsub = cand[idx], valid[idx]
                 n_live = int(m_live.shape[0])
