@@ -907,7 +907,7 @@ def panoptic_cells(
     records = partly_records + resolved_records
     all_win, all_own = joined(records, 1, torch.long), joined(records, 2, torch.bool)
     won += torch.bincount(joined(resolved_records, 1, torch.long), minlength=n)
-    fin += torch.bincount(all_win, weights=all_own, minlength=n).long()
+    fin += torch.bincount(all_win, weights=all_own.double(), minlength=n).long()
     return PanopticCells(
         won=won,
         fin=fin,
