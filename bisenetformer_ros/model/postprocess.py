@@ -44,9 +44,10 @@ TASKS: tuple[str, ...] = ("semantic", "panoptic", "instance")
 MERGES: tuple[str, ...] = ("auto", "cells", "dense")
 # "auto" takes the dense merge while its K x H x W float32 score table stays below this: few classes at modest
 # resolution, where the dense pass is a few tens of ms and measured faster than the cell merge on the shipped model
-# (384x288: 26 vs 77 ms; 1280x720 at camera size: 232 vs 277 ms); above it the cell merge bounds memory (ADE20K at
-# 1920x1080: 1.2 GB dense vs < 100 MB) and wins on trained masks (bench_postprocess.py).
-AUTO_DENSE_MAX_BYTES = 64 << 20
+# (2 threads, idle: 384x288 26 vs 29-33 ms; 640x480 at camera size 58 vs 66 ms); above it the cell merge wins (the
+# shipped model at 1280x720, a 28 MiB table: 193-198 vs 211-221 ms) and bounds memory (ADE20K at 1920x1080: 1.2 GB
+# dense vs < 100 MB; bench_postprocess.py).
+AUTO_DENSE_MAX_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
