@@ -167,8 +167,12 @@ def instance_edges(panoptic: PanopticResult) -> np.ndarray:
     # A thing pixel is on a border when a 4-neighbour has another id, i.e. when the largest and the smallest id of its
     # cross-shaped neighbourhood differ: two OpenCV morphology passes (pixels outside the image do not count) instead
     # of eight boolean passes over shifted copies.
-    small = ids.astype(np.uint8) if thing.size <= 256 else np.ascontiguousarray(ids, dtype=np.uint16)
-    is_thing = _lookup8(small, thing) if small.dtype == np.uint8 else thing[small]
+    if thing.size <= 256:  # every id fits 8 bits
+        small = ids.astype(np.uint8)
+        is_thing = _lookup8(small, thing)
+    else:
+        small = np.ascontiguousarray(ids, dtype=np.uint16)
+        is_thing = thing[small]
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     differs = cv2.compare(cv2.dilate(small, cross), cv2.erode(small, cross), cv2.CMP_NE)
     return cv2.bitwise_and(differs, is_thing).view(bool)

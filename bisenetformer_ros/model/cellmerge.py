@@ -392,7 +392,8 @@ def _first_max(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Index along dim 1 of the first maximum of ``values [U, C, ...]`` among valid ``[U, C]`` entries."""
     shape = valid.shape + (1,) * (values.dim() - 2)
     if values.shape[1] == 2:  # the two best candidates (most calls): one comparison instead of max-with-indices
-        v0, v1 = valid[:, 0].reshape(shape[:1] + shape[2:]), valid[:, 1].reshape(shape[:1] + shape[2:])
+        per_pixel = shape[:1] + shape[2:]
+        v0, v1 = valid[:, 0].reshape(per_pixel), valid[:, 1].reshape(per_pixel)
         return (v1 & ((values[:, 1] > values[:, 0]) | ~v0)).long()
     masked = torch.where(valid.reshape(shape), values, torch.full_like(values, -torch.inf))
     return masked.max(1).indices
@@ -547,9 +548,8 @@ def semantic_labels(
         live = torch.ones_like(live)
     dead = (class_probs[~live] * peak[~live, None]).sum(0)  # [K] >= what the faint queries add to a class score
     slack = _widen_high(dead, 1e-12).float()
-    m_live, live_probs = masks[live], class_probs[live].t().contiguous()  # [L, h, w], [K, L]
-    p32 = class_probs[live].float()
-    m32 = m_live.float()
+    m_live, p_live = masks[live], class_probs[live]  # [L, h, w], [L, K]
+    live_probs, p32, m32 = p_live.t().contiguous(), p_live.float(), m_live.float()
     # Labels in the smallest integer type that holds them: the full-resolution map is the merge's largest tensor.
     label_dtype = torch.uint8 if k <= 255 else torch.int32
     cell_label = torch.empty(cells.shape, dtype=label_dtype, device=masks.device)
@@ -558,7 +558,7 @@ def semantic_labels(
     # ADE20K's 150 classes, of which a frame shows a handful: the classes that can score at least _MAJOR somewhere
     # decide every cell whose best lower bound beats the reach of all others; the rest (boundaries, where every lower
     # bound is near zero) take bounds over all classes, for those cells only.
-    reach = (class_probs[live] * peak[live, None]).sum(0) + slack.double()  # [K] >= every score of the class
+    reach = (p_live * peak[live, None]).sum(0) + dead  # [K] >= every score of the class
     major = _major_classes(reach)
     if major is not None:
         others = reach.clone()
@@ -627,7 +627,7 @@ def semantic_labels(
                 n_live = int(m_live.shape[0])
                 lq = torch.arange(n_live, device=cand.device).expand(m, n_live)
                 values = _class_values(m_live, live_probs[ents], lq, sub, cells, order)
-                tied = _unsafe_cells(values, vsub, dead[ents] * (1 + 1e-9) + _ABS_MARGIN, sub)
+                tied = _unsafe_cells(values, vsub, _widen_high(dead[ents], 1e-9), sub)
                 if bool(tied.any()):
                     j = torch.nonzero(tied).flatten()
                     allq = torch.arange(q, device=cand.device).expand(int(j.numel()), q)
@@ -699,7 +699,7 @@ def _class_values_pruned(
     active = hi * pcv.amax(1) > _PRUNE  # [U, Q]
     queries, listed = _candidate_lists(active)
     values = _class_values(masks, pc, queries, blk, cells, order, listed)
-    slack = ((pcv * (hi * ~active)[:, None, :]).sum(2) + outside) * (1 + 1e-9) + _ABS_MARGIN  # [U, C]
+    slack = _widen_high((pcv * (hi * ~active)[:, None, :]).sum(2) + outside, 1e-9)  # [U, C]
     unsafe = _unsafe_cells(values, valid, slack, blk)
     if bool(unsafe.any()):
         idx = torch.nonzero(unsafe).flatten()
