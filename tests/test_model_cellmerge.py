@@ -343,3 +343,30 @@ def test_segment_stats_from_cells_equal_the_per_pixel_measurement(
     assert pc.segment_stats(lut, n) == expected
     assert pc.cell_pixelwise.any() and (~pc.cell_pixelwise).any()
     assert sum(expected["area"][1:]) > 0 and expected["x0"][6] == max(h, w)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_panoptic_areas_counted_only_where_the_overlap_rule_needs_them(order: str) -> None:
+    """With the overlap rule given, mask areas along the edges are counted only for queries whose bounds leave the
+    rule open; every query's rule (kept or dropped) is the one the exact areas give, for thresholds from 0 to 1."""
+    from bisenetformer_ros.model import cellmerge
+
+    mask_hw, meta = GEOMETRIES[1]
+    logits, masks = random_predictions(zlib.crc32(repr(("overlap", order)).encode()), 17, 5, mask_hw, smooth=True)
+    scores = logits[0].softmax(-1)[:, :-1].amax(-1).double()
+    grid = cellmerge.CellGrid(meta, mask_hw, masks.device)
+    exact = cellmerge.panoptic_cells(scores, masks[0], grid, order, 0.5)
+    _binary, _probs, area = cellmerge.instance_masks(masks[0], grid, order, 0.5)
+    assert torch.equal(exact.orig, area)  # None: every area counted per pixel
+
+    def rule(pc: cellmerge.PanopticCells, overlap: float) -> list[bool]:
+        won, fin, orig = (a.tolist() for a in (pc.won, pc.fin, pc.orig))
+        return [w > 0 and f > 0 and o > 0 and w / o >= overlap for w, f, o in zip(won, fin, orig, strict=True)]
+
+    bounded = 0
+    for overlap in (0.0, 0.3, 0.5, 0.8, 0.95, 1.0):
+        pc = cellmerge.panoptic_cells(scores, masks[0], grid, order, 0.5, overlap)
+        assert torch.equal(pc.won, exact.won) and torch.equal(pc.fin, exact.fin)
+        assert rule(pc, overlap) == rule(exact, overlap)
+        bounded += int((pc.orig != exact.orig).sum())
+    assert bounded > 0  # the bounds did decide some queries

@@ -726,9 +726,11 @@ class PanopticCells:
     """What the panoptic rules need, measured exactly at full resolution without full-resolution scores.
 
     ``won`` / ``fin`` / ``orig`` (per kept query): pixels where it wins, where it wins and owns the pixel (its
-    probability >= mask_threshold), and where its probability >= mask_threshold. Decided cells keep one winner and
-    an all-owned flag; the per-pixel ``(index, winner, owned)`` records cover undecided cells and decided cells
-    whose winner's mask edge crosses them."""
+    probability >= mask_threshold), and where its probability >= mask_threshold. ``orig`` is exact wherever the
+    overlap rule (``won / orig`` against ``overlap``, see :func:`panoptic_cells`) can depend on it; elsewhere it is
+    one of its bounds, which decides the rule the same way. Decided cells keep one winner and an all-owned flag; the
+    per-pixel ``(index, winner, owned)`` records cover undecided cells and decided cells whose winner's mask edge
+    crosses them."""
 
     won: torch.Tensor
     fin: torch.Tensor
@@ -822,10 +824,21 @@ def _logit_cut(threshold: float) -> tuple[float, float] | None:
 
 
 def panoptic_cells(
-    scores: torch.Tensor, masks: torch.Tensor, cells: CellGrid, order: str, threshold: float
+    scores: torch.Tensor,
+    masks: torch.Tensor,
+    cells: CellGrid,
+    order: str,
+    threshold: float,
+    overlap: float | None = None,
 ) -> PanopticCells:
     """Per pixel: the kept query with the highest ``scores[q] * prob_q`` (first maximum) and whether its probability
-    reaches ``threshold``; ``scores [n]`` float64, ``masks [n, h, w]`` the kept queries' mask logits (n >= 1)."""
+    reaches ``threshold``; ``scores [n]`` float64, ``masks [n, h, w]`` the kept queries' mask logits (n >= 1).
+
+    ``overlap``: the rule that reads the mask areas (a query that wins pixels and owns some is dropped when
+    ``won / orig < overlap``). Given, a query's area is counted per pixel along its mask edge only when its bounds
+    (cells inside the mask / also those the edge crosses) leave the rule open: with many kept queries most of them
+    win nothing (duplicates) or clearly pass, and their edges were most of the per-pixel work. None: every area
+    exactly."""
     n = int(scores.numel())
     dev = masks.device
     s32 = scores.float()
@@ -838,6 +851,8 @@ def panoptic_cells(
     cell_winner = torch.empty(cells.shape, dtype=torch.long, device=dev)
     cell_owned = torch.zeros(cells.shape, dtype=torch.bool, device=dev)
     cell_pixelwise = torch.zeros(cells.shape, dtype=torch.bool, device=dev)
+    edge_area = torch.zeros_like(won)  # pixels of the cells each query's mask edge crosses
+    edges: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (query, cell row, cell column) per band
     partly_records: list[tuple[torch.Tensor, ...]] = []  # (flat pixel index, winner, owned) per chunk
     resolved_records: list[tuple[torch.Tensor, ...]] = []
     ppc = cells.y.max_len * cells.x.max_len
@@ -857,13 +872,9 @@ def panoptic_cells(
             inside = _widen_low(plo, rel) >= threshold
             crossing = ~inside & (_widen_high(phi, rel) >= threshold)
         orig += (inside * size).sum((1, 2))
-        # One (query, cell) pair per crossing edge: no per-cell lists padded to the most crowded cell (with
-        # overlapping duplicates the counts per cell vary a lot).
+        edge_area += (crossing * size).sum((1, 2))
         qi, cy, cx = torch.nonzero(crossing, as_tuple=True)
-        for a, b in _chunks(int(qi.numel()), ppc):
-            blk = cells.block(cy[a:b] + c0, cx[a:b])
-            hit = cells.above(masks, qi[a:b, None], blk, order, threshold)[:, 0] & blk.valid
-            orig += torch.bincount(qi[a:b], weights=hit.flatten(1).sum(1).double(), minlength=n).long()
+        edges.append((qi, cy + c0, cx))
         # Winners.
         lower, upper = s32[:, None, None] * plo, s32[:, None, None] * phi
         dec = _decide(lower, upper, rel)
@@ -908,6 +919,19 @@ def panoptic_cells(
     all_win, all_own = joined(records, 1, torch.long), joined(records, 2, torch.bool)
     won += torch.bincount(joined(resolved_records, 1, torch.long), minlength=n)
     fin += torch.bincount(all_win, weights=all_own.double(), minlength=n).long()
+    # The areas along the mask edges, per pixel, for the queries whose overlap rule their bounds leave open.
+    qi, cy, cx = (torch.cat(parts) for parts in zip(*edges, strict=True))
+    open_rule, passes = _overlap_bounds(won, fin, orig, orig + edge_area, overlap)
+    if not bool(open_rule.all()):
+        orig = torch.where(passes, orig + edge_area, orig)  # decided: the bound that decides it
+        at = torch.nonzero(open_rule[qi]).flatten()
+        qi, cy, cx = qi[at], cy[at], cx[at]
+    # One (query, cell) pair per crossing edge: no per-cell lists padded to the most crowded cell (with overlapping
+    # duplicates the counts per cell vary a lot).
+    for a, b in _chunks(int(qi.numel()), ppc):
+        blk = cells.block(cy[a:b], cx[a:b])
+        hit = cells.above(masks, qi[a:b, None], blk, order, threshold)[:, 0] & blk.valid
+        orig += torch.bincount(qi[a:b], weights=hit.flatten(1).sum(1).double(), minlength=n).long()
     return PanopticCells(
         won=won,
         fin=fin,
@@ -920,6 +944,22 @@ def panoptic_cells(
         pix_own=all_own,
         cells=cells,
     )
+
+
+def _overlap_bounds(
+    won: torch.Tensor, fin: torch.Tensor, low: torch.Tensor, high: torch.Tensor, overlap: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[n]`` each: queries whose overlap rule (kept when ``won, fin, orig > 0`` and ``won / orig >= overlap``) can
+    differ for a mask area ``orig`` in ``[low, high]``, and those that pass it at ``high``. ``won / orig`` does not
+    grow with ``orig`` (float division is correctly rounded, hence monotonic), so the ends decide: the rule holds at
+    ``high`` -> at every area up to it; fails at ``low > 0`` -> at every larger one. ``fin > 0`` implies ``orig >= fin
+    > 0``, so the zero test of the area never depends on it once ``won`` and ``fin`` pass theirs."""
+    if overlap is None:
+        return torch.ones_like(won, dtype=torch.bool), torch.zeros_like(won, dtype=torch.bool)
+    w = won.double()
+    passes = (high > 0) & (w / high.double().clamp(min=1) >= overlap)
+    fails = (low > 0) & (w / low.double().clamp(min=1) < overlap)
+    return (won > 0) & (fin > 0) & ~passes & ~fails, passes
 
 
 # ------------------------------------------------------------------------------------------------ instance

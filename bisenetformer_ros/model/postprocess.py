@@ -620,7 +620,12 @@ def _postprocess(
                 if kept is not None:
                     if kept.ids.numel():
                         pc = cellmerge.panoptic_cells(
-                            kept.scores, pred_masks[i][kept.ids], cells, cfg.mask_order, cfg.mask_threshold
+                            kept.scores,
+                            pred_masks[i][kept.ids],
+                            cells,
+                            cfg.mask_order,
+                            cfg.mask_threshold,
+                            cfg.overlap_threshold,
                         )
                         areas, id_map_of, stats_of = (pc.won, pc.fin, pc.orig), pc.id_map, pc.segment_stats
                     else:
