@@ -370,3 +370,37 @@ def test_panoptic_areas_counted_only_where_the_overlap_rule_needs_them(order: st
         assert rule(pc, overlap) == rule(exact, overlap)
         bounded += int((pc.orig != exact.orig).sum())
     assert bounded > 0  # the bounds did decide some queries
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_semantic_merge_beside_the_panoptic_one(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a multi-core CPU the semantic merge runs on a side thread while the panoptic one runs in the caller's:
+    the same outputs as the dense reference, and an error there reaches the caller."""
+    import threading
+
+    from bisenetformer_ros.model import cellmerge
+    from bisenetformer_ros.model import postprocess as pp
+
+    threads: list[str] = []
+    semantic_labels = cellmerge.semantic_labels
+
+    def spy(*args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        assert not torch.is_grad_enabled()
+        return semantic_labels(*args, **kwargs)
+
+    monkeypatch.setattr(pp, "_side_thread_pays", lambda masks: True)
+    monkeypatch.setattr(cellmerge, "semantic_labels", spy)
+    mask_hw, meta = GEOMETRIES[2]
+    cfg = PostprocessConfig(merge="cells", mask_order=order, object_mask_threshold=0.5, dense_fallback=1.0)
+    logits, masks = random_predictions(zlib.crc32(repr(("side", order)).encode()), 17, 5, mask_hw, smooth=True)
+    fast = postprocess_batch(logits, masks, [meta], TASKS, cfg, table(5))[0]
+    assert_same(fast, dense_reference(logits, masks, [meta], TASKS, cfg, table(5))[0])
+    assert threads and threads[0].startswith("postprocess") and threads[0] != threading.current_thread().name
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("semantic merge failed")
+
+    monkeypatch.setattr(cellmerge, "semantic_labels", broken)
+    with pytest.raises(RuntimeError, match="semantic merge failed"):
+        postprocess_batch(logits, masks, [meta], TASKS, cfg, table(5))
