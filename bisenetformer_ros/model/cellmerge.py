@@ -613,12 +613,8 @@ def semantic_labels(
         def evaluate(
             blk: _Block, cand: torch.Tensor, valid: torch.Tensor, hi_logit: torch.Tensor = hi_logit, c0: int = c0
         ) -> tuple[torch.Tensor, None]:
-            # Both orders: per-pixel probabilities of the queries that matter in the cell, the rest bounded
-            # (sigmoid_first used to sum every query's sigmoid at the window points: 100 queries for ~3 that count).
             # Only the live queries enter the per-cell tables ([U, C, live], not [U, C, Q]: a typical frame has ~8 of
             # 100); the others are bounded by their per-class slack, as in the cell bounds.
-            hi = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()  # [U, live] bound of each probability
-
             def every(idx: torch.Tensor, cand: torch.Tensor = cand, blk: _Block = blk) -> torch.Tensor:
                 # Two steps: every live query (the faint ones bounded), then every query where candidates are
                 # within the faint queries' bound of each other (a few cells on a boundary).
@@ -635,6 +631,10 @@ def semantic_labels(
                 return values
 
             pc = live_probs[cand]  # [U, C, live]
+            if order == "sigmoid_first":
+                return _class_values_linear(m_live, pc, valid, blk, cells, dead[cand], every), None
+            # upsample_logits: per-pixel probabilities of the queries that matter in the cell, the rest bounded.
+            hi = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()  # [U, live] bound of each probability
             return _class_values_pruned(m_live, pc, valid, hi, blk, cells, order, dead[cand], every), None
 
         def per_cell(c: int) -> int:
@@ -701,6 +701,37 @@ def _class_values_pruned(
     values = _class_values(masks, pc, queries, blk, cells, order, listed)
     slack = _widen_high((pcv * (hi * ~active)[:, None, :]).sum(2) + outside, 1e-9)  # [U, C]
     unsafe = _unsafe_cells(values, valid, slack, blk)
+    if bool(unsafe.any()):
+        idx = torch.nonzero(unsafe).flatten()
+        values[idx] = every(idx)
+    return values
+
+
+def _class_values_linear(
+    masks: torch.Tensor,
+    pc: torch.Tensor,
+    valid: torch.Tensor,
+    blk: _Block,
+    cells: CellGrid,
+    outside: torch.Tensor,
+    every: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """``sigmoid_first``: candidate class scores ``[U, C, P]`` whose first maximum is the exact one, interpolated from
+    the class scores at the window points instead of summed per pixel over the queries.
+
+    Why: in this order a class score is linear in the resized probabilities, so it is the interpolation of the
+    class's score on the mask grid: per-pixel work grows with the candidates (~2), not with the queries that add to
+    them (~3 in a typical frame, 20-30 where overlapping duplicates meet). The sums run in another order than the
+    dense computation's (float64 rounding, ~1e-15 apart), and ``masks`` are the live queries only (the others add at
+    most ``outside [U, C]``), so a pixel's winner is taken only where it beats every other candidate by more than
+    that and a 1e-9 margin; cells with a pixel that does not (near-ties, exact ties included) are evaluated with the
+    dense order of operations (``every(cells) -> [m, C, P]``)."""
+    u, n = int(pc.shape[0]), int(masks.shape[0])
+    win = cells.window(masks, torch.arange(n, device=pc.device).expand(u, n), blk).to(EXACT).sigmoid()
+    sy, sx = int(win.shape[2]), int(win.shape[3])
+    at = torch.bmm(pc, win.reshape(u, n, sy * sx)).reshape(u, -1, sy, sx)  # [U, C, Sy, Sx] at the window points
+    values = cells.interpolate(at, blk).flatten(2)
+    unsafe = _unsafe_cells(values, valid, _widen_high(outside, 1e-9), blk)
     if bool(unsafe.any()):
         idx = torch.nonzero(unsafe).flatten()
         values[idx] = every(idx)
