@@ -404,3 +404,20 @@ def test_semantic_merge_beside_the_panoptic_one(order: str, monkeypatch: pytest.
     monkeypatch.setattr(cellmerge, "semantic_labels", broken)
     with pytest.raises(RuntimeError, match="semantic merge failed"):
         postprocess_batch(logits, masks, [meta], TASKS, cfg, table(5))
+
+
+@pytest.mark.parametrize(("mask_hw", "meta"), GEOMETRIES)
+def test_cell_areas_count_the_pixels_of_the_marked_cells(mask_hw: tuple[int, int], meta: PreprocessMeta) -> None:
+    """CellGrid.area (byte counts and border corrections) equals the plain weighted sum, for any band."""
+    from bisenetformer_ros.model import cellmerge
+
+    grid = cellmerge.CellGrid(meta, mask_hw, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(zlib.crc32(repr(mask_hw).encode()))
+    for c0, c1 in ((0, grid.shape[0]), (0, 1), (grid.shape[0] // 2, grid.shape[0])):
+        table = torch.rand((5, c1 - c0, grid.shape[1]), generator=gen) > 0.4
+        expected = (table * grid.cell_pixels[c0:c1]).sum((1, 2))
+        assert torch.equal(grid.area(table, c0, c1), expected)
+    assert (
+        int(grid.area(torch.ones((1, *grid.shape), dtype=torch.bool), 0, grid.shape[0]))
+        == meta.orig_size[0] * meta.orig_size[1]
+    )
