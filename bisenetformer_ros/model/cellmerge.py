@@ -362,13 +362,15 @@ def _resolve(
     cy, cx = torch.nonzero(undecided, as_tuple=True)
     if cy.numel() == 0:
         return
-    table, upper = dec.rows(cy, cx)  # [U, E]
+    table, upper, ids = dec.rows(cy, cx)  # [U, E'] over the entities ids (ascending: first maximum kept)
     upper = torch.where(table, upper, -torch.inf)
     first = upper.topk(min(2, upper.shape[1]), dim=1).indices.sort(1).values
     fvalid = table.gather(1, first)
+
+    first_ids = first if ids is None else ids[first]
     for a, b in _chunks(int(cy.numel()), per_item(int(first.shape[1]))):
         blk = cells.block(cy[a:b] + c0, cx[a:b])
-        values, aux = evaluate(blk, first[a:b], fvalid[a:b])
+        values, aux = evaluate(blk, first_ids[a:b], fvalid[a:b])
         every_valid = bool(fvalid[a:b].all())  # two candidates or more everywhere: no masking
         top = (values if every_valid else torch.where(fvalid[a:b, :, None], values, -torch.inf)).amax(1)
         floor = torch.where(blk.valid.flatten(1), top, torch.inf).amin(1)  # [U]
@@ -377,16 +379,17 @@ def _resolve(
         again = more.any(1)
         redo = torch.nonzero(again).flatten()
         if redo.numel() == 0:  # the usual case: no copies of the chunk
-            yield blk, first[a:b], _first_max(values, fvalid[a:b]), aux
+            yield blk, first_ids[a:b], _first_max(values, fvalid[a:b]), aux
             continue
         done = torch.nonzero(~again).flatten()
         if done.numel():
             pick = _first_max(values[done], fvalid[a:b][done])
-            yield blk.select(done), first[a:b][done], pick, None if aux is None else aux[done]
+            yield blk.select(done), first_ids[a:b][done], pick, None if aux is None else aux[done]
         full = more[redo].scatter(1, first[a:b][redo], fvalid[a:b][redo])  # the rest and the first two
         # Lists padded per group of similar length, not to the chunk's longest (see _count_groups).
         for members in _count_groups(full.sum(1)):
             ents, valid = _candidate_lists(full[members])
+            ents = ents if ids is None else ids[ents]
             for a2, b2 in _chunks(int(members.numel()), per_item(int(ents.shape[1]))):
                 sub = blk.select(redo[members[a2:b2]])
                 values, aux = evaluate(sub, ents[a2:b2], valid[a2:b2])
@@ -423,9 +426,10 @@ class _Decision:
     upper: torch.Tensor
     best: torch.Tensor
 
-    def rows(self, cy: torch.Tensor, cx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Candidates ``[U, E]`` and upper bounds ``[U, E]`` of cells ``(cy, cx)`` (band-local)."""
-        return self.cand[:, cy, cx].t(), self.upper[:, cy, cx].t()
+    def rows(self, cy: torch.Tensor, cx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Candidates ``[U, E']`` and upper bounds ``[U, E']`` of cells ``(cy, cx)`` (band-local) over the entities
+        ``ids [E']`` (ascending; None = all ``E``, in order)."""
+        return self.cand[:, cy, cx].t(), self.upper[:, cy, cx].t(), None
 
 
 @dataclass
@@ -441,17 +445,26 @@ class _TieredDecision:
     slot: torch.Tensor
     rest: _Decision | None
 
-    def rows(self, cy: torch.Tensor, cx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u = int(cy.numel())
-        table = torch.zeros((u, self.k), dtype=torch.bool, device=cy.device)
-        upper = torch.full((u, self.k), -torch.inf, dtype=self.part.upper.dtype, device=cy.device)
-        table[:, self.major], upper[:, self.major] = self.part.rows(cy, cx)
+    def rows(self, cy: torch.Tensor, cx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        # Columns: the major classes and the classes that are candidates in the listed cells decided over all
+        # classes - not all K (150 columns for the ~3-10 that can win: building and searching them cost more than
+        # the rest of the table work).
+        major_table, major_upper, _ = self.part.rows(cy, cx)
         pos = self.slot[cy, cx]
         redo = torch.nonzero(pos >= 0).flatten()
-        if redo.numel() and self.rest is not None:
-            at = pos[redo]
-            table[redo], upper[redo] = self.rest.cand[:, at].t(), self.rest.upper[:, at].t()
-        return table, upper
+        if redo.numel() == 0 or self.rest is None:
+            return major_table, major_upper, self.major
+        at = pos[redo]
+        rest_cand = self.rest.cand.index_select(1, at)  # [K, r]
+        ids = torch.unique(torch.cat([self.major, torch.nonzero(rest_cand.any(1)).flatten()]))  # sorted
+        u, e = int(cy.numel()), int(ids.numel())
+        table = torch.zeros((u, e), dtype=torch.bool, device=cy.device)
+        upper = torch.full((u, e), -torch.inf, dtype=major_upper.dtype, device=cy.device)
+        cols = torch.searchsorted(ids, self.major)
+        table[:, cols], upper[:, cols] = major_table, major_upper
+        table[redo] = rest_cand.index_select(0, ids).t()
+        upper[redo] = self.rest.upper.index_select(0, ids).index_select(1, at).t()
+        return table, upper, ids
 
 
 def _decide(lower: torch.Tensor, upper: torch.Tensor, rel: float) -> _Decision:
@@ -631,17 +644,25 @@ def semantic_labels(
             # 100); the others are bounded by their per-class slack, as in the cell bounds.
             def every(idx: torch.Tensor, cand: torch.Tensor = cand, blk: _Block = blk) -> torch.Tensor:
                 # Two steps: every live query (the faint ones bounded), then every query where candidates are
-                # within the faint queries' bound of each other (a few cells on a boundary).
+                # within the faint queries' bound of each other (a few cells on a boundary). A handful of cells go
+                # to every query at once: there the first step's fixed cost is most of the work.
                 sub, m = blk.select(idx), int(idx.numel())
                 ents, vsub = cand[idx], valid[idx]
-                n_live = int(m_live.shape[0])
-                lq = torch.arange(n_live, device=cand.device).expand(m, n_live)
-                values = _class_values(m_live, live_probs[ents], lq, sub, cells, order)
-                tied = _unsafe_cells(values, vsub, _widen_high(dead[ents], 1e-9), sub)
+                if m * q * ppc * int(ents.shape[1]) <= _SMALL_PRODUCT:
+                    values = None
+                    tied = torch.ones(m, dtype=torch.bool, device=cand.device)
+                else:
+                    n_live = int(m_live.shape[0])
+                    lq = torch.arange(n_live, device=cand.device).expand(m, n_live)
+                    values = _class_values(m_live, live_probs[ents], lq, sub, cells, order)
+                    tied = _unsafe_cells(values, vsub, _widen_high(dead[ents], 1e-9), sub)
                 if bool(tied.any()):
                     j = torch.nonzero(tied).flatten()
                     allq = torch.arange(q, device=cand.device).expand(int(j.numel()), q)
-                    values[j] = _class_values(masks, class_probs.t()[ents[j]], allq, sub.select(j), cells, order)
+                    exact = _class_values(masks, class_probs.t()[ents[j]], allq, sub.select(j), cells, order)
+                    if values is None:
+                        return exact
+                    values[j] = exact
                 return values
 
             pc = live_probs[cand]  # [U, C, live]
@@ -755,11 +776,18 @@ def _class_values_linear(
 def _unsafe_cells(values: torch.Tensor, valid: torch.Tensor, slack: torch.Tensor, blk: _Block) -> torch.Tensor:
     """``[U]``: cells with a pixel whose first maximum of ``values [U, C, P]`` (valid ``[U, C]`` entries) does not beat
     every other candidate's value plus its ``slack [U, C]``."""
-    pick = _first_max(values, valid)[:, None]  # [U, 1, P]
-    others = values + slack[:, :, None]
-    if not bool(valid.all()):
-        others = torch.where(valid[:, :, None], others, -torch.inf)
-    safe = values.gather(1, pick)[:, 0] > others.scatter_(1, pick, -torch.inf).amax(1)  # [U, P]
+    every_valid = bool(valid.all())
+    if values.shape[1] == 2 and every_valid:
+        # The two best candidates (most calls): whichever wins must beat the other plus its slack; the loser's test
+        # can never pass (slack >= 0), so one "or" replaces the first-maximum search and the masked maximum.
+        v0, v1 = values[:, 0], values[:, 1]
+        safe = (v1 > v0 + slack[:, 0, None]) | (v0 > v1 + slack[:, 1, None])
+    else:
+        pick = _first_max(values, valid)[:, None]  # [U, 1, P]
+        others = values + slack[:, :, None]
+        if not every_valid:
+            others = torch.where(valid[:, :, None], others, -torch.inf)
+        safe = values.gather(1, pick)[:, 0] > others.scatter_(1, pick, -torch.inf).amax(1)  # [U, P]
     if blk.valid_at is not None:
         safe |= ~blk.valid.flatten(1)
     return ~safe.all(1)
