@@ -52,6 +52,9 @@ _CHUNK_ELEMENTS = 1 << 21  # float64 elements per per-pixel chunk (16 MB)
 _BAND_ELEMENTS = 1 << 20  # float32 elements of one band's bound tables (4 MB; a handful are alive at once)
 _SMALL_PRODUCT = 1 << 18  # float64 elements of a [U, C, A, P] product computed in one piece (2 MB)
 _PRUNE = 1e-4  # a query adding less than this to every class score (in a cell) is bounded, not evaluated
+# The same in the whole frame: the query stays out of every per-cell table (1e-4..1e-3 measured within noise of
+# each other with 19 classes; 3e-4 the best with 150, whose faint queries spread over more classes).
+_LIVE = 3e-4
 _MAJOR = 0.25  # classes that can score at least this somewhere decide the cells on their own (see _major_classes)
 _MAJOR_MIN_CLASSES = 32  # below this many classes one table of all of them is as cheap
 
@@ -570,11 +573,17 @@ def semantic_labels(
     # Queries that add less than _PRUNE to any class score anywhere (no-object queries, masks off everywhere) are
     # left out of the bounds and accounted for by a per-class slack: most of a typical frame's queries.
     peak = masks.flatten(1).amax(1).to(EXACT).sigmoid()  # [Q] largest probability of each query
-    live = peak * class_probs.amax(1) > _PRUNE
+    live = peak * class_probs.amax(1) > _LIVE
     if not bool(live.any()):  # nothing but faint queries: no slack, every query per pixel
         live = torch.ones_like(live)
     dead = (class_probs[~live] * peak[~live, None]).sum(0)  # [K] >= what the faint queries add to a class score
     slack = _widen_high(dead, 1e-12).float()
+    # Per cell the faint queries add far less than ``dead`` (which takes each one's largest probability anywhere):
+    # at most their summed class probabilities times the sigmoid of their largest logit in the cell's window. One
+    # envelope map of the faint logits gives that bound; per-pixel safety tests use it (with ``dead`` they failed
+    # on ~1 % of the boundary cells, each then evaluated with every query).
+    envelope = masks[~live].amax(0).float() if bool((~live).any()) else None  # [h, w]
+    dead_probs = class_probs[~live].sum(0)  # [K]
     m_live, p_live = masks[live], class_probs[live]  # [L, h, w], [L, K]
     live_probs, p32, m32 = p_live.t().contiguous(), p_live.float(), m_live.float()
     # Labels in the smallest integer type that holds them: the full-resolution map is the merge's largest tensor.
@@ -598,6 +607,7 @@ def semantic_labels(
         r0, r1 = cells.band_rows(c0, c1)
         band = m32[:, r0:r1]
         hi_logit = cells.window_max(band, c0, c1)  # bounds every probability in a cell (both orders)
+        faint_hi = None if envelope is None else cells.window_max(envelope[None, r0:r1], c0, c1)[0]
         if order == "sigmoid_first":
             probs = _BandProbs(cells, c0, c1, r0, grid=band.sigmoid())
         else:
@@ -632,17 +642,30 @@ def semantic_labels(
             dec = _TieredDecision(winner=winner, part=part, major=major, k=k, slot=slot, rest=rest)
         cell_label[c0:c1] = winner.clamp(min=0)  # undecided cells are overwritten per pixel below
         undecided += int((cells.cell_pixels[c0:c1] * (winner < 0)).sum())
-        bands.append((c0, dec, winner, hi_logit))
+        bands.append((c0, dec, winner, hi_logit, faint_hi))
     if undecided > max_undecided * cells.size[0] * cells.size[1]:
         return None
-    for c0, dec, winner, hi_logit in bands:
+    for c0, dec, winner, hi_logit, faint_hi in bands:
 
         def evaluate(
-            blk: _Block, cand: torch.Tensor, valid: torch.Tensor, hi_logit: torch.Tensor = hi_logit, c0: int = c0
+            blk: _Block,
+            cand: torch.Tensor,
+            valid: torch.Tensor,
+            hi_logit: torch.Tensor = hi_logit,
+            faint_hi: torch.Tensor | None = faint_hi,
+            c0: int = c0,
         ) -> tuple[torch.Tensor, None]:
             # Only the live queries enter the per-cell tables ([U, C, live], not [U, C, Q]: a typical frame has ~8 of
-            # 100); the others are bounded by their per-class slack, as in the cell bounds.
-            def every(idx: torch.Tensor, cand: torch.Tensor = cand, blk: _Block = blk) -> torch.Tensor:
+            # 100); the others are bounded per cell and candidate by ``outside [U, C]`` (both bounds hold; the
+            # smaller is taken).
+            outside = dead[cand]
+            if faint_hi is not None:
+                env = faint_hi[blk.cy - c0, blk.cx].to(EXACT).sigmoid()  # [U]
+                outside = torch.minimum(outside, dead_probs[cand] * env[:, None])
+
+            def every(
+                idx: torch.Tensor, cand: torch.Tensor = cand, blk: _Block = blk, outside: torch.Tensor = outside
+            ) -> torch.Tensor:
                 # Two steps: every live query (the faint ones bounded), then every query where candidates are
                 # within the faint queries' bound of each other (a few cells on a boundary). A handful of cells go
                 # to every query at once: there the first step's fixed cost is most of the work.
@@ -655,7 +678,7 @@ def semantic_labels(
                     n_live = int(m_live.shape[0])
                     lq = torch.arange(n_live, device=cand.device).expand(m, n_live)
                     values = _class_values(m_live, live_probs[ents], lq, sub, cells, order)
-                    tied = _unsafe_cells(values, vsub, _widen_high(dead[ents], 1e-9), sub)
+                    tied = _unsafe_cells(values, vsub, _widen_high(outside[idx], 1e-9), sub)
                 if bool(tied.any()):
                     j = torch.nonzero(tied).flatten()
                     allq = torch.arange(q, device=cand.device).expand(int(j.numel()), q)
@@ -667,10 +690,10 @@ def semantic_labels(
 
             pc = live_probs[cand]  # [U, C, live]
             if order == "sigmoid_first":
-                return _class_values_linear(m_live, pc, valid, blk, cells, dead[cand], every), None
+                return _class_values_linear(m_live, pc, valid, blk, cells, outside, every), None
             # upsample_logits: per-pixel probabilities of the queries that matter in the cell, the rest bounded.
             hi = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()  # [U, live] bound of each probability
-            return _class_values_pruned(m_live, pc, valid, hi, blk, cells, order, dead[cand], every), None
+            return _class_values_pruned(m_live, pc, valid, hi, blk, cells, order, outside, every), None
 
         def per_cell(c: int) -> int:
             return q * cells.y.window * cells.x.window + c * q + c * ppc
