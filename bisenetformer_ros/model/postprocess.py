@@ -26,6 +26,7 @@ grid, in their output dtype) and small tables are copied to the host.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -568,7 +569,14 @@ def postprocess_batch(
     return _postprocess(pred_logits, pred_masks, metas, tasks, cfg, class_table, dense)
 
 
-_SIDE_POOL: ThreadPoolExecutor | None = None
+_SIDE_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child makes its own
+
+
+def _side_pool() -> ThreadPoolExecutor:
+    global _SIDE_POOL
+    if _SIDE_POOL is None or _SIDE_POOL[0] != os.getpid():
+        _SIDE_POOL = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="postprocess"))
+    return _SIDE_POOL[1]
 
 
 def _side_thread_pays(pred_masks: torch.Tensor) -> bool:
@@ -584,12 +592,8 @@ class _Job:
     Same computation either way: where it runs never changes the result."""
 
     def __init__(self, fn: Callable[[], object], beside: bool) -> None:
-        global _SIDE_POOL
-        self._fn, self._future = fn, None
-        if beside:
-            if _SIDE_POOL is None:
-                _SIDE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postprocess")
-            self._future = _SIDE_POOL.submit(self._run)
+        self._fn = fn
+        self._future = _side_pool().submit(self._run) if beside else None
 
     def _run(self) -> object:
         with torch.no_grad():  # grad mode is per thread
