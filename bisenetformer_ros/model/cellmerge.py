@@ -35,6 +35,7 @@ bounded chunks, never ``K x H x W``.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -199,6 +200,14 @@ class CellGrid:
         self.size = (int(meta.orig_size[0]), int(meta.orig_size[1]))
         self.shape = (int(self.y.cell_first.numel()), int(self.x.cell_first.numel()))
         self.device = device
+        self.band_elements = _BAND_ELEMENTS
+
+    def sharing(self, parts: int) -> CellGrid:
+        """The same grid for one of ``parts`` merges that run at the same time (semantic beside panoptic): each gets
+        that share of the band budget, so together they stay within one merge's peak memory."""
+        grid = copy.copy(self)
+        grid.band_elements = max(1, self.band_elements // parts)
+        return grid
 
     @property
     def cell_pixels(self) -> torch.Tensor:
@@ -207,7 +216,7 @@ class CellGrid:
 
     def bands(self, entities: int) -> list[tuple[int, int]]:
         """Ranges of cell rows whose ``entities x cells`` bound tables stay within the band budget."""
-        step = max(1, _BAND_ELEMENTS // max(1, entities * self.shape[1]))
+        step = max(1, self.band_elements // max(1, entities * self.shape[1]))
         return [(a, min(a + step, self.shape[0])) for a in range(0, self.shape[0], step)]
 
     def band_rows(self, c0: int, c1: int) -> tuple[int, int]:

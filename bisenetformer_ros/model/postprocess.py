@@ -647,6 +647,8 @@ def _postprocess(
                 semantic = None
                 if "semantic" in tasks:
                     class_probs = _class_probs(pred_logits[i], cellmerge.EXACT)[:, :-1]
+                    beside = kept is not None and bool(kept.ids.numel()) and _side_thread_pays(pred_masks)
+                    cells = cells.sharing(2) if beside else cells
                     semantic = _Job(
                         partial(
                             cellmerge.semantic_labels,
@@ -656,7 +658,7 @@ def _postprocess(
                             cfg.mask_order,
                             float(cfg.dense_fallback),
                         ),
-                        beside=kept is not None and bool(kept.ids.numel()) and _side_thread_pays(pred_masks),
+                        beside=beside,
                     )
                 if kept is not None:
                     if kept.ids.numel():
