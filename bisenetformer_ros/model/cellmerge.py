@@ -585,15 +585,18 @@ def semantic_labels(
     live = peak * class_probs.amax(1) > _LIVE
     if not bool(live.any()):  # nothing but faint queries: no slack, every query per pixel
         live = torch.ones_like(live)
-    dead = (class_probs[~live] * peak[~live, None]).sum(0)  # [K] >= what the faint queries add to a class score
+    # Index lists, not boolean masks: selecting ~90 of 100 mask maps by a mask cost ~4x more.
+    live_at, faint_at = torch.nonzero(live).flatten(), torch.nonzero(~live).flatten()
+    p_faint = class_probs.index_select(0, faint_at)
+    dead = (p_faint * peak.index_select(0, faint_at)[:, None]).sum(0)  # [K] >= what the faint queries add to a score
     slack = _widen_high(dead, 1e-12).float()
     # Per cell the faint queries add far less than ``dead`` (which takes each one's largest probability anywhere):
     # at most their summed class probabilities times the sigmoid of their largest logit in the cell's window. One
     # envelope map of the faint logits gives that bound; per-pixel safety tests use it (with ``dead`` they failed
     # on ~1 % of the boundary cells, each then evaluated with every query).
-    envelope = masks[~live].amax(0).float() if bool((~live).any()) else None  # [h, w]
-    dead_probs = class_probs[~live].sum(0)  # [K]
-    m_live, p_live = masks[live], class_probs[live]  # [L, h, w], [L, K]
+    envelope = masks.index_select(0, faint_at).amax(0).float() if faint_at.numel() else None  # [h, w]
+    dead_probs = p_faint.sum(0)  # [K]
+    m_live, p_live = masks.index_select(0, live_at), class_probs.index_select(0, live_at)  # [L, h, w], [L, K]
     live_probs, p32, m32 = p_live.t().contiguous(), p_live.float(), m_live.float()
     # Labels in the smallest integer type that holds them: the full-resolution map is the merge's largest tensor.
     label_dtype = torch.uint8 if k <= 255 else torch.int32
@@ -603,7 +606,7 @@ def semantic_labels(
     # ADE20K's 150 classes, of which a frame shows a handful: the classes that can score at least _MAJOR somewhere
     # decide every cell whose best lower bound beats the reach of all others; the rest (boundaries, where every lower
     # bound is near zero) take bounds over all classes, for those cells only.
-    reach = (p_live * peak[live, None]).sum(0) + dead  # [K] >= every score of the class
+    reach = (p_live * peak.index_select(0, live_at)[:, None]).sum(0) + dead  # [K] >= every score of the class
     major = _major_classes(reach)
     if major is not None:
         others = reach.clone()
