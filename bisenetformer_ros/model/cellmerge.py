@@ -235,7 +235,7 @@ class CellGrid:
         per_row = table.view(torch.uint8).sum(2, dtype=torch.int64) * width  # [E, Cb]
         if odd.numel():
             per_row += (table.index_select(2, odd).long() * (x.cell_len[odd] - width)).sum(2)
-        return per_row @ self.y.cell_len[c0:c1]
+        return (per_row * self.y.cell_len[c0:c1]).sum(1)  # elementwise: CUDA has no integer matrix products
 
     def window_max(self, values: torch.Tensor, c0: int, c1: int) -> torch.Tensor:
         """Max of ``values [E, rows of band, n_x]`` (mask-grid rows ``band_rows(c0, c1)``) over each cell's window:
@@ -898,8 +898,9 @@ class PanopticCells:
         denom = a.clamp(min=1).double()
         return {
             "area": a.tolist(),
-            "cx": ((cell_total(sum_x) + cols @ ar_x).double() / denom).tolist(),
-            "cy": ((cell_total(sum_y) + rows @ ar_y).double() / denom).tolist(),
+            # Elementwise products, not ``@``: CUDA has no integer matrix products.
+            "cx": ((cell_total(sum_x) + (cols * ar_x).sum(1)).double() / denom).tolist(),
+            "cy": ((cell_total(sum_y) + (rows * ar_y).sum(1)).double() / denom).tolist(),
             "x0": extreme(x0, cols, ar_x, True),
             "y0": extreme(y0, rows, ar_y, True),
             "x1": extreme(x0 + xlen - 1, cols, ar_x, False),
