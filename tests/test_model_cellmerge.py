@@ -422,3 +422,32 @@ def test_cell_areas_count_the_pixels_of_the_marked_cells(mask_hw: tuple[int, int
         int(grid.area(torch.ones((1, *grid.shape), dtype=torch.bool), 0, grid.shape[0]))
         == meta.orig_size[0] * meta.orig_size[1]
     )
+
+
+def test_overlap_bounds_decide_the_rule_for_every_area_between_them() -> None:
+    """_overlap_bounds against brute force on small integers, ratios exactly at the threshold included: where it
+    says the rule is decided, every area in [low, high] (at least ``fin``, which the area contains) gives the same
+    answer as the bound it keeps."""
+    from bisenetformer_ros.model import cellmerge
+
+    cases = [
+        (won, fin, low, high)
+        for won in range(0, 7)
+        for fin in range(0, won + 1)
+        for low in range(0, 9)
+        for high in range(low, 11)
+        if high >= fin
+    ]
+    won, fin, low, high = (torch.tensor(c) for c in zip(*cases, strict=True))
+    for overlap in (0.0, 0.5, 0.6, 0.8, 1.0):
+        open_rule, passes = cellmerge._overlap_bounds(won, fin, low, high, overlap)
+        for i, (w, f, lo, hi) in enumerate(cases):
+            if bool(open_rule[i]):
+                continue
+
+            def rule(area: int, w: int = w, f: int = f, overlap: float = overlap) -> bool:
+                return w > 0 and f > 0 and area > 0 and w / area >= overlap
+
+            kept = hi if bool(passes[i]) else lo
+            assert {rule(a) for a in range(max(lo, f), hi + 1)} <= {rule(kept)}, (w, f, lo, hi, overlap)
+    assert cellmerge._overlap_bounds(won, fin, low, high, None)[0].all()
