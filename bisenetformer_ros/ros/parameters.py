@@ -235,7 +235,13 @@ def _specs() -> list[ParameterSpec]:
     )
     add(
         ParameterSpec(
-            "num_threads", "integer", 0, "CPU threads for torch (0 = torch's default)", g, minimum=0, maximum=256
+            "num_threads",
+            "integer",
+            0,
+            "CPU threads for torch (0 = torch's default); above 1 the semantic and panoptic merges run side by side",
+            g,
+            minimum=0,
+            maximum=256,
         )
     )
     add(ParameterSpec("torch_compile", "bool", False, "torch backend: compile the model with torch.compile", g))
