@@ -229,13 +229,17 @@ class CellGrid:
         Why not ``(table * cell_pixels).sum()``: that makes an int64 table of every entity and cell (~10x slower
         with 100 queries). Cells share one width except a few border columns, so each cell row's count is the width
         times a byte count plus those columns' corrections, then weighted by the row heights."""
-        x = self.x
-        width = int(torch.mode(x.cell_len).values)
-        odd = torch.nonzero(x.cell_len != width).flatten()
+        width, odd = self._column_layout
         per_row = table.view(torch.uint8).sum(2, dtype=torch.int64) * width  # [E, Cb]
         if odd.numel():
-            per_row += (table.index_select(2, odd).long() * (x.cell_len[odd] - width)).sum(2)
+            per_row += (table.index_select(2, odd).long() * (self.x.cell_len[odd] - width)).sum(2)
         return (per_row * self.y.cell_len[c0:c1]).sum(1)  # elementwise: CUDA has no integer matrix products
+
+    @cached_property
+    def _column_layout(self) -> tuple[int, torch.Tensor]:
+        """The common cell width and the columns of other widths (for :meth:`area`; found once per grid)."""
+        width = int(torch.mode(self.x.cell_len).values)
+        return width, torch.nonzero(self.x.cell_len != width).flatten()
 
     def window_max(self, values: torch.Tensor, c0: int, c1: int) -> torch.Tensor:
         """Max of ``values [E, rows of band, n_x]`` (mask-grid rows ``band_rows(c0, c1)``) over each cell's window:
@@ -378,7 +382,6 @@ def _resolve(
     upper = torch.where(table, upper, -torch.inf)
     first = upper.topk(min(2, upper.shape[1]), dim=1).indices.sort(1).values
     fvalid = table.gather(1, first)
-
     first_ids = first if ids is None else ids[first]
     for a, b in _chunks(int(cy.numel()), per_item(int(first.shape[1]))):
         blk = cells.block(cy[a:b] + c0, cx[a:b])
@@ -682,22 +685,21 @@ def semantic_labels(
                 # within the faint queries' bound of each other (a few cells on a boundary). A handful of cells go
                 # to every query at once: there the first step's fixed cost is most of the work.
                 sub, m = blk.select(idx), int(idx.numel())
-                ents, vsub = cand[idx], valid[idx]
+                ents = cand[idx]
+
+                def all_queries(j: torch.Tensor) -> torch.Tensor:
+                    allq = torch.arange(q, device=cand.device).expand(int(j.numel()), q)
+                    return _class_values(masks, class_probs.t()[ents[j]], allq, sub.select(j), cells, order)
+
                 if m * q * ppc * int(ents.shape[1]) <= _SMALL_PRODUCT:
-                    values = None
-                    tied = torch.ones(m, dtype=torch.bool, device=cand.device)
-                else:
-                    n_live = int(m_live.shape[0])
-                    lq = torch.arange(n_live, device=cand.device).expand(m, n_live)
-                    values = _class_values(m_live, live_probs[ents], lq, sub, cells, order)
-                    tied = _unsafe_cells(values, vsub, _widen_high(outside[idx], 1e-9), sub)
+                    return all_queries(torch.arange(m, device=cand.device))
+                n_live = int(m_live.shape[0])
+                lq = torch.arange(n_live, device=cand.device).expand(m, n_live)
+                values = _class_values(m_live, live_probs[ents], lq, sub, cells, order)
+                tied = _unsafe_cells(values, valid[idx], _widen_high(outside[idx], 1e-9), sub)
                 if bool(tied.any()):
                     j = torch.nonzero(tied).flatten()
-                    allq = torch.arange(q, device=cand.device).expand(int(j.numel()), q)
-                    exact = _class_values(masks, class_probs.t()[ents[j]], allq, sub.select(j), cells, order)
-                    if values is None:
-                        return exact
-                    values[j] = exact
+                    values[j] = all_queries(j)
                 return values
 
             pc = live_probs[cand]  # [U, C, live]
@@ -1029,7 +1031,7 @@ def panoptic_cells(
     fin += torch.bincount(all_win, weights=all_own.double(), minlength=n).long()
     # The areas along the mask edges, per pixel, for the queries whose overlap rule their bounds leave open.
     open_rule, passes = _overlap_bounds(won, fin, orig, orig + edge_area, overlap)
-    orig = torch.where(passes & ~open_rule, orig + edge_area, orig)  # decided: the bound that decides it
+    orig = torch.where(passes, orig + edge_area, orig)  # decided (passing excludes open): the bound that decides it
     rule_open = torch.nonzero(open_rule).flatten()
     for c0, crossing in edges:
         # One (query, cell) pair per crossing edge: no per-cell lists padded to the most crowded cell (with
