@@ -582,8 +582,8 @@ def _side_pool() -> ThreadPoolExecutor:
 def _side_thread_pays(pred_masks: torch.Tensor) -> bool:
     """Whether the semantic merge runs beside the panoptic one: on the CPU when torch may use more than one thread.
     Both merges are chains of mostly small tensor ops that keep one core busy (intra-op threading splits only the
-    large ones), so on two cores running them side by side cut the merge's wall time by 15-40 % (the more, the fewer
-    the intra-op threads); on a GPU both only queue kernels on one stream."""
+    large ones), so on two cores running them side by side cut the merge's wall time by 0-30 % at two torch threads
+    (README, "Third round"); on a GPU both only queue kernels on one stream."""
     return pred_masks.device.type == "cpu" and torch.get_num_threads() > 1
 
 
