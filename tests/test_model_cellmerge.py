@@ -451,3 +451,71 @@ def test_overlap_bounds_decide_the_rule_for_every_area_between_them() -> None:
             kept = hi if bool(passes[i]) else lo
             assert {rule(a) for a in range(max(lo, f), hi + 1)} <= {rule(kept)}, (w, f, lo, hi, overlap)
     assert cellmerge._overlap_bounds(won, fin, low, high, None)[0].all()
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize(("mask_hw", "meta"), GEOMETRIES)
+def test_first_pass_stays_within_its_error_bound(order: str, mask_hw: tuple[int, int], meta: PreprocessMeta) -> None:
+    """The float32 first pass (batched products with the dense cell weights) against the exact float64 per-pixel
+    probabilities: within the bound it reports, for logits up to +-60 (saturated sigmoids, large rounding), on every
+    cell; and the weights from the per-grid pattern table equal the per-block outer product."""
+    from bisenetformer_ros.model import cellmerge
+
+    grid = cellmerge.CellGrid(meta, mask_hw, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(zlib.crc32(repr((order, mask_hw)).encode()))
+    masks = torch.randn((6, *mask_hw), generator=gen, dtype=torch.float64) * 20
+    masks[0] *= 3
+    cy, cx = (
+        v.flatten() for v in torch.meshgrid(torch.arange(grid.shape[0]), torch.arange(grid.shape[1]), indexing="ij")
+    )
+    blk = grid.block(cy, cx)
+    entities = torch.randint(0, 6, (int(cy.numel()), 4), generator=gen)
+    fast, err = grid.first_pass(masks.float(), entities, blk, order)
+    exact = grid.probabilities(masks, entities, blk, order).flatten(2)
+    assert fast.dtype == torch.float32 and 0.0 < err < 1e-4
+    assert float((fast.double() - exact).abs().amax()) <= err
+    assert torch.equal(grid.dense32(blk), cellmerge._outer_weights(blk.wy, blk.wx))
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_near_ties_go_to_the_exact_computation(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two classes whose scores differ by less than the first pass's error bound near where they cross over
+    inside the image: the first pass leaves those cells to the exact computation, which decides as the dense
+    reference does; also with float32 products that are not IEEE (TF32 / bfloat16 allowed), which turn the first
+    pass off."""
+    from bisenetformer_ros.model import cellmerge
+
+    k, q = 3, 8
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(1, q, k + 1, generator=gen) - 2
+    logits[0, :, 0] += 6
+    logits[0, 1] = logits[0, 0]
+    logits[0, 1, [0, 1]] = logits[0, 0, [1, 0]]  # query 1 = query 0 with classes 0 and 1 swapped
+    logits[0, 2:, 1] = logits[0, 2:, 0]  # the others add the same to both
+    masks = F.interpolate(torch.randn(1, q, 3, 4, generator=gen) * 6, size=(9, 13), mode="bilinear")
+    # Query 1 ahead of query 0 on the right by up to 1e-4 of a logit; the crossing is off the grid points (no pixel
+    # where the two are exactly equal: there the dense reference's BLAS sums break the tie either way).
+    masks[0, 1] = masks[0, 0] + 1e-4 * (torch.linspace(-1, 1, 13) + 0.037)
+    meta = PreprocessMeta((70, 101), (66, 100), (72, 104))
+    cfg = PostprocessConfig(merge="cells", mask_order=order, dense_fallback=1.0)
+    ref = dense_reference(logits, masks, [meta], ("semantic",), cfg, table(k))[0]
+    assert {0, 1} <= set(np.unique(ref.semantic).tolist())
+    deferred = []
+    real = cellmerge._unsafe_cells
+
+    def spy(*args: object) -> torch.Tensor:
+        out = real(*args)
+        deferred.append(int(out.sum()))
+        return out
+
+    monkeypatch.setattr(cellmerge, "_unsafe_cells", spy)
+    assert_same(postprocess_batch(logits, masks, [meta], ("semantic",), cfg, table(k))[0], ref)
+    assert sum(deferred) > 0  # cells near the crossing were left to the exact computation
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        assert not cellmerge.ieee_float32_products(torch.device("cpu"))
+        assert_same(postprocess_batch(logits, masks, [meta], ("semantic",), cfg, table(k))[0], ref)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert cellmerge.ieee_float32_products(torch.device("cpu"))

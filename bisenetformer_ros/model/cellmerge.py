@@ -58,6 +58,10 @@ _PRUNE = 1e-4  # a query adding less than this to every class score (in a cell) 
 _LIVE = 3e-4
 _MAJOR = 0.25  # classes that can score at least this somewhere decide the cells on their own (see _major_classes)
 _MAJOR_MIN_CLASSES = 32  # below this many classes one table of all of them is as cheap
+# Largest error allowed for a float32 sigmoid (PyTorch's vectorised CPU one measured within 9e-8 of float64 on
+# [-40, 40]): the first pass's per-pixel probabilities are trusted to this much plus their interpolation's rounding.
+_SIGMOID32 = 2.0**-18
+_PATTERN_ELEMENTS = 1 << 20  # float32 elements of the per-grid table of distinct dense cell weights (4 MB)
 
 
 def float32_error(n_terms: int) -> float:
@@ -328,11 +332,91 @@ class CellGrid:
         logit = self.interpolate(self.window(masks, entities, blk), blk)
         return logit >= math.log(threshold / (1.0 - threshold))
 
+    def dense32(self, blk: _Block) -> torch.Tensor:
+        """``[U, Sy * Sx, ry * rx]`` float32: each pixel's weight on each window point of the block's cells, for the
+        first pass's batched products (window values ``[U, A, Sy * Sx]`` -> pixel values ``[U, A, ry * rx]``)."""
+        table = self._weight_patterns
+        if table is not None:
+            patterns, iy, ix = table
+            return patterns.index_select(0, iy.index_select(0, blk.cy) * int(ix.max() + 1) + ix.index_select(0, blk.cx))
+        return _outer_weights(blk.wy, blk.wx)
+
+    @cached_property
+    def _weight_patterns(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The distinct per-cell weight tables of each axis, their products (``[ny * nx, S, P]`` float32) and each
+        cell row's / column's pattern; None when there are too many pairs to keep (a second, non-integer resize
+        gives most cells their own weights). Why: with one resize the weights repeat every cell, and a per-block
+        outer product of ``[ry, Sy]`` and ``[rx, Sx]`` tables (tiny inner dimensions) cost more than the products it
+        serves."""
+        y, x = self.y, self.x
+        wy, iy = torch.unique(y.pixel_weights.flatten(1), dim=0, return_inverse=True)
+        wx, ix = torch.unique(x.pixel_weights.flatten(1), dim=0, return_inverse=True)
+        ny, nx = int(wy.shape[0]), int(wx.shape[0])
+        if ny * nx * y.window * x.window * y.max_len * x.max_len > _PATTERN_ELEMENTS:
+            return None
+        wy = wy.view(ny, 1, y.max_len, y.window).expand(ny, nx, -1, -1).reshape(ny * nx, y.max_len, y.window)
+        wx = wx.view(1, nx, x.max_len, x.window).expand(ny, nx, -1, -1).reshape(ny * nx, x.max_len, x.window)
+        return _outer_weights(wy, wx), iy, ix
+
+    def first_pass(
+        self, masks32: torch.Tensor, entities: torch.Tensor, blk: _Block, order: str
+    ) -> tuple[torch.Tensor, float]:
+        """Per-pixel probabilities ``[U, A, P]`` in float32 from ``masks32 [E, h, w]`` and a bound of their absolute
+        error against exact arithmetic.
+
+        Why: with many entities per cell (20-30 queries where overlapping duplicates meet) the exact per-pixel
+        values (float64, elementwise in PyTorch's own order of operations, see :meth:`interpolate`) cost several
+        times more than one batched product of the window values with the cells' dense weights. Callers keep the
+        first pass's answer where it is farther than the error bound from a tie and evaluate the other cells
+        exactly (with two or three entities per cell these tests cost more than they save). The bound: a float32
+        sum of ``n`` products with non-negative weights summing to 1 (rounded to float32 themselves) is within ``(n
+        + 2) u max|x|`` of the exact sum in any order of summation, the conversion of the logits to float32 adds
+        ``u |x|``, the sigmoid's slope is at most 1/4 and its own float32 error at most ``_SIGMOID32``. Requires
+        IEEE float32 products (:func:`ieee_float32_products`)."""
+        win = self.window(masks32, entities, blk).flatten(2)  # [U, A, S]
+        n = int(win.shape[2])
+        big = float(win.abs().amax()) if win.numel() else 0.0
+        if order == "sigmoid_first":
+            return torch.bmm(win.sigmoid(), self.dense32(blk)), _SIGMOID32 + (0.25 * big + n + 2) * _EPS32
+        logit = torch.bmm(win, self.dense32(blk)).sigmoid_()
+        return logit, 0.25 * (n + 3) * _EPS32 * big + _SIGMOID32
+
     def expand(self, cell_values: torch.Tensor) -> torch.Tensor:
         """``[Cy, Cx]`` per-cell values -> ``[H, W]`` (each pixel takes its cell's value)."""
         # Columns first, on the small map: selecting along dim 1 of a full-height map is ~7x slower than this order,
         # whose second step copies whole rows.
         return cell_values.index_select(1, self.x.cell_of).index_select(0, self.y.cell_of)
+
+
+def _outer_weights(wy: torch.Tensor, wx: torch.Tensor) -> torch.Tensor:
+    """Row weights ``[U, ry, Sy]`` and column weights ``[U, rx, Sx]`` (float64) -> ``[U, Sy * Sx, ry * rx]`` float32:
+    pixel ``(i, j)``'s weight on window point ``(a, b)`` is ``wy[i, a] * wx[j, b]``."""
+    u, ry, sy = wy.shape
+    rx, sx = wx.shape[1:]
+    # One batched outer product of the flattened tables ([sy, ry] x [sx, rx]), then the window axes first.
+    both = torch.bmm(wy.transpose(1, 2).reshape(u, -1, 1), wx.transpose(1, 2).reshape(u, 1, -1))
+    return both.view(u, sy, ry, sx, rx).permute(0, 1, 3, 2, 4).reshape(u, sy * sx, ry * rx).float()
+
+
+def _float32_at_least(x: float) -> float:
+    """The smallest float32 value ``>= x`` (as a Python float): compared with a float32 tensor it does not round."""
+    v = torch.tensor(x, dtype=torch.float32)
+    return (v if v.item() >= x else torch.nextafter(v, v.new_tensor(math.inf))).item()
+
+
+def _float32_at_most(x: float) -> float:
+    """The largest float32 value ``<= x``."""
+    return -_float32_at_least(-x)
+
+
+def ieee_float32_products(device: torch.device) -> bool:
+    """Whether float32 matrix products on ``device`` keep IEEE single precision (the first pass's error bounds assume
+    it): not when a user allowed TF32 or bfloat16 shortcuts for them."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    if getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none") not in ("none", "ieee"):
+        return False
+    return not (torch.device(device).type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
 
 
 def _chunks(n: int, per_item: int) -> list[tuple[int, int]]:
@@ -601,6 +685,7 @@ def semantic_labels(
     dead_probs = p_faint.sum(0)  # [K]
     m_live, p_live = masks.index_select(0, live_at), class_probs.index_select(0, live_at)  # [L, h, w], [L, K]
     live_probs, p32, m32 = p_live.t().contiguous(), p_live.float(), m_live.float()
+    fast = m32 if ieee_float32_products(masks.device) else None  # the per-pixel first pass (CellGrid.first_pass)
     # Labels in the smallest integer type that holds them: the full-resolution map is the merge's largest tensor.
     label_dtype = torch.uint8 if k <= 255 else torch.int32
     cell_label = torch.empty(cells.shape, dtype=label_dtype, device=masks.device)
@@ -707,7 +792,7 @@ def semantic_labels(
                 return _class_values_linear(m_live, pc, valid, blk, cells, outside, every), None
             # upsample_logits: per-pixel probabilities of the queries that matter in the cell, the rest bounded.
             hi = hi_logit[:, blk.cy - c0, blk.cx].t().to(EXACT).sigmoid()  # [U, live] bound of each probability
-            return _class_values_pruned(m_live, pc, valid, hi, blk, cells, order, outside, every), None
+            return _class_values_pruned(m_live, pc, valid, hi, blk, cells, order, outside, every, fast), None
 
         def per_cell(c: int) -> int:
             return q * cells.y.window * cells.x.window + c * q + c * ppc
@@ -726,10 +811,13 @@ def _class_values(masks: torch.Tensor, pc: torch.Tensor, queries: torch.Tensor, 
     """``[U, C, ry*rx]`` sums ``pc[u, c, q] * prob_q`` over the distinct ``queries [U, A]`` (those with
     ``listed [U, A]`` when given: the others are padding)."""
     probs = cells.probabilities(masks, queries, blk, order).flatten(2)  # [U, A, P]
+    return _weighted_sum(_query_weights(pc, queries, listed), probs)
+
+
+def _query_weights(pc: torch.Tensor, queries: torch.Tensor, listed: torch.Tensor | None) -> torch.Tensor:
+    """``pc [U, C, Q]`` at ``queries [U, A]`` -> ``[U, C, A]``, zero where not ``listed``."""
     weights = pc.gather(2, queries[:, None, :].expand(-1, pc.shape[1], -1))
-    if listed is not None:
-        weights = weights * listed[:, None, :]
-    return _weighted_sum(weights, probs)
+    return weights if listed is None else weights * listed[:, None, :]
 
 
 def _weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -759,20 +847,35 @@ def _class_values_pruned(
     order: str,
     outside: torch.Tensor,
     every: Callable[[torch.Tensor], torch.Tensor],
+    fast: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Candidate class scores ``[U, C, P]`` whose first maximum is the exact one (either mask order).
+    """Candidate class scores ``[U, C, P]`` whose first maximum is the exact one (either mask order) and whose
+    maximum does not exceed the exact one.
 
     Per cell only the queries that can add more than ``_PRUNE`` to a candidate are evaluated per pixel; the others
     add at most ``slack[c] = sum_q pc[c, q] * hi[q] + outside[c]`` (``hi`` bounds the query's probability in the
     cell, ``outside [U, C]`` what the queries not in ``pc`` can add). A pixel whose winner beats every other
     candidate by more than that candidate's slack has the exact winner; cells with a pixel that does not (about 1 %
-    of them in a typical frame) are evaluated with every query (``every(cells) -> [m, C, P]``)."""
+    of them in a typical frame) are evaluated with every query (``every(cells) -> [m, C, P]``).
+
+    ``fast`` (``masks`` in float32): the scores come from the float32 first pass (:meth:`CellGrid.first_pass`),
+    lowered by their error bound ``e [U, C]``; the winner must then also beat every other candidate's ``+ 2e``."""
     pcv = pc * valid[:, :, None]
     active = hi * pcv.amax(1) > _PRUNE  # [U, Q]
     queries, listed = _candidate_lists(active)
-    values = _class_values(masks, pc, queries, blk, cells, order, listed)
-    slack = _widen_high((pcv * (hi * ~active)[:, None, :]).sum(2) + outside, 1e-9)  # [U, C]
-    unsafe = _unsafe_cells(values, valid, slack, blk)
+    slack = (pcv * (hi * ~active)[:, None, :]).sum(2) + outside  # [U, C]
+    if fast is None:
+        values = _class_values(masks, pc, queries, blk, cells, order, listed)
+    else:
+        weights = _query_weights(pc, queries, listed)
+        probs, err = cells.first_pass(fast, queries, blk, order)
+        values = torch.bmm(weights.float(), probs).double()
+        # Each score: float32 weights (relative u) times probabilities within err of the exact ones, summed in
+        # float32 (A terms, non-negative, each probability <= 1): within sum(weights) * (err + (A + 3) u).
+        e = weights.sum(2) * (err + (int(weights.shape[2]) + 3) * _EPS32)
+        values -= e[:, :, None]
+        slack = slack + 2.0 * e
+    unsafe = _unsafe_cells(values, valid, _widen_high(slack, 1e-9), blk)
     if bool(unsafe.any()):
         idx = torch.nonzero(unsafe).flatten()
         values[idx] = every(idx)
@@ -919,10 +1022,7 @@ def _logit_cut(threshold: float) -> tuple[float, float] | None:
         return None
     mid = math.log(threshold / (1.0 - threshold))
     step = 1e-6 * (1.0 + abs(mid))  # far above float64 rounding of either order's per-pixel value, far below scores
-    inside = torch.tensor(mid + step, dtype=torch.float32).item()
-    reach = torch.tensor(mid - step, dtype=torch.float32).item()
-    inside = inside if inside >= mid + step / 2 else math.nextafter(inside, math.inf)
-    reach = reach if reach <= mid - step / 2 else math.nextafter(reach, -math.inf)
+    inside, reach = _float32_at_least(mid + step), _float32_at_most(mid - step)
 
     def sig(x: float) -> float:
         return 1.0 / (1.0 + math.exp(-x))
