@@ -511,11 +511,13 @@ def test_near_ties_go_to_the_exact_computation(order: str, monkeypatch: pytest.M
     monkeypatch.setattr(cellmerge, "_unsafe_cells", spy)
     assert_same(postprocess_batch(logits, masks, [meta], ("semantic",), cfg, table(k))[0], ref)
     assert sum(deferred) > 0  # cells near the crossing were left to the exact computation
-    before = torch.get_float32_matmul_precision()
+    assert cellmerge.ieee_float32_products(torch.device("cpu"))
+    matmul = torch.backends.mkldnn.matmul
+    before = matmul.fp32_precision
     try:
-        torch.set_float32_matmul_precision("medium")
+        matmul.fp32_precision = "bf16"  # what torch.set_float32_matmul_precision("medium") selects
         assert not cellmerge.ieee_float32_products(torch.device("cpu"))
         assert_same(postprocess_batch(logits, masks, [meta], ("semantic",), cfg, table(k))[0], ref)
     finally:
-        torch.set_float32_matmul_precision(before)
+        matmul.fp32_precision = before
     assert cellmerge.ieee_float32_products(torch.device("cpu"))

@@ -412,11 +412,14 @@ def _float32_at_most(x: float) -> float:
 def ieee_float32_products(device: torch.device) -> bool:
     """Whether float32 matrix products on ``device`` keep IEEE single precision (the first pass's error bounds assume
     it): not when a user allowed TF32 or bfloat16 shortcuts for them."""
-    if torch.get_float32_matmul_precision() != "highest":
+    cuda = torch.device(device).type == "cuda"
+    backend = torch.backends.cuda.matmul if cuda else getattr(torch.backends.mkldnn, "matmul", None)
+    precision = getattr(backend, "fp32_precision", None)  # PyTorch >= 2.9; older ones: the global setting
+    if precision is None and torch.get_float32_matmul_precision() != "highest":
         return False
-    if getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none") not in ("none", "ieee"):
+    if precision not in (None, "none", "ieee"):
         return False
-    return not (torch.device(device).type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
+    return not (cuda and torch.backends.cuda.matmul.allow_tf32)
 
 
 def _chunks(n: int, per_item: int) -> list[tuple[int, int]]:
