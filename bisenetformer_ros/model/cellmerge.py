@@ -25,9 +25,11 @@ bound - are evaluated per pixel, first maximum in index order like ``max(0)``. M
 ownership and areas, instance masks) use the same bounds.
 
 **Precision.** Bounds are computed in float32 on the mask grid and widened by a bound on their rounding error plus a
-margin, so a decided cell is decided for the float64 computation too; per-pixel values are computed in float64. The
-result therefore equals the dense float64 merge pixel for pixel (tests); the float32 dense merge can differ from both
-only at pixels where two scores agree to float32 rounding.
+margin, so a decided cell is decided for the float64 computation too; per-pixel values are computed in float64, except
+that the semantic sums over many queries first take a float32 pass (``CellGrid.first_pass``) whose answer is kept only
+where the winner leads by more than that pass's error bound (else the cell is evaluated in float64). The result
+therefore equals the dense float64 merge pixel for pixel (tests); the float32 dense merge can differ from both only at
+pixels where two scores agree to float32 rounding.
 
 Everything is plain torch on the logits' device (CPU or CUDA); memory is ``O(Q x mask grid)`` plus the output maps and
 bounded chunks, never ``K x H x W``.
