@@ -531,26 +531,33 @@ def test_near_ties_go_to_the_exact_computation(order: str, monkeypatch: pytest.M
         ((30, 40), PreprocessMeta((233, 311), (228, 304), (240, 320))),  # two resizes
     ],
 )
-def test_panoptic_bands_bound_the_queries_far_from_them(
-    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("k", [5, 60])
+def test_bands_bound_the_queries_far_from_them(
+    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, k: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A crowded frame (40 kept queries, each a compact blob): each panoptic band's tables hold only the queries that
     reach it, the others bounded as one entity, and cells where that bound is not beaten (boundaries between blobs,
-    the background) are decided over every query - pixel-identical to the dense reference."""
+    the background) are decided over every query - pixel-identical to the dense reference, and so are the semantic
+    labels of the same frame (with 60 classes through the major-class tables)."""
     from bisenetformer_ros.model import cellmerge
 
-    q, k = 40, 5
-    gen = torch.Generator().manual_seed(zlib.crc32(repr((order, mask_hw)).encode()))
+    q = 40
+    gen = torch.Generator().manual_seed(zlib.crc32(repr((order, mask_hw, k)).encode()))
     logits = torch.randn(1, q, k + 1, generator=gen)
-    logits[0, :, :k] += 5
+    logits[0, torch.arange(q), torch.arange(q) % 5] += 7  # five classes in the frame
     yy, xx = torch.meshgrid(torch.arange(mask_hw[0]), torch.arange(mask_hw[1]), indexing="ij")
     centres = torch.rand(q, 2, generator=gen) * torch.tensor(mask_hw)
     radius = 1.0 + torch.rand(q, generator=gen) * 2.5
     dist = ((yy - centres[:, 0, None, None]) ** 2 + (xx - centres[:, 1, None, None]) ** 2).sqrt()
     masks = (8.0 * (radius[:, None, None] - dist)).clamp(-12, 10)[None] + torch.randn(1, q, *mask_hw, generator=gen)
     cfg = PostprocessConfig(merge="cells", mask_order=order, object_mask_threshold=0.3, overlap_threshold=0.5)
-    tiered, rest = [], []
-    real_near, real_tier = cellmerge._near_queries, cellmerge._far_tier
+    tiered, rest, majors = [], [], []
+    real_near, real_tier, real_major = cellmerge._near_queries, cellmerge._far_tier, cellmerge._major_classes
+
+    def major(*args: object) -> torch.Tensor | None:
+        out = real_major(*args)
+        majors.append(out is not None)
+        return out
 
     def near(*args: object) -> tuple[torch.Tensor | None, float]:
         out = real_near(*args)
@@ -564,8 +571,11 @@ def test_panoptic_bands_bound_the_queries_far_from_them(
 
     monkeypatch.setattr(cellmerge, "_near_queries", near)
     monkeypatch.setattr(cellmerge, "_far_tier", tier)
-    fast = postprocess_batch(logits, masks, [meta], ("panoptic",), cfg, table(k))[0]
-    ref = dense_reference(logits, masks, [meta], ("panoptic",), cfg, table(k))[0]
+    monkeypatch.setattr(cellmerge, "_major_classes", major)
+    tasks = ("semantic", "panoptic")
+    fast = postprocess_batch(logits, masks, [meta], tasks, cfg, table(k))[0]
+    ref = dense_reference(logits, masks, [meta], tasks, cfg, table(k))[0]
     assert_same(fast, ref)
     assert len(ref.panoptic.segments) >= 5  # stuff classes merge: fewer segments than kept queries
     assert any(tiered) and sum(rest) > 0
+    assert majors == [k > 32]
