@@ -41,7 +41,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -557,6 +557,27 @@ class _TieredDecision:
     slot: torch.Tensor
     rest: _Decision | None
 
+    @staticmethod
+    def of(
+        winner: torch.Tensor,
+        ok: torch.Tensor,
+        part: _Decision,
+        major: torch.Tensor,
+        cell_bounds: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        rel: float,
+    ) -> _TieredDecision:
+        """The band's decision given the winners so far (entity ids, -1 = open) and ``ok [Cb, Cx]`` (where the major
+        entities' decision holds): the open cells that are not ok are decided over all entities from
+        ``cell_bounds(cy, cx) -> (lower, upper) [E, m]`` (``winner`` is updated in place)."""
+        fy, fx = torch.nonzero((winner < 0) & ~ok, as_tuple=True)
+        slot = torch.full(winner.shape, -1, dtype=torch.long, device=winner.device)
+        rest = None
+        if fy.numel():
+            slot[fy, fx] = torch.arange(int(fy.numel()), device=winner.device)
+            rest = _decide(*cell_bounds(fy, fx), rel)
+            winner[fy, fx] = rest.winner
+        return _TieredDecision(winner=winner, part=part, major=major, slot=slot, rest=rest)
+
     def rows(self, cy: torch.Tensor, cx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         # Columns: the major classes and the classes that are candidates in the listed cells decided over all
         # classes - not all K (150 columns for the ~3-10 that can win: building and searching them cost more than
@@ -750,14 +771,8 @@ def semantic_labels(
                 corner = _corner_winners(torch.cat([scores, zero]), extra, rel, cells, c0, c1)
                 known = (corner >= 0) & (corner < n_major)
                 winner = torch.where(known, major[corner.clamp(0, n_major - 1)], winner)
-            fy, fx = torch.nonzero((winner < 0) & ~ok, as_tuple=True)
-            slot = torch.full(winner.shape, -1, dtype=torch.long, device=winner.device)
-            rest = None
-            if fy.numel():
-                slot[fy, fx] = torch.arange(int(fy.numel()), device=winner.device)
-                rest = _decide(*probs.cell_bounds(p32, slack, fy, fx), rel)
-                winner[fy, fx] = rest.winner
-            dec = _TieredDecision(winner=winner, part=part, major=major, slot=slot, rest=rest)
+            dec = _TieredDecision.of(winner, ok, part, major, partial(probs.cell_bounds, p32, slack), rel)
+            winner = dec.winner
         cell_label[c0:c1] = winner.clamp(min=0)  # undecided cells are overwritten per pixel below
         undecided += int((cells.cell_pixels[c0:c1] * (winner < 0)).sum())
         bands.append((c0, dec, winner, hi_logit, faint_hi))
@@ -1246,14 +1261,9 @@ def _far_tier(
         )
         known = (corner >= 0) & (corner < n_near)
         winner = torch.where(known, near[corner.clamp(0, n_near - 1)], winner)
-    fy, fx = torch.nonzero((winner < 0) & ~ok, as_tuple=True)
-    slot = torch.full(winner.shape, -1, dtype=torch.long, device=winner.device)
-    rest = None
-    if fy.numel():
-        slot[fy, fx] = torch.arange(int(fy.numel()), device=winner.device)
-        rest = _decide(*_query_cell_bounds(m32, s32, cells, fy + c0, fx), rel)
-        winner[fy, fx] = rest.winner
-    return _TieredDecision(winner=winner, part=part, major=near, slot=slot, rest=rest)
+    return _TieredDecision.of(
+        winner, ok, part, near, lambda fy, fx: _query_cell_bounds(m32, s32, cells, fy + c0, fx), rel
+    )
 
 
 def _query_cell_bounds(
