@@ -347,17 +347,17 @@ class CellGrid:
         first pass's batched products (window values ``[U, A, Sy * Sx]`` -> pixel values ``[U, A, ry * rx]``)."""
         table = self._weight_patterns
         if table is not None:
-            patterns, iy, ix = table
-            return patterns.index_select(0, iy.index_select(0, blk.cy) * int(ix.max() + 1) + ix.index_select(0, blk.cx))
+            patterns, row_at, col_at = table
+            return patterns.index_select(0, row_at.index_select(0, blk.cy) + col_at.index_select(0, blk.cx))
         return _outer_weights(blk.wy, blk.wx)
 
     @cached_property
     def _weight_patterns(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """The distinct per-cell weight tables of each axis, their products (``[ny * nx, S, P]`` float32) and each
-        cell row's / column's pattern; None when there are too many pairs to keep (a second, non-integer resize
-        gives most cells their own weights). Why: with one resize the weights repeat every cell, and a per-block
-        outer product of ``[ry, Sy]`` and ``[rx, Sx]`` tables (tiny inner dimensions) cost more than the products it
-        serves."""
+        cell row's / column's share of its index there (``pattern_y * nx``, ``pattern_x``); None when there are too
+        many pairs to keep (a second, non-integer resize gives most cells their own weights). Why: with one resize
+        the weights repeat every cell, and a per-block outer product of ``[ry, Sy]`` and ``[rx, Sx]`` tables (tiny
+        inner dimensions) cost more than the products it serves."""
         y, x = self.y, self.x
         wy, iy = torch.unique(y.pixel_weights.flatten(1), dim=0, return_inverse=True)
         wx, ix = torch.unique(x.pixel_weights.flatten(1), dim=0, return_inverse=True)
@@ -366,7 +366,20 @@ class CellGrid:
             return None
         wy = wy.view(ny, 1, y.max_len, y.window).expand(ny, nx, -1, -1).reshape(ny * nx, y.max_len, y.window)
         wx = wx.view(1, nx, x.max_len, x.window).expand(ny, nx, -1, -1).reshape(ny * nx, x.max_len, x.window)
-        return _outer_weights(wy, wx), iy, ix
+        return _outer_weights(wy, wx), iy * nx, ix
+
+    def window_points(
+        self, values: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, r0: int = 0
+    ) -> Iterator[torch.Tensor]:
+        """``values [E, rows, n_x]`` (mask-grid rows from ``r0``) at each window point of cells ``(cy, cx)``
+        (absolute cell rows): one ``[E, m]`` per point, by a flat ``index_select`` (~5x faster than indexing
+        ``[E, rows, n_x]`` by two index lists)."""
+        width = int(values.shape[2])
+        corner = (self.y.cell_start[cy] - r0) * width + self.x.cell_start[cx]
+        flat = values.reshape(values.shape[0], -1)
+        for i in range(self.y.window):
+            for j in range(self.x.window):
+                yield flat.index_select(1, corner + (i * width + j))
 
     def first_pass(
         self, masks32: torch.Tensor, entities: torch.Tensor, blk: _Block, order: str
@@ -666,22 +679,13 @@ class _BandProbs:
         self, p: torch.Tensor, slack: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The same bounds ``[E, m]`` for the band's cells ``(cy, cx)`` only (cell rows relative to ``c0``)."""
-        # Flat index_select along dim 1: ~5x faster than indexing [n, rows, w] by two index lists.
-        if self.grid is None:
+        if self.grid is None:  # flat index_select: ~5x faster than indexing [n, Cb, Cx] by two index lists
             width = int(self.low.shape[2])
             at = cy * width + cx
             low, high = (t.reshape(t.shape[0], -1).index_select(1, at) for t in (self.low, self.high))
             return p.t() @ low, p.t() @ high + slack[:, None]
-        width = int(self.grid.shape[2])
-        corner = (self.cells.y.cell_start[cy + self.c0] - self.r0) * width + self.cells.x.cell_start[cx]
-        flat = self.grid.reshape(self.grid.shape[0], -1)
-        at = torch.stack(
-            [
-                p.t() @ flat.index_select(1, corner + (i * width + j))
-                for i in range(self.cells.y.window)
-                for j in range(self.cells.x.window)
-            ]
-        )  # the scores at each window point: [Sy * Sx, E, m]
+        points = self.cells.window_points(self.grid, cy + self.c0, cx, self.r0)
+        at = torch.stack([p.t() @ v for v in points])  # the scores at each window point: [Sy * Sx, E, m]
         return at.amin(0), at.amax(0) + slack[:, None]
 
 
@@ -1272,16 +1276,8 @@ def _query_cell_bounds(
     """Lower and upper bounds ``[n, m]`` of every query's panoptic score ``s32 * prob`` in cells ``(cy, cx)`` (both
     orders: each probability lies between the sigmoids of its window's extreme logits). One ``[n, m]`` gather per
     window point: per-(cell, query) window gathers cost ~10x more (index tables and reductions over 4 values)."""
-    width = int(m32.shape[2])
-    corner = cells.y.cell_start[cy] * width + cells.x.cell_start[cx]
-    flat = m32.reshape(m32.shape[0], -1)
-    low = high = None
-    for i in range(cells.y.window):
-        for j in range(cells.x.window):
-            at = flat.index_select(1, corner + (i * width + j))  # ~5x faster than indexing [n, h, w] by two lists
-            low = at if low is None else torch.minimum(low, at)
-            high = at if high is None else torch.maximum(high, at)
-    return s32[:, None] * low.sigmoid(), s32[:, None] * high.sigmoid()
+    at = torch.stack(list(cells.window_points(m32, cy, cx)))  # [Sy * Sx, n, m]
+    return s32[:, None] * at.amin(0).sigmoid(), s32[:, None] * at.amax(0).sigmoid()
 
 
 def _overlap_bounds(
