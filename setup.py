@@ -36,7 +36,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["bisenetformer_ros", "bisenetformer_ros.*"]),
-    package_data={"bisenetformer_ros": ["models/*.pt", "models/*.json", "assets/*"]},
+    package_data={"bisenetformer_ros": ["models/*.pt", "models/*.json", "assets/*", "model/*.c"]},
     data_files=_share_files(),
     install_requires=[
         "numpy>=1.23,<3",

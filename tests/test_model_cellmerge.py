@@ -9,6 +9,7 @@ more than 255 classes and degenerate query sets.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,6 +29,20 @@ from bisenetformer_ros.model.postprocess import dense_reference
 torch.set_num_threads(1)
 ORDERS = ("upsample_logits", "sigmoid_first")
 TASKS = ("semantic", "panoptic", "instance")
+
+
+@pytest.fixture(params=["native", "tensor"])
+def merge_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Both implementations of the cell merge's CPU work: the C kernels (model/native.py, the default where a C
+    compiler is installed) and the tensor operations (CUDA, and CPUs without a compiler)."""
+    from bisenetformer_ros.model import native
+
+    monkeypatch.setenv(native.ENV, "1" if request.param == "native" else "0")
+    native.reset()
+    if request.param == "native" and native.library() is None:
+        pytest.skip("native kernels unavailable: no C compiler on this machine")
+    yield request.param
+    native.reset()
 
 
 def table(k: int) -> ClassTable:
@@ -89,7 +104,7 @@ GEOMETRIES = [
 @pytest.mark.parametrize(("mask_hw", "meta"), GEOMETRIES)
 @pytest.mark.parametrize("smooth", [True, False])
 def test_cell_merge_equals_dense_reference_on_random_models(
-    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, smooth: bool
+    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, smooth: bool, merge_path: str
 ) -> None:
     cfg = PostprocessConfig(
         merge="cells",
@@ -110,7 +125,7 @@ def test_cell_merge_equals_dense_reference_on_random_models(
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_cell_merge_more_than_255_classes(order: str) -> None:
+def test_cell_merge_more_than_255_classes(order: str, merge_path: str) -> None:
     k = 300
     logits, masks = random_predictions(3, 12, k, (9, 13), smooth=True)
     logits[0, :, 280] += 9  # make a class id above 255 win somewhere
@@ -125,7 +140,7 @@ def test_cell_merge_more_than_255_classes(order: str) -> None:
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize(("mask_hw", "meta"), [GEOMETRIES[1], GEOMETRIES[3], GEOMETRIES[5]])
 def test_cell_merge_many_classes_few_in_the_frame(
-    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, monkeypatch: pytest.MonkeyPatch
+    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, monkeypatch: pytest.MonkeyPatch, merge_path: str
 ) -> None:
     """ADE20K-like: 150 classes, a handful confident in the frame. The major classes decide most cells and the
     others are bounded together (cellmerge._major_classes); cells where that bound does not hold (boundaries, low
@@ -156,7 +171,7 @@ def test_cell_merge_many_classes_few_in_the_frame(
 
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("mask_threshold", [0.0, 1e-7, 0.1, 0.5, 0.93, 1.0 - 1e-7, 1.0])
-def test_cell_merge_any_mask_threshold(order: str, mask_threshold: float) -> None:
+def test_cell_merge_any_mask_threshold(order: str, mask_threshold: float, merge_path: str) -> None:
     """Mask areas and ownership are decided on the logits for usual thresholds (cellmerge._logit_cut) and on the
     probabilities near 0 and 1; both equal the brute force."""
     logits, masks = random_predictions(11, 17, 5, (12, 20), smooth=True)
@@ -171,7 +186,7 @@ def test_cell_merge_any_mask_threshold(order: str, mask_threshold: float) -> Non
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_cell_merge_ties_take_the_first_maximum(order: str) -> None:
+def test_cell_merge_ties_take_the_first_maximum(order: str, merge_path: str) -> None:
     """Duplicate queries and duplicate classes tie exactly everywhere: the lower index wins, as with ``max(0)``."""
     k, q = 4, 6
     gen = torch.Generator().manual_seed(0)
@@ -200,7 +215,7 @@ def test_cell_merge_ties_take_the_first_maximum(order: str) -> None:
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_cell_merge_degenerate_query_sets(order: str) -> None:
+def test_cell_merge_degenerate_query_sets(order: str, merge_path: str) -> None:
     meta = PreprocessMeta((37, 45), (37, 45), (40, 48))
     for q, k in ((1, 1), (1, 3), (2, 1)):
         logits, masks = random_predictions(q * 10 + k, q, k, (5, 6), smooth=True)
@@ -215,7 +230,9 @@ def test_cell_merge_degenerate_query_sets(order: str) -> None:
 
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("input_size", [None, 48, (40, 72)])
-def test_cell_merge_equals_dense_reference_on_the_trained_model(order: str, input_size: object) -> None:
+def test_cell_merge_equals_dense_reference_on_the_trained_model(
+    order: str, input_size: object, merge_path: str
+) -> None:
     """The shipped model on rendered scenes, the network at camera size or resized (short side / (h, w))."""
     from bisenetformer_ros.data.synthetic import render_scene
     from bisenetformer_ros.model import load_model
@@ -238,7 +255,7 @@ def test_cell_merge_equals_dense_reference_on_the_trained_model(order: str, inpu
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_cell_merge_agrees_with_the_float32_dense_merge_up_to_float32_ties(order: str) -> None:
+def test_cell_merge_agrees_with_the_float32_dense_merge_up_to_float32_ties(order: str, merge_path: str) -> None:
     """Against the float32 brute force (the previous default) labels differ at most where that computation's own
     top two class scores are equal to float32 rounding."""
     logits, masks = random_predictions(5, 20, 6, (12, 20), smooth=True)
@@ -257,7 +274,7 @@ def test_cell_merge_agrees_with_the_float32_dense_merge_up_to_float32_ties(order
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_frames_without_spatial_structure_fall_back_to_the_dense_merge(order: str) -> None:
+def test_frames_without_spatial_structure_fall_back_to_the_dense_merge(order: str, merge_path: str) -> None:
     """Noise masks leave most cells undecided: the semantic labels then come from the dense merge (faster there),
     exactly its result; ``dense_fallback=1.0`` keeps the cell merge, which still equals the float64 reference."""
     logits, masks = random_predictions(21, 17, 5, (12, 20), smooth=False)
@@ -324,7 +341,7 @@ def test_auto_merge_takes_dense_while_its_score_table_is_small(monkeypatch: pyte
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize(("mask_hw", "meta"), GEOMETRIES)
 def test_segment_stats_from_cells_equal_the_per_pixel_measurement(
-    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta
+    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, merge_path: str
 ) -> None:
     """PanopticCells.segment_stats (cells as rectangles + per-pixel records) gives what _segment_stats reads from
     the full-resolution id map: areas, integer-exact centroids, boxes, and the fills of absent ids."""
@@ -346,7 +363,7 @@ def test_segment_stats_from_cells_equal_the_per_pixel_measurement(
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_panoptic_areas_counted_only_where_the_overlap_rule_needs_them(order: str) -> None:
+def test_panoptic_areas_counted_only_where_the_overlap_rule_needs_them(order: str, merge_path: str) -> None:
     """With the overlap rule given, mask areas along the edges are counted only for queries whose bounds leave the
     rule open; every query's rule (kept or dropped) is the one the exact areas give, for thresholds from 0 to 1."""
     from bisenetformer_ros.model import cellmerge
@@ -373,7 +390,7 @@ def test_panoptic_areas_counted_only_where_the_overlap_rule_needs_them(order: st
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_semantic_merge_beside_the_panoptic_one(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_semantic_merge_beside_the_panoptic_one(order: str, monkeypatch: pytest.MonkeyPatch, merge_path: str) -> None:
     """On a multi-core CPU the semantic merge runs on a side thread while the panoptic one runs in the caller's, each
     with half the band budget: the same outputs as the dense reference, and an error there reaches the caller."""
     import threading
@@ -478,7 +495,7 @@ def test_first_pass_stays_within_its_error_bound(order: str, mask_hw: tuple[int,
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_near_ties_go_to_the_exact_computation(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_near_ties_go_to_the_exact_computation(order: str, monkeypatch: pytest.MonkeyPatch, merge_path: str) -> None:
     """Two classes whose scores differ by less than the first pass's error bound near where they cross over
     inside the image: the first pass leaves those cells to the exact computation, which decides as the dense
     reference does; also with float32 products that are not IEEE (TF32 / bfloat16 allowed), which turn the first
@@ -501,16 +518,28 @@ def test_near_ties_go_to_the_exact_computation(order: str, monkeypatch: pytest.M
     ref = dense_reference(logits, masks, [meta], ("semantic",), cfg, table(k))[0]
     assert {0, 1} <= set(np.unique(ref.semantic).tolist())
     deferred = []
-    real = cellmerge._unsafe_cells
+    if merge_path == "tensor":
+        real = cellmerge._unsafe_cells
 
-    def spy(*args: object) -> torch.Tensor:
-        out = real(*args)
-        deferred.append(int(out.sum()))
-        return out
+        def spy(*args: object) -> torch.Tensor:
+            out = real(*args)
+            deferred.append(int(out.sum()))
+            return out
 
-    monkeypatch.setattr(cellmerge, "_unsafe_cells", spy)
+        monkeypatch.setattr(cellmerge, "_unsafe_cells", spy)
+    else:  # the C kernel counts the pixels it evaluated with every query
+        from bisenetformer_ros.model import native
+
+        real_kernel = native.semantic_pixels
+
+        def spy_kernel(*args: object) -> tuple[torch.Tensor, int]:
+            labels, redone = real_kernel(*args)
+            deferred.append(redone)
+            return labels, redone
+
+        monkeypatch.setattr(native, "semantic_pixels", spy_kernel)
     assert_same(postprocess_batch(logits, masks, [meta], ("semantic",), cfg, table(k))[0], ref)
-    assert sum(deferred) > 0  # cells near the crossing were left to the exact computation
+    assert sum(deferred) > 0  # cells / pixels near the crossing were left to the exact computation
     assert cellmerge.ieee_float32_products(torch.device("cpu"))
     matmul = torch.backends.mkldnn.matmul
     before = matmul.fp32_precision
@@ -533,7 +562,7 @@ def test_near_ties_go_to_the_exact_computation(order: str, monkeypatch: pytest.M
 )
 @pytest.mark.parametrize("k", [5, 60])
 def test_bands_bound_the_queries_far_from_them(
-    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, k: int, monkeypatch: pytest.MonkeyPatch
+    order: str, mask_hw: tuple[int, int], meta: PreprocessMeta, k: int, monkeypatch: pytest.MonkeyPatch, merge_path: str
 ) -> None:
     """A crowded frame (40 kept queries, each a compact blob): each panoptic band's tables hold only the queries that
     reach it, the others bounded as one entity, and cells where that bound is not beaten (boundaries between blobs,
@@ -577,5 +606,6 @@ def test_bands_bound_the_queries_far_from_them(
     ref = dense_reference(logits, masks, [meta], tasks, cfg, table(k))[0]
     assert_same(fast, ref)
     assert len(ref.panoptic.segments) >= 5  # stuff classes merge: fewer segments than kept queries
-    assert any(tiered) and sum(rest) > 0
+    if merge_path == "tensor":  # the native panoptic merge bounds the far queries per cell instead
+        assert any(tiered) and sum(rest) > 0
     assert majors == [k > 32]

@@ -46,6 +46,7 @@ from functools import cached_property, lru_cache, partial
 import torch
 import torch.nn.functional as F
 
+from bisenetformer_ros.model import native
 from bisenetformer_ros.model.preprocess import PreprocessMeta
 
 EXACT = torch.float64  # per-pixel values; float32 bounds decide everything else
@@ -521,6 +522,36 @@ def _resolve(
                 yield sub, ents[a2:b2], _first_max(values, valid[a2:b2]), aux
 
 
+def native_threads() -> int:
+    """Threads of one native kernel call: torch's intra-op count (the merges' side-by-side split shares them)."""
+    return max(1, torch.get_num_threads())
+
+
+def _native_cells(
+    dec: _Decision | _TieredDecision,
+    undecided: torch.Tensor,
+    cells: CellGrid,
+    c0: int,
+    kernel: Callable[..., tuple[torch.Tensor, ...]],
+) -> Iterator[tuple[_Block, tuple[torch.Tensor, ...]]]:
+    """What :func:`_resolve` yields, from a native kernel: chunks of ``(block, kernel outputs [U, ry, rx])`` for the
+    ``undecided [Cb, Cx]`` cells of a band starting at cell row ``c0``. ``kernel(cy, cx, candidates [U, C], count
+    [U], upper [U, C])`` gets every cell's candidates (ascending ids) and their upper bounds (float64, widened once
+    more by the margin that :func:`_resolve` allows when comparing them with exact values)."""
+    cy, cx = torch.nonzero(undecided, as_tuple=True)
+    if cy.numel() == 0:
+        return
+    per_cell = cells.y.max_len * cells.x.max_len
+    for a, b in _chunks(int(cy.numel()), per_cell * 4):
+        table, upper, ids = dec.rows(cy[a:b], cx[a:b])
+        lists, valid = _candidate_lists(table)
+        ents = lists if ids is None else ids[lists]
+        bound = upper.gather(1, lists).to(EXACT) + _ABS_MARGIN
+        ya, xa = cy[a:b] + c0, cx[a:b]
+        out = kernel(ya, xa.contiguous(), ents.contiguous(), valid.sum(1), bound.contiguous())
+        yield cells.block(ya, xa), out
+
+
 def _count_groups(counts: torch.Tensor) -> Iterator[torch.Tensor]:
     """Row indices grouped by ``counts`` rounded up to a power of two (at least 4): padded per-row lists of one group
     are at most twice as long as their longest member needs (overlapping duplicate queries leave 3 candidates in
@@ -782,7 +813,46 @@ def semantic_labels(
         bands.append((c0, dec, winner, hi_logit, faint_hi))
     if undecided > max_undecided * cells.size[0] * cells.size[1]:
         return None
+    kernels = native.available_for(masks)  # per-pixel work in C (same labels; see native.py)
+    if kernels:
+        m_all, cp_all = masks.float().contiguous(), class_probs.contiguous()
     for c0, dec, winner, hi_logit, faint_hi in bands:
+        if kernels:
+
+            def kernel(
+                cy: torch.Tensor,
+                cx: torch.Tensor,
+                cand: torch.Tensor,
+                count: torch.Tensor,
+                upper: torch.Tensor,
+                faint_hi: torch.Tensor | None = faint_hi,
+                c0: int = c0,
+            ) -> tuple[torch.Tensor]:
+                outside = dead[cand]
+                if faint_hi is not None:
+                    env = faint_hi[cy - c0, cx].to(EXACT).sigmoid()
+                    outside = torch.minimum(outside, dead_probs[cand] * env[:, None])
+                labels, _redone = native.semantic_pixels(
+                    m_all,
+                    cp_all,
+                    live_at,
+                    order == "sigmoid_first",
+                    _PRUNE,
+                    cells,
+                    cy,
+                    cx,
+                    cand,
+                    count,
+                    outside.contiguous(),
+                    upper,
+                    native_threads(),
+                )
+                return (labels,)
+
+            for blk, (labels,) in _native_cells(dec, winner < 0, cells, c0, kernel):
+                pix_idx.append(blk.flat(cells.size[1]))
+                pix_val.append(blk.pixels(labels).to(label_dtype))
+            continue
 
         def evaluate(
             blk: _Block,
@@ -1106,6 +1176,8 @@ def panoptic_cells(
     ppc = cells.y.max_len * cells.x.max_len
 
     cut = _logit_cut(threshold)
+    if cut is not None and native.available_for(masks):
+        return _panoptic_native(scores, masks, cells, order, threshold, overlap, cut)
     for c0, c1 in cells.bands(n, _NEAR_ROWS if n >= _NEAR_MIN_QUERIES else None):
         r0, r1 = cells.band_rows(c0, c1)
         band = m32[:, r0:r1]
@@ -1212,6 +1284,71 @@ def panoptic_cells(
         pix_idx=joined(records, 0, torch.long),
         pix_win=all_win,
         pix_own=all_own,
+        cells=cells,
+    )
+
+
+def _panoptic_native(
+    scores: torch.Tensor,
+    masks: torch.Tensor,
+    cells: CellGrid,
+    order: str,
+    threshold: float,
+    overlap: float | None,
+    cut: tuple[float, float],
+) -> PanopticCells:
+    """:func:`panoptic_cells` by the native kernels (the same result): every cell decided in C from float64 bounds
+    of the queries near it (the others bounded together), per-pixel work in the cells left open and where a decided
+    winner's mask edge crosses, areas along the edges only for the queries whose overlap rule needs them."""
+    n = int(scores.numel())
+    k = native.PanopticKernels(
+        masks.float().contiguous(),
+        scores.to(EXACT).contiguous(),
+        order == "sigmoid_first",
+        threshold,
+        cut,
+        min(_FAR_LOGIT, cut[1]),
+        cells,
+        native_threads(),
+    )
+    cell_winner, cell_owned, partly, inside, edge = k.decide()
+    decided = cell_winner >= 0
+    pixelwise = ~decided | partly
+    sizes = cells.cell_pixels
+    w = cell_winner.clamp(min=0).flatten()
+    won = torch.bincount(w, weights=(sizes * decided).flatten(), minlength=n).long()
+    fin = torch.bincount(w, weights=(sizes * cell_owned).flatten(), minlength=n).long()
+    records: list[tuple[torch.Tensor, ...]] = []
+    listed = torch.nonzero(pixelwise.flatten()).flatten()
+    per_cell = cells.y.max_len * cells.x.max_len
+    for a, b in _chunks(int(listed.numel()), per_cell * 4):
+        part = listed[a:b]
+        who, own = k.resolve(cell_winner, part)
+        blk = cells.block(part // cells.shape[1], part % cells.shape[1])
+        open_cell = (cell_winner.flatten()[part] < 0)[:, None, None].expand_as(own)
+        records.append((blk.flat(cells.size[1]), blk.pixels(who), blk.pixels(own), blk.pixels(open_cell)))
+    if records:
+        pix_idx, pix_win, pix_own, pix_open = (torch.cat([r[i] for r in records]) for i in range(4))
+    else:
+        pix_idx, pix_win = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+        pix_own, pix_open = torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.bool)
+    won += torch.bincount(pix_win[pix_open], minlength=n)
+    fin += torch.bincount(pix_win, weights=pix_own.double(), minlength=n).long()
+    open_rule, passes = _overlap_bounds(won, fin, inside, inside + edge, overlap)
+    orig = torch.where(passes, inside + edge, inside)
+    rule_open = torch.nonzero(open_rule).flatten()
+    if rule_open.numel():
+        orig[rule_open] += k.edge_areas(rule_open)
+    return PanopticCells(
+        won=won,
+        fin=fin,
+        orig=orig,
+        cell_winner=cell_winner,
+        cell_owned=cell_owned,
+        cell_pixelwise=pixelwise,
+        pix_idx=pix_idx,
+        pix_win=pix_win,
+        pix_own=pix_own,
         cells=cells,
     )
 

@@ -1,0 +1,792 @@
+/* Per-pixel resolution of the cell merge's undecided cells (bisenetformer_ros/model/cellmerge.py), compiled at first
+ * use by bisenetformer_ros/model/native.py and called through ctypes (which releases the GIL).
+ *
+ * Why C: in the cells the bounds leave open, every pixel needs the exact (float64) values of a few candidates; as
+ * tensor ops that is a long chain of small operations (gathers, interpolations, masks, candidate lists padded per
+ * group) whose dispatch costs more than the arithmetic, and which keeps the interpreter lock busy while the semantic
+ * and panoptic merges run side by side. Here one pass per pixel evaluates the candidates in the order of their upper
+ * bounds and stops as soon as no remaining one can reach the best value found.
+ *
+ * Exactness: each value is computed with the same operations in the same order as the tensor path
+ * (CellGrid.interpolate: columns first, then rows, a product then a sum per term, then 1 / (1 + exp(-x))), with
+ * floating-point contraction off (-ffp-contract=off), so values equal the tensor path's up to the last bit of exp
+ * (which PyTorch itself computes with two different routines in one tensor). Ties keep the first maximum in entity
+ * order like max(0).
+ *
+ * Layouts (all C-contiguous): masks float32 [E, h, w]; per axis: pixel int64 [C, r], valid uint8 [C, r], weights
+ * float64 [C, r, S], start int64 [C]. Outputs have one slot per (cell, pixel row, pixel column) of the padded cell
+ * ([U, ry, rx]); slots of padding pixels are left as they are. Work is split over `threads` POSIX threads by cells.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int64_t window;         /* S */
+    int64_t len;            /* r: padded pixels per cell */
+    const uint8_t *valid;   /* [C, r] */
+    const double *weights;  /* [C, r, S] */
+    const int64_t *start;   /* [C] */
+} axis_t;
+
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* Largest error of sigmoid_fast against the exact sigmoid, as used in the semantic kernel's tests (the polynomial's
+ * truncation and rounding add up to a few 1e-16; this bound is ~1000x that, checked by the test suite through
+ * bfr_sigmoid_fast over the whole range). */
+#define FAST_SIGMOID_ERROR 0x1p-40
+
+/* values[i] <- 1 / (1 + exp(-values[i])) with exp by range reduction to |r| <= ln2 / 2 and a degree-13 Taylor
+ * polynomial, branch-free so that the compiler vectorises the loop (a libm call per value cost ~14 ns here: most of
+ * the semantic kernel with 20-30 active queries per pixel). */
+static void sigmoid_fast(double *values, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double y = -values[i];
+        y = y < -708.0 ? -708.0 : y;
+        y = y > 708.0 ? 708.0 : y;
+        const double shift = 0x1.8p52;
+        double t = y * 0x1.71547652b82fep0 + shift; /* log2(e): t - shift = round(y / ln 2) */
+        double k = t - shift;
+        double r = (y - k * 0x1.62e42fee00000p-1) - k * 0x1.a39ef35793c76p-33; /* ln 2 = hi + lo, k * hi exact */
+        double q = 1.0 / 6227020800.0;
+        q = q * r + 1.0 / 479001600.0;
+        q = q * r + 1.0 / 39916800.0;
+        q = q * r + 1.0 / 3628800.0;
+        q = q * r + 1.0 / 362880.0;
+        q = q * r + 1.0 / 40320.0;
+        q = q * r + 1.0 / 5040.0;
+        q = q * r + 1.0 / 720.0;
+        q = q * r + 1.0 / 120.0;
+        q = q * r + 1.0 / 24.0;
+        q = q * r + 1.0 / 6.0;
+        q = q * r + 0.5;
+        q = q * r + 1.0;
+        q = q * r + 1.0;
+        int64_t bits, scale;
+        memcpy(&bits, &t, sizeof bits);
+        bits = bits - 0x4338000000000000LL + 1023; /* k + 1023, k in [-1022, 1022] */
+        bits = bits << 52;
+        double two_k;
+        memcpy(&two_k, &bits, sizeof two_k);
+        (void)scale;
+        values[i] = 1.0 / (1.0 + q * two_k);
+    }
+}
+
+/* The fast sigmoid for tests: out[i] = sigmoid_fast(x[i]). */
+void bfr_sigmoid_fast(const double *x, double *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = x[i];
+    sigmoid_fast(out, n);
+}
+
+/* win [Sy * Sx] -> the value at pixel (i, j) of cell (yc, xc), as CellGrid.interpolate computes it. */
+static double interpolate(const double *win, const axis_t *ay, int64_t yc, int64_t i, const axis_t *ax, int64_t xc,
+                          int64_t j) {
+    const double *wy = ay->weights + (yc * ay->len + i) * ay->window;
+    const double *wx = ax->weights + (xc * ax->len + j) * ax->window;
+    double out = 0.0;
+    for (int64_t a = 0; a < ay->window; a++) {
+        const double *row = win + a * ax->window;
+        double r = row[0] * wx[0];
+        for (int64_t b = 1; b < ax->window; b++) r = r + row[b] * wx[b];
+        out = a == 0 ? r * wy[0] : out + r * wy[a];
+    }
+    return out;
+}
+
+/* Every pixel slot of cell (yc, xc) at once: out [ry * rx], the same operations as interpolate() in the same order,
+ * separably (each row of the window interpolated once per column, then the rows once per pixel), so that the loops
+ * over columns vectorise. rows: scratch of Sy * rx values. */
+static void interpolate_cell(const double *win, const axis_t *ay, int64_t yc, const axis_t *ax, int64_t xc,
+                             double *rows, double *out) {
+    const int64_t sy = ay->window, sx = ax->window, ry = ay->len, rx = ax->len;
+    const double *wx = ax->weights + xc * rx * sx; /* [rx, Sx] */
+    const double *wy = ay->weights + yc * ry * sy; /* [ry, Sy] */
+    for (int64_t a = 0; a < sy; a++) {
+        double *r = rows + a * rx;
+        const double *row = win + a * sx;
+        for (int64_t j = 0; j < rx; j++) r[j] = row[0] * wx[j * sx];
+        for (int64_t b = 1; b < sx; b++)
+            for (int64_t j = 0; j < rx; j++) r[j] = r[j] + row[b] * wx[j * sx + b];
+    }
+    for (int64_t i = 0; i < ry; i++) {
+        double *o = out + i * rx;
+        const double w0 = wy[i * sy];
+        for (int64_t j = 0; j < rx; j++) o[j] = rows[j] * w0;
+        for (int64_t a = 1; a < sy; a++) {
+            const double wa = wy[i * sy + a];
+            const double *r = rows + a * rx;
+            for (int64_t j = 0; j < rx; j++) o[j] = o[j] + r[j] * wa;
+        }
+    }
+}
+
+/* The window of entity e at cell (yc, xc) into win [Sy * Sx] (sigmoid of each logit when sigmoid_first). */
+static void gather(const float *masks, int64_t h, int64_t w, int64_t e, const axis_t *ay, int64_t yc,
+                   const axis_t *ax, int64_t xc, int sigmoid_first, double *win) {
+    const float *base = masks + e * h * w + ay->start[yc] * w + ax->start[xc];
+    for (int64_t a = 0; a < ay->window; a++)
+        for (int64_t b = 0; b < ax->window; b++) {
+            double v = (double)base[a * w + b];
+            win[a * ax->window + b] = sigmoid_first ? sigmoid(v) : v;
+        }
+}
+
+static double probability(const double *win, const axis_t *ay, int64_t yc, int64_t i, const axis_t *ax, int64_t xc,
+                          int64_t j, int sigmoid_first) {
+    double v = interpolate(win, ay, yc, i, ax, xc, j);
+    return sigmoid_first ? v : sigmoid(v);
+}
+
+/* Candidates in descending order of their upper bounds (ties: list order), produced lazily from a heap: a pixel
+ * usually needs the first two or three, while a cell at a boundary can list every class (a full sort of 150 per cell
+ * cost more than the sums). */
+typedef struct {
+    const double *key;
+    int64_t *heap, *order;
+    int64_t size, done;
+} lazy_order;
+
+static int ahead(const double *key, int64_t a, int64_t b) { return key[a] > key[b] || (key[a] == key[b] && a < b); }
+
+static void sift_down(lazy_order *o, int64_t i) {
+    for (;;) {
+        int64_t best = i, l = 2 * i + 1, r = l + 1;
+        if (l < o->size && ahead(o->key, o->heap[l], o->heap[best])) best = l;
+        if (r < o->size && ahead(o->key, o->heap[r], o->heap[best])) best = r;
+        if (best == i) return;
+        int64_t t = o->heap[i];
+        o->heap[i] = o->heap[best];
+        o->heap[best] = t;
+        i = best;
+    }
+}
+
+static void order_init(lazy_order *o, const double *key, int64_t n, int64_t *heap, int64_t *order) {
+    o->key = key;
+    o->heap = heap;
+    o->order = order;
+    o->size = n;
+    o->done = 0;
+    for (int64_t i = 0; i < n; i++) heap[i] = i;
+    for (int64_t i = n / 2 - 1; i >= 0; i--) sift_down(o, i);
+}
+
+/* The m-th candidate (m < n) in bound order. */
+static int64_t order_at(lazy_order *o, int64_t m) {
+    while (o->done <= m) {
+        o->order[o->done++] = o->heap[0];
+        o->heap[0] = o->heap[--o->size];
+        sift_down(o, 0);
+    }
+    return o->order[m];
+}
+
+/* ------------------------------------------------------------------------------------------------ semantic */
+typedef struct {
+    const float *masks;         /* [Q, h, w] every query */
+    int64_t q, h, w;
+    const double *class_probs;  /* [Q, K] */
+    int64_t k;
+    const int64_t *live;        /* [L] ascending */
+    int64_t n_live;
+    int sigmoid_first;
+    double prune;
+    const int64_t *cy, *cx;
+    int64_t c_max;
+    const int64_t *cand;        /* [U, c_max] class ids, ascending */
+    const int64_t *count;
+    const double *outside;      /* [U, c_max] bound of what the queries that are not live add to the candidate */
+    const double *upper;        /* [U, c_max] at least every score of the candidate in the cell */
+    axis_t y, x;
+    int64_t *out_label;         /* [U, ry, rx] */
+    int64_t u0, u1;
+    int64_t redone;             /* pixels evaluated with every query */
+    int status;
+} semantic_job;
+
+static void *semantic_run(void *arg) {
+    semantic_job *J = arg;
+    const int64_t s = J->y.window * J->x.window, L = J->n_live, c_max = J->c_max, K = J->k;
+    const int64_t ry = J->y.len, rx = J->x.len, P = ry * rx;
+    const int fast = !J->sigmoid_first; /* sigmoid_first: probabilities are interpolated, no per-pixel sigmoid */
+    double *win = malloc(sizeof(double) * (size_t)(s + 1));
+    double *scratch = malloc(sizeof(double) * (size_t)(J->y.window * rx + 1));
+    double *probs = malloc(sizeof(double) * (size_t)(L * P + 1));     /* [A, P] active queries, every slot */
+    double *pc = malloc(sizeof(double) * (size_t)(c_max * L + 1));    /* [C, A] their class probabilities */
+    double *slack = malloc(sizeof(double) * (size_t)(c_max + 1));
+    double *err = malloc(sizeof(double) * (size_t)(c_max + 1));
+    double *value = malloc(sizeof(double) * (size_t)(c_max + 1));
+    double *prob = malloc(sizeof(double) * (size_t)(J->q + 1));
+    int64_t *active = malloc(sizeof(int64_t) * (size_t)(L + 1));
+    int64_t *order = malloc(sizeof(int64_t) * (size_t)(c_max + 1));
+    int64_t *heap = malloc(sizeof(int64_t) * (size_t)(c_max + 1));
+    double *all_win = malloc(sizeof(double) * (size_t)(J->q * s + 1));
+    if (!win || !scratch || !probs || !pc || !slack || !err || !value || !prob || !active || !order || !heap || !all_win) {
+        J->status = -1;
+        goto done;
+    }
+    for (int64_t u = J->u0; u < J->u1; u++) {
+        const int64_t yc = J->cy[u], xc = J->cx[u], n = J->count[u];
+        const int64_t *cand = J->cand + u * c_max;
+        const double *up = J->upper + u * c_max;
+        /* Candidates in bound order: once the best sum beats a bound, the remaining classes cannot win. */
+        lazy_order o;
+        order_init(&o, up, n, heap, order);
+        /* Bound of each live query's probability in the cell (sigmoid of its window's largest logit), and the
+         * queries that can add more than `prune` to a candidate: the others enter as a slack per candidate. */
+        int64_t na = 0;
+        for (int64_t c = 0; c < n; c++) slack[c] = J->outside[u * c_max + c];
+        for (int64_t l = 0; l < L; l++) {
+            const int64_t qi = J->live[l];
+            const float *base = J->masks + qi * J->h * J->w + J->y.start[yc] * J->w + J->x.start[xc];
+            float mx = base[0];
+            for (int64_t a = 0; a < J->y.window; a++)
+                for (int64_t b = 0; b < J->x.window; b++)
+                    if (base[a * J->w + b] > mx) mx = base[a * J->w + b];
+            double h_l = sigmoid((double)mx), top = 0.0;
+            for (int64_t c = 0; c < n; c++) {
+                double p = J->class_probs[qi * K + cand[c]];
+                if (p > top) top = p;
+            }
+            if (h_l * top > J->prune) {
+                active[na++] = qi;
+            } else {
+                for (int64_t c = 0; c < n; c++) slack[c] += J->class_probs[qi * K + cand[c]] * h_l;
+            }
+        }
+        for (int64_t c = 0; c < n; c++) slack[c] = slack[c] * (1.0 + 1e-9) + 1e-9;
+        /* Every active query's probability at every pixel slot of the cell: the interpolation as the tensor path
+         * computes it, then (upsample_logits) the fast sigmoid, within FAST_SIGMOID_ERROR of the exact one. */
+        for (int64_t a = 0; a < na; a++) {
+            gather(J->masks, J->h, J->w, active[a], &J->y, yc, &J->x, xc, J->sigmoid_first, win);
+            double *row = probs + a * P;
+            interpolate_cell(win, &J->y, yc, &J->x, xc, scratch, row);
+            if (fast) sigmoid_fast(row, P);
+            for (int64_t c = 0; c < n; c++) pc[c * na + a] = J->class_probs[active[a] * K + cand[c]];
+        }
+        /* Each sum of the fast probabilities lies within err[c] of the same sum of the exact ones (each term's
+         * probability error, plus the two sums' rounding: probabilities <= 1, non-negative terms). */
+        for (int64_t c = 0; c < n; c++) {
+            double total = 0.0;
+            for (int64_t a = 0; a < na; a++) total += pc[c * na + a];
+            err[c] = fast ? total * (FAST_SIGMOID_ERROR + 2.0 * (double)(na + 2) * 0x1p-53) * (1.0 + 1e-9) : 0.0;
+        }
+        int all_ready = 0;
+        for (int64_t i = 0; i < ry; i++) {
+            if (!J->y.valid[yc * ry + i]) continue;
+            for (int64_t j = 0; j < rx; j++) {
+                if (!J->x.valid[xc * rx + j]) continue;
+                const int64_t p = i * rx + j;
+                /* Sums of the active queries (each at most the exact score, up to err) for the candidates in
+                 * bound order until the best sum beats every remaining bound; the winner must beat every evaluated
+                 * one's sum plus its slack too. w: the first maximum in class order among the evaluated. */
+                int64_t w = order_at(&o, 0), m = 0;
+                for (; m < n; m++) {
+                    const int64_t c = order_at(&o, m);
+                    if (m > 0 && up[c] < value[w] - err[w]) break;
+                    const double *row = pc + c * na;
+                    double v = na ? row[0] * probs[p] : 0.0;
+                    for (int64_t a = 1; a < na; a++) v = v + row[a] * probs[a * P + p];
+                    value[c] = v;
+                    if (m > 0 && (v > value[w] || (v == value[w] && c < w))) w = c;
+                }
+                int safe = 1;
+                for (int64_t t = 0; t < m && safe; t++) {
+                    const int64_t c = o.order[t];
+                    if (c != w && !(value[w] - err[w] > value[c] + err[c] + slack[c])) safe = 0;
+                }
+                if (!safe) { /* near a tie: every query, exactly, summed in query order */
+                    if (!all_ready) {
+                        for (int64_t qi = 0; qi < J->q; qi++)
+                            gather(J->masks, J->h, J->w, qi, &J->y, yc, &J->x, xc, J->sigmoid_first,
+                                   all_win + qi * s);
+                        all_ready = 1;
+                    }
+                    for (int64_t qi = 0; qi < J->q; qi++)
+                        prob[qi] = probability(all_win + qi * s, &J->y, yc, i, &J->x, xc, j, J->sigmoid_first);
+                    w = 0;
+                    for (int64_t c = 0; c < n; c++) {
+                        double v = J->class_probs[cand[c]] * prob[0];
+                        for (int64_t qi = 1; qi < J->q; qi++) v = v + J->class_probs[qi * K + cand[c]] * prob[qi];
+                        value[c] = v;
+                        if (v > value[w]) w = c;
+                    }
+                    J->redone++;
+                }
+                J->out_label[(u * ry + i) * rx + j] = cand[w];
+            }
+        }
+    }
+done:
+    free(win);
+    free(scratch);
+    free(probs);
+    free(pc);
+    free(slack);
+    free(err);
+    free(value);
+    free(prob);
+    free(active);
+    free(order);
+    free(heap);
+    free(all_win);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------ entry points */
+static axis_t make_axis(int64_t window, int64_t len, const uint8_t *valid, const double *weights,
+                        const int64_t *start) {
+    axis_t a = {window, len, valid, weights, start};
+    return a;
+}
+
+#define MAX_THREADS 64
+
+/* fn(jobs[t]) for t < threads: job 0 in the calling thread, the others on POSIX threads (run here when one cannot
+ * be started). */
+static void run_jobs(void *jobs, size_t size, int threads, void *(*fn)(void *)) {
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    char *base = jobs;
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&ids[t], NULL, fn, base + t * size) == 0;
+    fn(base);
+    for (int t = 1; t < threads; t++) {
+        if (started[t]) pthread_join(ids[t], NULL);
+        else fn(base + t * size);
+    }
+}
+
+static int clamp_threads(int32_t threads, int64_t work) {
+    int t = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+    return work < t ? (work > 0 ? (int)work : 1) : t;
+}
+
+int64_t bfr_semantic_pixels(const float *masks, int64_t q, int64_t h, int64_t w, const double *class_probs, int64_t k,
+                            const int64_t *live, int64_t n_live, int32_t sigmoid_first, double prune, int64_t u_count,
+                            const int64_t *cy, const int64_t *cx, int64_t c_max, const int64_t *cand,
+                            const int64_t *count, const double *outside, const double *upper, int64_t sy,
+                            int64_t ry, const uint8_t *y_valid, const double *y_weights, const int64_t *y_start,
+                            int64_t sx, int64_t rx, const uint8_t *x_valid, const double *x_weights,
+                            const int64_t *x_start, int64_t *out_label, int32_t threads) {
+    semantic_job jobs[MAX_THREADS];
+    const int nt = clamp_threads(threads, u_count);
+    for (int t = 0; t < nt; t++) {
+        semantic_job J = {masks, q, h, w, class_probs, k, live, n_live, sigmoid_first, prune, cy, cx, c_max, cand,
+                          count, outside, upper, make_axis(sy, ry, y_valid, y_weights, y_start),
+                          make_axis(sx, rx, x_valid, x_weights, x_start), out_label,
+                          u_count * t / nt, u_count * (t + 1) / nt, 0, 0};
+        jobs[t] = J;
+    }
+    run_jobs(jobs, sizeof jobs[0], nt, semantic_run);
+    int64_t redone = 0;
+    for (int t = 0; t < nt; t++) {
+        if (jobs[t].status) return -1;
+        redone += jobs[t].redone;
+    }
+    return redone;
+}
+
+/* ------------------------------------------------------------------------------------------------ whole panoptic */
+/* The panoptic merge's per-cell work too (bisenetformer_ros/model/cellmerge.py, panoptic_native): per cell, every
+ * query's window extremes give its mask tests (inside / crossing the threshold's logit cuts, as the tensor path's
+ * float32 comparisons) and, for the queries near the cell (largest logit >= far), float64 bounds of its score
+ * s * sigmoid(logit); the others are bounded together by their largest score times the sigmoid of their largest
+ * logit. A cell is decided when one query's lower bound beats every other upper bound (relative margin BOUND_REL:
+ * far above float64 rounding of the per-pixel values, which stay within a few 1e-16 relative of the exact ones,
+ * since the sigmoid's slope is at most the sigmoid itself). */
+#define BOUND_REL 1e-10
+#define BOUND_ABS 1e-30
+
+typedef struct {
+    const float *masks;
+    int64_t n, h, w;
+    const double *scores;
+    int sigmoid_first;
+    double threshold;
+    float cut_in, cut_reach, far;
+    axis_t y, x;
+    const int64_t *y_len, *x_len; /* pixels per cell along each axis */
+    int64_t cells_x;
+    int64_t u0, u1;               /* decide: flat cells u0..u1; resolve / edge: entries u0..u1 of list */
+    const int64_t *list;          /* resolve: flat cells; edge: queries */
+    int64_t *cell_winner;         /* [Cy * Cx]: -1 undecided */
+    uint8_t *cell_owned, *cell_partly;
+    int64_t *inside_area, *edge_area; /* [n] this job's own sums (decide), counts [m] (edge) */
+    int64_t *out_win;
+    uint8_t *out_own;
+    float *lo, *hi;                /* [n] scratch */
+    double *up;
+    int64_t *cand, *order, *heap;
+    double *win;
+    int status;
+} whole_job;
+
+static int whole_alloc(whole_job *J) {
+    const int64_t n = J->n + 1, s = J->y.window * J->x.window;
+    J->lo = malloc(sizeof(float) * (size_t)n);
+    J->hi = malloc(sizeof(float) * (size_t)n);
+    J->up = malloc(sizeof(double) * (size_t)n);
+    J->cand = malloc(sizeof(int64_t) * (size_t)n);
+    J->order = malloc(sizeof(int64_t) * (size_t)n);
+    J->heap = malloc(sizeof(int64_t) * (size_t)n);
+    J->win = malloc(sizeof(double) * (size_t)(n * s));
+    J->status = !(J->lo && J->hi && J->up && J->cand && J->order && J->heap && J->win);
+    return !J->status;
+}
+
+static void whole_free(whole_job *J) {
+    free(J->lo);
+    free(J->hi);
+    free(J->up);
+    free(J->cand);
+    free(J->order);
+    free(J->heap);
+    free(J->win);
+}
+
+/* Window extremes of query e at cell (yc, xc). */
+static void extremes(const whole_job *J, int64_t e, int64_t yc, int64_t xc, float *lo, float *hi) {
+    const float *base = J->masks + e * J->h * J->w + J->y.start[yc] * J->w + J->x.start[xc];
+    float a = base[0], b = base[0];
+    for (int64_t i = 0; i < J->y.window; i++)
+        for (int64_t j = 0; j < J->x.window; j++) {
+            const float v = base[i * J->w + j];
+            a = v < a ? v : a;
+            b = v > b ? v : b;
+        }
+    *lo = a;
+    *hi = b;
+}
+
+/* Candidates of cell (yc, xc) (ascending query ids into J->cand, their upper bounds in J->up[c]); J->lo / hi hold
+ * every query's window extremes afterwards. Returns the count. */
+static int64_t candidates(whole_job *J, int64_t yc, int64_t xc) {
+    double best = -INFINITY, far_score = 0.0;
+    float far_hi = -INFINITY;
+    int any_far = 0;
+    for (int64_t e = 0; e < J->n; e++) {
+        extremes(J, e, yc, xc, &J->lo[e], &J->hi[e]);
+        if (J->hi[e] >= J->far) {
+            const double low = J->scores[e] * sigmoid((double)J->lo[e]);
+            J->up[e] = J->scores[e] * sigmoid((double)J->hi[e]);
+            best = low > best ? low : best;
+        } else {
+            any_far = 1;
+            far_score = J->scores[e] > far_score ? J->scores[e] : far_score;
+            far_hi = J->hi[e] > far_hi ? J->hi[e] : far_hi;
+        }
+    }
+    const double floor = best * (1.0 - BOUND_REL) - BOUND_ABS;
+    const int all = any_far && far_score * sigmoid((double)far_hi) * (1.0 + BOUND_REL) + BOUND_ABS >= floor;
+    int64_t count = 0;
+    for (int64_t e = 0; e < J->n; e++) {
+        if (J->hi[e] < J->far) {
+            if (!all) continue;
+            J->up[e] = J->scores[e] * sigmoid((double)J->hi[e]);
+        }
+        const double up = J->up[e] * (1.0 + BOUND_REL) + BOUND_ABS;
+        if (up >= floor) {
+            J->up[count] = up; /* count <= e: entries not yet read are never overwritten */
+            J->cand[count++] = e;
+        }
+    }
+    return count;
+}
+
+/* decide, one cell row at a time: each query's window extremes for the whole row first (vector loops over the mask
+ * row), so that the queries far from the row - most of them - cost a few vector operations and no per-cell work. */
+static void *decide_run(void *arg) {
+    whole_job *J = arg;
+    const int64_t n = J->n, cx_n = J->cells_x, w = J->w, sy = J->y.window, sx = J->x.window;
+    float *lo_t = malloc(sizeof(float) * (size_t)(n * cx_n + 1)), *hi_t = malloc(sizeof(float) * (size_t)(n * cx_n + 1));
+    float *col_lo = malloc(sizeof(float) * (size_t)(w + 1)), *col_hi = malloc(sizeof(float) * (size_t)(w + 1));
+    float *far_hi = malloc(sizeof(float) * (size_t)(cx_n + 1));
+    double *best = malloc(sizeof(double) * (size_t)(cx_n + 1)), *far_s = malloc(sizeof(double) * (size_t)(cx_n + 1));
+    int64_t *near_n = malloc(sizeof(int64_t) * (size_t)(cx_n + 1));
+    int64_t *near_e = malloc(sizeof(int64_t) * (size_t)(n * cx_n + 1));
+    double *near_up = malloc(sizeof(double) * (size_t)(n * cx_n + 1));
+    if (!lo_t || !hi_t || !col_lo || !col_hi || !far_hi || !best || !far_s || !near_n || !near_e || !near_up) {
+        J->status = 1;
+        goto done;
+    }
+    for (int64_t yc = J->u0; yc < J->u1; yc++) {
+        const int64_t height = J->y_len[yc];
+        for (int64_t c = 0; c < cx_n; c++) {
+            best[c] = -INFINITY;
+            far_s[c] = 0.0;
+            far_hi[c] = -INFINITY;
+            near_n[c] = 0;
+        }
+        for (int64_t e = 0; e < n; e++) {
+            const float *rows = J->masks + e * J->h * w + J->y.start[yc] * w;
+            for (int64_t j = 0; j < w; j++) col_lo[j] = col_hi[j] = rows[j];
+            for (int64_t a = 1; a < sy; a++)
+                for (int64_t j = 0; j < w; j++) {
+                    const float v = rows[a * w + j];
+                    col_lo[j] = v < col_lo[j] ? v : col_lo[j];
+                    col_hi[j] = v > col_hi[j] ? v : col_hi[j];
+                }
+            float *lo = lo_t + e * cx_n, *hi = hi_t + e * cx_n, top = -INFINITY;
+            for (int64_t c = 0; c < cx_n; c++) {
+                const int64_t x0 = J->x.start[c];
+                float l = col_lo[x0], h = col_hi[x0];
+                for (int64_t b = 1; b < sx; b++) {
+                    l = col_lo[x0 + b] < l ? col_lo[x0 + b] : l;
+                    h = col_hi[x0 + b] > h ? col_hi[x0 + b] : h;
+                }
+                lo[c] = l;
+                hi[c] = h;
+                top = h > top ? h : top;
+            }
+            const double score = J->scores[e];
+            for (int64_t c = 0; c < cx_n; c++) {
+                if (hi[c] < J->far) { /* bounded with the other far queries; no mask test can pass */
+                    far_s[c] = score > far_s[c] ? score : far_s[c];
+                    far_hi[c] = hi[c] > far_hi[c] ? hi[c] : far_hi[c];
+                    continue;
+                }
+                const double low = score * sigmoid((double)lo[c]);
+                best[c] = low > best[c] ? low : best[c];
+                near_e[c * n + near_n[c]] = e;
+                near_up[c * n + near_n[c]++] = score * sigmoid((double)hi[c]);
+                const int64_t size = height * J->x_len[c];
+                if (lo[c] >= J->cut_in) J->inside_area[e] += size;
+                else if (hi[c] >= J->cut_reach) J->edge_area[e] += size;
+            }
+            (void)top;
+        }
+        for (int64_t c = 0; c < cx_n; c++) {
+            const double floor = best[c] * (1.0 - BOUND_REL) - BOUND_ABS;
+            int64_t count = 0, winner = -1;
+            const int all = far_s[c] > 0.0 || far_hi[c] > -INFINITY
+                                ? far_s[c] * sigmoid((double)far_hi[c]) * (1.0 + BOUND_REL) + BOUND_ABS >= floor
+                                : 0;
+            if (all) { /* no near query is confident enough here: every query's bound */
+                for (int64_t e = 0; e < n && count < 2; e++) {
+                    const double up = J->scores[e] * sigmoid((double)hi_t[e * cx_n + c]) * (1.0 + BOUND_REL) + BOUND_ABS;
+                    if (up >= floor) {
+                        count++;
+                        winner = e;
+                    }
+                }
+            } else {
+                for (int64_t k = 0; k < near_n[c] && count < 2; k++)
+                    if (near_up[c * n + k] * (1.0 + BOUND_REL) + BOUND_ABS >= floor) {
+                        count++;
+                        winner = near_e[c * n + k];
+                    }
+            }
+            const int64_t u = yc * cx_n + c;
+            winner = count == 1 ? winner : -1;
+            J->cell_winner[u] = winner;
+            J->cell_owned[u] = winner >= 0 && lo_t[winner * cx_n + c] >= J->cut_in;
+            J->cell_partly[u] = winner >= 0 && !J->cell_owned[u] && hi_t[winner * cx_n + c] >= J->cut_reach;
+        }
+    }
+done:
+    free(lo_t);
+    free(hi_t);
+    free(col_lo);
+    free(col_hi);
+    free(far_hi);
+    free(best);
+    free(far_s);
+    free(near_n);
+    free(near_e);
+    free(near_up);
+    return NULL;
+}
+
+static void *resolve_run(void *arg) {
+    whole_job *J = arg;
+    if (!whole_alloc(J)) return NULL;
+    const int64_t s = J->y.window * J->x.window, ry = J->y.len, rx = J->x.len;
+    for (int64_t u = J->u0; u < J->u1; u++) {
+        const int64_t cell = J->list[u], yc = cell / J->cells_x, xc = cell % J->cells_x;
+        const int64_t decided = J->cell_winner[cell];
+        int64_t n;
+        if (decided >= 0) { /* decided, its winner's mask edge crosses the cell: ownership per pixel */
+            n = 1;
+            J->cand[0] = decided;
+            J->up[0] = INFINITY;
+        } else {
+            n = candidates(J, yc, xc);
+        }
+        lazy_order o;
+        order_init(&o, J->up, n, J->heap, J->order);
+        for (int64_t c = 0; c < n; c++)
+            gather(J->masks, J->h, J->w, J->cand[c], &J->y, yc, &J->x, xc, J->sigmoid_first, J->win + c * s);
+        for (int64_t i = 0; i < ry; i++) {
+            if (!J->y.valid[yc * ry + i]) continue;
+            for (int64_t j = 0; j < rx; j++) {
+                if (!J->x.valid[xc * rx + j]) continue;
+                double best = -INFINITY, best_p = 0.0;
+                int64_t best_e = -1;
+                for (int64_t t = 0; t < n; t++) {
+                    const int64_t c = order_at(&o, t);
+                    if (J->up[c] < best) break; /* in bound order: no later candidate reaches the best value */
+                    const int64_t e = J->cand[c];
+                    const double p = probability(J->win + c * s, &J->y, yc, i, &J->x, xc, j, J->sigmoid_first);
+                    const double v = J->scores[e] * p;
+                    if (best_e < 0 || v > best || (v == best && e < best_e)) {
+                        best = v;
+                        best_e = e;
+                        best_p = p;
+                    }
+                }
+                const int64_t slot = (u * ry + i) * rx + j;
+                J->out_win[slot] = best_e;
+                J->out_own[slot] = best_p >= J->threshold;
+            }
+        }
+    }
+    whole_free(J);
+    return NULL;
+}
+
+/* Mask areas along the edges: for each listed query, the pixels with probability >= threshold in the cells its mask
+ * edge crosses (cells u0..u1 of the grid; counts into inside_area[m]). */
+static void *edge_run(void *arg) {
+    whole_job *J = arg;
+    if (!whole_alloc(J)) return NULL;
+    const int64_t ry = J->y.len, rx = J->x.len;
+    const int64_t m = J->n; /* J->n: the number of listed queries here */
+    for (int64_t u = J->u0; u < J->u1; u++) {
+        const int64_t yc = u / J->cells_x, xc = u % J->cells_x;
+        for (int64_t k = 0; k < m; k++) {
+            const int64_t e = J->list[k];
+            float lo, hi;
+            extremes(J, e, yc, xc, &lo, &hi);
+            if (lo >= J->cut_in || hi < J->cut_reach) continue;
+            gather(J->masks, J->h, J->w, e, &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
+            int64_t hits = 0;
+            for (int64_t i = 0; i < ry; i++) {
+                if (!J->y.valid[yc * ry + i]) continue;
+                for (int64_t j = 0; j < rx; j++)
+                    if (J->x.valid[xc * rx + j])
+                        hits += probability(J->win, &J->y, yc, i, &J->x, xc, j, J->sigmoid_first) >= J->threshold;
+            }
+            J->inside_area[k] += hits;
+        }
+    }
+    whole_free(J);
+    return NULL;
+}
+
+static whole_job whole_base(const float *masks, int64_t n, int64_t h, int64_t w, const double *scores,
+                            int32_t sigmoid_first, double threshold, float cut_in, float cut_reach, float far,
+                            int64_t sy, int64_t ry, const uint8_t *y_valid, const double *y_weights,
+                            const int64_t *y_start, const int64_t *y_len, int64_t sx, int64_t rx,
+                            const uint8_t *x_valid, const double *x_weights, const int64_t *x_start,
+                            const int64_t *x_len, int64_t cells_x) {
+    whole_job J;
+    memset(&J, 0, sizeof J);
+    J.masks = masks;
+    J.n = n;
+    J.h = h;
+    J.w = w;
+    J.scores = scores;
+    J.sigmoid_first = sigmoid_first;
+    J.threshold = threshold;
+    J.cut_in = cut_in;
+    J.cut_reach = cut_reach;
+    J.far = far;
+    J.y = make_axis(sy, ry, y_valid, y_weights, y_start);
+    J.x = make_axis(sx, rx, x_valid, x_weights, x_start);
+    J.y_len = y_len;
+    J.x_len = x_len;
+    J.cells_x = cells_x;
+    return J;
+}
+
+#define WHOLE_ARGS                                                                                                   \
+    const float *masks, int64_t n, int64_t h, int64_t w, const double *scores, int32_t sigmoid_first,                \
+        double threshold, float cut_in, float cut_reach, float far, int64_t sy, int64_t ry, const uint8_t *y_valid,  \
+        const double *y_weights, const int64_t *y_start, const int64_t *y_len, int64_t sx, int64_t rx,               \
+        const uint8_t *x_valid, const double *x_weights, const int64_t *x_start, const int64_t *x_len,               \
+        int64_t cells_y, int64_t cells_x
+#define WHOLE_BASE                                                                                                   \
+    whole_base(masks, n, h, w, scores, sigmoid_first, threshold, cut_in, cut_reach, far, sy, ry, y_valid, y_weights, \
+               y_start, y_len, sx, rx, x_valid, x_weights, x_start, x_len, cells_x)
+
+/* Every cell's winner (-1: undecided), whether it owns the whole cell, whether its mask edge crosses it, and each
+ * query's area of cells inside its mask / crossed by its edge (inside_area, edge_area [n], added to). */
+int64_t bfr_panoptic_decide(WHOLE_ARGS, int64_t *cell_winner, uint8_t *cell_owned, uint8_t *cell_partly,
+                            int64_t *inside_area, int64_t *edge_area, int32_t threads) {
+    const int nt = clamp_threads(threads, cells_y);
+    whole_job jobs[MAX_THREADS];
+    int64_t *sums = calloc((size_t)(2 * n * nt + 1), sizeof(int64_t));
+    if (!sums) return -1;
+    for (int t = 0; t < nt; t++) { /* by cell rows */
+        jobs[t] = WHOLE_BASE;
+        jobs[t].u0 = cells_y * t / nt;
+        jobs[t].u1 = cells_y * (t + 1) / nt;
+        jobs[t].cell_winner = cell_winner;
+        jobs[t].cell_owned = cell_owned;
+        jobs[t].cell_partly = cell_partly;
+        jobs[t].inside_area = sums + 2 * n * t;
+        jobs[t].edge_area = sums + 2 * n * t + n;
+    }
+    run_jobs(jobs, sizeof jobs[0], nt, decide_run);
+    int64_t status = 0;
+    for (int t = 0; t < nt; t++) {
+        status |= jobs[t].status;
+        for (int64_t e = 0; e < n; e++) {
+            inside_area[e] += jobs[t].inside_area[e];
+            edge_area[e] += jobs[t].edge_area[e];
+        }
+    }
+    free(sums);
+    return status ? -1 : 0;
+}
+
+/* Per pixel of the listed cells (flat ids): the winner and whether it owns the pixel; decided cells (cell_winner
+ * >= 0) only test their winner's ownership. Outputs [U, ry, rx]. */
+int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_count, const int64_t *list,
+                             int64_t *out_win, uint8_t *out_own, int32_t threads) {
+    (void)cells_y;
+    const int nt = clamp_threads(threads, u_count);
+    whole_job jobs[MAX_THREADS];
+    for (int t = 0; t < nt; t++) {
+        jobs[t] = WHOLE_BASE;
+        jobs[t].u0 = u_count * t / nt;
+        jobs[t].u1 = u_count * (t + 1) / nt;
+        jobs[t].list = list;
+        jobs[t].cell_winner = (int64_t *)cell_winner;
+        jobs[t].out_win = out_win;
+        jobs[t].out_own = out_own;
+    }
+    run_jobs(jobs, sizeof jobs[0], nt, resolve_run);
+    for (int t = 0; t < nt; t++)
+        if (jobs[t].status) return -1;
+    return 0;
+}
+
+/* For the m listed queries: pixels with probability >= threshold in the cells their mask edge crosses (counts [m],
+ * added to). Here n is the number of queries in masks; m of them are listed. */
+int64_t bfr_panoptic_edges(WHOLE_ARGS, int64_t m, const int64_t *list, int64_t *counts, int32_t threads) {
+    const int64_t cells = cells_y * cells_x;
+    const int nt = clamp_threads(threads, cells);
+    whole_job jobs[MAX_THREADS];
+    int64_t *sums = calloc((size_t)(m * nt + 1), sizeof(int64_t));
+    if (!sums) return -1;
+    for (int t = 0; t < nt; t++) {
+        jobs[t] = WHOLE_BASE;
+        jobs[t].n = m;
+        jobs[t].u0 = cells * t / nt;
+        jobs[t].u1 = cells * (t + 1) / nt;
+        jobs[t].list = list;
+        jobs[t].inside_area = sums + m * t;
+    }
+    run_jobs(jobs, sizeof jobs[0], nt, edge_run);
+    int64_t status = 0;
+    for (int t = 0; t < nt; t++) {
+        status |= jobs[t].status;
+        for (int64_t k = 0; k < m; k++) counts[k] += jobs[t].inside_area[k];
+    }
+    free(sums);
+    return status ? -1 : 0;
+}

@@ -1,0 +1,311 @@
+"""The cell merge's per-pixel kernels in C (``cellmerge_kernels.c``): built once with the machine's C compiler, cached,
+loaded with ctypes.
+
+Why: in the cells whose bounds leave the answer open, the exact per-pixel values of a few candidates are cheap
+arithmetic, but as tensor operations they are long chains of small ops (gathers, interpolations, candidate lists
+padded per group) whose dispatch costs more than the arithmetic - most of the merge in frames with many kept queries -
+and the interpreter lock they hold between ops keeps the semantic and panoptic merges from overlapping on two cores.
+A C loop evaluates the candidates pixel by pixel in the order of their upper bounds, stops once none can win, and
+runs without the interpreter lock (ctypes releases it), split over threads.
+
+Like the TensorRT engine cache: the shared library is compiled at first use (well under a second; ``$CC``, else the
+compiler Python was built with, else ``cc``) into ``$BISENETFORMER_NATIVE_DIR`` (default
+``$XDG_CACHE_HOME/bisenetformer_ros/native``), named by a hash of the source, flags, compiler and machine, written
+atomically, and reused by every later process. Without a compiler (or with ``BISENETFORMER_NATIVE=0``) the merge uses
+its tensor path, with one log line: the results are the same (tests compare both with the float64 brute force).
+CPU tensors only; on CUDA the tensor path runs on the device.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sysconfig
+import threading
+from pathlib import Path
+
+import torch
+
+from bisenetformer_ros.atomic_io import atomic_path
+
+LOG = logging.getLogger(__name__)
+ENV = "BISENETFORMER_NATIVE"  # "0": never use the kernels
+DIR_ENV = "BISENETFORMER_NATIVE_DIR"
+SOURCE = Path(__file__).with_name("cellmerge_kernels.c")
+# -ffp-contract=off: no fused multiply-adds, so every product and sum rounds like the tensor path's elementwise ops
+# (-fno-trapping-math only lets the compiler turn the fast sigmoid's clamps into vector min / max; no value changes).
+# -march=native: the vector width of this CPU (the cache key holds the CPU's model and flags).
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-std=c11",
+    "-fPIC",
+    "-shared",
+    "-ffp-contract=off",
+    "-fno-fast-math",
+    "-fno-trapping-math",
+    "-pthread",
+)
+_LOCK = threading.Lock()
+_STATE: dict[str, object] = {}
+
+_I64, _I32, _F32, _F64, _PTR = ctypes.c_int64, ctypes.c_int32, ctypes.c_float, ctypes.c_double, ctypes.c_void_p
+_AXIS = [_I64, _I64, _PTR, _PTR, _PTR]  # window, cell length, valid, weights, start
+# The panoptic kernels' shared arguments: masks, n, h, w, scores, sigmoid_first, threshold, cut_in, cut_reach, far,
+# each axis with its cell lengths, cells_y, cells_x.
+_WHOLE = [_PTR, _I64, _I64, _I64, _PTR, _I32, _F64, _F32, _F32, _F32, *_AXIS, _PTR, *_AXIS, _PTR, _I64, _I64]
+_SIGNATURES = {
+    # masks, q, h, w, class_probs, k, live, n_live, sigmoid_first, prune, u, cy, cx, c_max, cand, count, outside,
+    # upper, axes, labels, threads
+    "bfr_semantic_pixels": [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _I32, _F64, _I64, _PTR, _PTR, _I64, _PTR,
+                            _PTR, _PTR, _PTR, *_AXIS, *_AXIS, _PTR, _I32],
+    "bfr_panoptic_decide": [*_WHOLE, _PTR, _PTR, _PTR, _PTR, _PTR, _I32],
+    "bfr_panoptic_resolve": [*_WHOLE, _PTR, _I64, _PTR, _PTR, _PTR, _I32],
+    "bfr_panoptic_edges": [*_WHOLE, _I64, _PTR, _PTR, _I32],
+    "bfr_sigmoid_fast": [_PTR, _PTR, _I64],
+}  # fmt: skip
+
+
+def cache_dir() -> Path:
+    """Where the compiled kernels live: ``$BISENETFORMER_NATIVE_DIR``, else ``$XDG_CACHE_HOME/bisenetformer_ros/
+    native`` (``~/.cache/...``)."""
+    if os.environ.get(DIR_ENV):
+        return Path(os.environ[DIR_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bisenetformer_ros" / "native"
+
+
+def compiler() -> list[str] | None:
+    """The C compiler command: ``$CC``, else the one Python was built with, else ``cc``; None when not installed."""
+    for text in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc"):
+        cmd = shlex.split(text or "")
+        if cmd and shutil.which(cmd[0]):
+            return cmd
+    return None
+
+
+def _cpu() -> bytes:
+    """What identifies this CPU's instruction set (``-march=native`` builds for it): model and flag lines."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return platform.processor().encode()
+    keys = ("model name", "flags", "Features", "CPU implementer", "CPU part")
+    return "\n".join(sorted({ln for ln in lines if ln.split(":")[0].strip() in keys})).encode()
+
+
+def library_path(cc: list[str]) -> Path:
+    """The cached library for this source, flags, compiler and CPU."""
+    key = hashlib.sha256()
+    for part in (
+        SOURCE.read_bytes(),
+        " ".join(FLAGS).encode(),
+        " ".join(cc).encode(),
+        platform.machine().encode(),
+        _cpu(),
+    ):
+        key.update(part)
+        key.update(b"\0")
+    return cache_dir() / f"cellmerge-{key.hexdigest()[:16]}.so"
+
+
+def build(cc: list[str]) -> Path:
+    """Compile the kernels (unless cached) and return the library's path."""
+    path = library_path(cc)
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".so") as tmp:
+        cmd = [*cc, *FLAGS, "-o", str(tmp), str(SOURCE), "-lm"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            raise OSError(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
+    LOG.info("compiled the cell merge's native kernels: %s", path)
+    return path
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, built at first use; None when turned off or not buildable (logged once)."""
+    with _LOCK:
+        if "lib" in _STATE:
+            return _STATE["lib"]  # type: ignore[return-value]
+        lib = None
+        if os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off"):
+            cc = compiler()
+            try:
+                if cc is None:
+                    raise OSError("no C compiler found (set CC)")
+                lib = ctypes.CDLL(str(build(cc)))
+                for name, args in _SIGNATURES.items():
+                    fn = getattr(lib, name)
+                    fn.argtypes, fn.restype = args, _I64
+            except (OSError, subprocess.SubprocessError) as exc:
+                LOG.warning("cell merge: native kernels unavailable, using the tensor path (%s)", exc)
+                lib = None
+        _STATE["lib"] = lib
+        return lib
+
+
+def reset() -> None:
+    """Forget the loaded state (tests switch ``BISENETFORMER_NATIVE`` and the cache directory)."""
+    with _LOCK:
+        _STATE.clear()
+
+
+def available_for(t: torch.Tensor) -> bool:
+    """Whether the kernels serve a merge of ``t``'s device (CPU tensors, kernels built)."""
+    return t.device.type == "cpu" and library() is not None
+
+
+def _ptr(t: torch.Tensor) -> int:
+    assert t.is_contiguous() and t.device.type == "cpu"
+    return t.data_ptr()
+
+
+def _axis_args(axis: object) -> list:
+    return [
+        int(axis.window),
+        int(axis.max_len),
+        _ptr(axis.pixel_valid),
+        _ptr(axis.pixel_weights),
+        _ptr(axis.cell_start),
+    ]
+
+
+def semantic_pixels(
+    masks32: torch.Tensor,
+    class_probs: torch.Tensor,
+    live: torch.Tensor,
+    sigmoid_first: bool,
+    prune: float,
+    cells: object,
+    cy: torch.Tensor,
+    cx: torch.Tensor,
+    cand: torch.Tensor,
+    count: torch.Tensor,
+    outside: torch.Tensor,
+    upper: torch.Tensor,
+    threads: int,
+) -> tuple[torch.Tensor, int]:
+    """Per pixel of cells ``(cy, cx)``: the first class of ``cand [U, C]`` with the highest ``sum_q class_probs[q, k]
+    * prob_q`` (``upper [U, C]`` float64 bounds each candidate's score in its cell); the ``live`` queries are summed
+    where a candidate leads by more than what the others (at most ``outside [U, C]``) and those adding less than
+    ``prune`` can change, every query elsewhere. ``[U, ry, rx]``
+    labels and the number of pixels evaluated with every query."""
+    lib = library()
+    assert lib is not None
+    u = int(cy.numel())
+    labels = torch.empty((u, cells.y.max_len, cells.x.max_len), dtype=torch.int64)
+    q, h, w = (int(s) for s in masks32.shape)
+    status = lib.bfr_semantic_pixels(
+        _ptr(masks32),
+        q,
+        h,
+        w,
+        _ptr(class_probs),
+        int(class_probs.shape[1]),
+        _ptr(live),
+        int(live.numel()),
+        int(sigmoid_first),
+        float(prune),
+        u,
+        _ptr(cy),
+        _ptr(cx),
+        int(cand.shape[1]),
+        _ptr(cand),
+        _ptr(count),
+        _ptr(outside),
+        _ptr(upper),
+        *_axis_args(cells.y),
+        *_axis_args(cells.x),
+        _ptr(labels),
+        int(threads),
+    )
+    if status < 0:
+        raise MemoryError("cell merge: the native semantic kernel ran out of memory")
+    return labels, int(status)
+
+
+class PanopticKernels:
+    """The whole panoptic merge of one image on the CPU (see ``cellmerge_kernels.c``, "whole panoptic"): the
+    arguments every call shares, bound once."""
+
+    def __init__(
+        self,
+        masks32: torch.Tensor,
+        scores: torch.Tensor,
+        sigmoid_first: bool,
+        threshold: float,
+        cut: tuple[float, float],
+        far: float,
+        cells: object,
+        threads: int,
+    ) -> None:
+        lib = library()
+        assert lib is not None
+        self._lib = lib
+        self._keep = (masks32, scores)
+        n, h, w = (int(v) for v in masks32.shape)
+        y, x = cells.y, cells.x
+        self.shape = tuple(int(v) for v in cells.shape)
+        self.slots = (int(y.max_len), int(x.max_len))
+        self._args = [
+            _ptr(masks32),
+            n,
+            h,
+            w,
+            _ptr(scores),
+            int(sigmoid_first),
+            float(threshold),
+            float(cut[0]),
+            float(cut[1]),
+            float(far),
+            *_axis_args(y),
+            _ptr(y.cell_len),
+            *_axis_args(x),
+            _ptr(x.cell_len),
+            *self.shape,
+        ]
+        self.n = n
+        self.threads = int(threads)
+
+    def _check(self, status: int, what: str) -> None:
+        if status < 0:
+            raise MemoryError(f"cell merge: the native panoptic {what} ran out of memory")
+
+    def decide(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[Cy, Cx]`` winners (-1: undecided), owned and partly-owned flags, and ``[n]`` areas of the cells inside
+        each query's mask and of those its edge crosses."""
+        winner = torch.empty(self.shape, dtype=torch.int64)
+        owned = torch.empty(self.shape, dtype=torch.bool)
+        partly = torch.empty(self.shape, dtype=torch.bool)
+        inside = torch.zeros(self.n, dtype=torch.int64)
+        edge = torch.zeros(self.n, dtype=torch.int64)
+        outs = (winner, owned, partly, inside, edge)
+        self._check(self._lib.bfr_panoptic_decide(*self._args, *(_ptr(t) for t in outs), self.threads), "decision")
+        return outs
+
+    def resolve(self, winner: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per pixel slot of the flat ``cells [U]``: ``[U, ry, rx]`` winners and ownership."""
+        u = int(cells.numel())
+        win = torch.empty((u, *self.slots), dtype=torch.int64)
+        own = torch.empty((u, *self.slots), dtype=torch.bool)
+        status = self._lib.bfr_panoptic_resolve(
+            *self._args, _ptr(winner), u, _ptr(cells), _ptr(win), _ptr(own), self.threads
+        )
+        self._check(status, "resolution")
+        return win, own
+
+    def edge_areas(self, queries: torch.Tensor) -> torch.Tensor:
+        """``[m]`` pixels with probability >= threshold in the cells the edges of ``queries [m]`` cross."""
+        counts = torch.zeros(int(queries.numel()), dtype=torch.int64)
+        status = self._lib.bfr_panoptic_edges(
+            *self._args, int(queries.numel()), _ptr(queries), _ptr(counts), self.threads
+        )
+        self._check(status, "edge areas")
+        return counts
