@@ -207,132 +207,161 @@ typedef struct {
     int status;
 } semantic_job;
 
-static void *semantic_run(void *arg) {
-    semantic_job *J = arg;
+typedef struct {
+    double *win, *scratch, *probs, *pc, *slack, *err, *value, *prob, *all_win;
+    int64_t *active, *order, *heap;
+} semantic_scratch;
+
+/* Cell u with the first m candidates in bound order (o->order[0..m)): per pixel, the sums of the active queries
+ * (each at most the exact score, up to err) in bound order until the best sum beats every remaining bound of the
+ * m; the winner must beat every evaluated one's sum plus its slack too, else the pixel is evaluated exactly with
+ * every query and every candidate. Returns 0 when no candidate beyond the m reaches any pixel's best (the labels
+ * hold), else the number of candidates that reach the lowest (the cell is done again with that many). */
+static int64_t semantic_cell(semantic_job *J, semantic_scratch *S, int64_t u, lazy_order *o, int64_t m) {
     const int64_t s = J->y.window * J->x.window, L = J->n_live, c_max = J->c_max, K = J->k;
     const int64_t ry = J->y.len, rx = J->x.len, P = ry * rx;
-    const int fast = !J->sigmoid_first; /* sigmoid_first: probabilities are interpolated, no per-pixel sigmoid */
-    double *win = malloc(sizeof(double) * (size_t)(s + 1));
-    double *scratch = malloc(sizeof(double) * (size_t)(J->y.window * rx + 1));
-    double *probs = malloc(sizeof(double) * (size_t)(L * P + 1));     /* [A, P] active queries, every slot */
-    double *pc = malloc(sizeof(double) * (size_t)(c_max * L + 1));    /* [C, A] their class probabilities */
-    double *slack = malloc(sizeof(double) * (size_t)(c_max + 1));
-    double *err = malloc(sizeof(double) * (size_t)(c_max + 1));
-    double *value = malloc(sizeof(double) * (size_t)(c_max + 1));
-    double *prob = malloc(sizeof(double) * (size_t)(J->q + 1));
-    int64_t *active = malloc(sizeof(int64_t) * (size_t)(L + 1));
-    int64_t *order = malloc(sizeof(int64_t) * (size_t)(c_max + 1));
-    int64_t *heap = malloc(sizeof(int64_t) * (size_t)(c_max + 1));
-    double *all_win = malloc(sizeof(double) * (size_t)(J->q * s + 1));
-    if (!win || !scratch || !probs || !pc || !slack || !err || !value || !prob || !active || !order || !heap || !all_win) {
-        J->status = -1;
-        goto done;
+    const int64_t yc = J->cy[u], xc = J->cx[u], n = J->count[u];
+    const int64_t *cand = J->cand + u * c_max;
+    const double *up = J->upper + u * c_max;
+    for (int64_t t = 0; t < m; t++) order_at(o, t);
+    const int64_t *sel = o->order; /* positions in the candidate list (ascending class ids) */
+    /* Bound of each live query's probability in the cell (sigmoid of its window's largest logit); the queries that
+     * can add more than `prune` to one of the m are summed per pixel, the others enter as a slack per candidate. */
+    int64_t na = 0;
+    for (int64_t t = 0; t < m; t++) S->slack[t] = J->outside[u * c_max + sel[t]];
+    for (int64_t l = 0; l < L; l++) {
+        const int64_t qi = J->live[l];
+        const float *base = J->masks + qi * J->h * J->w + J->y.start[yc] * J->w + J->x.start[xc];
+        float mx = base[0];
+        for (int64_t a = 0; a < J->y.window; a++)
+            for (int64_t b = 0; b < J->x.window; b++) mx = base[a * J->w + b] > mx ? base[a * J->w + b] : mx;
+        const double h_l = sigmoid((double)mx);
+        double top = 0.0;
+        for (int64_t t = 0; t < m; t++) {
+            const double p = J->class_probs[qi * K + cand[sel[t]]];
+            top = p > top ? p : top;
+        }
+        if (h_l * top > J->prune) {
+            S->active[na++] = qi;
+        } else {
+            for (int64_t t = 0; t < m; t++) S->slack[t] += J->class_probs[qi * K + cand[sel[t]]] * h_l;
+        }
     }
-    for (int64_t u = J->u0; u < J->u1; u++) {
-        const int64_t yc = J->cy[u], xc = J->cx[u], n = J->count[u];
-        const int64_t *cand = J->cand + u * c_max;
-        const double *up = J->upper + u * c_max;
-        /* Candidates in bound order: once the best sum beats a bound, the remaining classes cannot win. */
-        lazy_order o;
-        order_init(&o, up, n, heap, order);
-        /* Bound of each live query's probability in the cell (sigmoid of its window's largest logit), and the
-         * queries that can add more than `prune` to a candidate: the others enter as a slack per candidate. */
-        int64_t na = 0;
-        for (int64_t c = 0; c < n; c++) slack[c] = J->outside[u * c_max + c];
-        for (int64_t l = 0; l < L; l++) {
-            const int64_t qi = J->live[l];
-            const float *base = J->masks + qi * J->h * J->w + J->y.start[yc] * J->w + J->x.start[xc];
-            float mx = base[0];
-            for (int64_t a = 0; a < J->y.window; a++)
-                for (int64_t b = 0; b < J->x.window; b++)
-                    if (base[a * J->w + b] > mx) mx = base[a * J->w + b];
-            double h_l = sigmoid((double)mx), top = 0.0;
-            for (int64_t c = 0; c < n; c++) {
-                double p = J->class_probs[qi * K + cand[c]];
-                if (p > top) top = p;
+    for (int64_t t = 0; t < m; t++) S->slack[t] = S->slack[t] * (1.0 + 1e-9) + 1e-9;
+    /* Every active query's probability at every pixel slot of the cell: the interpolation as the tensor path
+     * computes it, then (upsample_logits) the fast sigmoid, within FAST_SIGMOID_ERROR of the exact one. */
+    const int fast = !J->sigmoid_first;
+    for (int64_t a = 0; a < na; a++) {
+        gather(J->masks, J->h, J->w, S->active[a], &J->y, yc, &J->x, xc, J->sigmoid_first, S->win);
+        double *row = S->probs + a * P;
+        interpolate_cell(S->win, &J->y, yc, &J->x, xc, S->scratch, row);
+        if (fast) sigmoid_fast(row, P);
+        for (int64_t t = 0; t < m; t++) S->pc[t * na + a] = J->class_probs[S->active[a] * K + cand[sel[t]]];
+    }
+    /* Each sum of the fast probabilities lies within err[t] of the same sum of the exact ones (each term's
+     * probability error, plus the two sums' rounding: probabilities <= 1, non-negative terms). */
+    for (int64_t t = 0; t < m; t++) {
+        double total = 0.0;
+        for (int64_t a = 0; a < na; a++) total += S->pc[t * na + a];
+        S->err[t] = fast ? total * (FAST_SIGMOID_ERROR + 2.0 * (double)(na + 2) * 0x1p-53) * (1.0 + 1e-9) : 0.0;
+    }
+    double floor = INFINITY; /* lowest best (minus its error) of the pixels decided from the m */
+    int all_ready = 0;
+    for (int64_t i = 0; i < ry; i++) {
+        if (!J->y.valid[yc * ry + i]) continue;
+        for (int64_t j = 0; j < rx; j++) {
+            if (!J->x.valid[xc * rx + j]) continue;
+            const int64_t p = i * rx + j;
+            int64_t w = 0, t = 0; /* w: index into sel of the first maximum in class order so far */
+            for (; t < m; t++) {
+                if (t > 0 && up[sel[t]] < S->value[w] - S->err[w]) break;
+                const double *row = S->pc + t * na;
+                double v = na ? row[0] * S->probs[p] : 0.0;
+                for (int64_t a = 1; a < na; a++) v = v + row[a] * S->probs[a * P + p];
+                S->value[t] = v;
+                if (t > 0 && (v > S->value[w] || (v == S->value[w] && sel[t] < sel[w]))) w = t;
             }
-            if (h_l * top > J->prune) {
-                active[na++] = qi;
-            } else {
-                for (int64_t c = 0; c < n; c++) slack[c] += J->class_probs[qi * K + cand[c]] * h_l;
-            }
-        }
-        for (int64_t c = 0; c < n; c++) slack[c] = slack[c] * (1.0 + 1e-9) + 1e-9;
-        /* Every active query's probability at every pixel slot of the cell: the interpolation as the tensor path
-         * computes it, then (upsample_logits) the fast sigmoid, within FAST_SIGMOID_ERROR of the exact one. */
-        for (int64_t a = 0; a < na; a++) {
-            gather(J->masks, J->h, J->w, active[a], &J->y, yc, &J->x, xc, J->sigmoid_first, win);
-            double *row = probs + a * P;
-            interpolate_cell(win, &J->y, yc, &J->x, xc, scratch, row);
-            if (fast) sigmoid_fast(row, P);
-            for (int64_t c = 0; c < n; c++) pc[c * na + a] = J->class_probs[active[a] * K + cand[c]];
-        }
-        /* Each sum of the fast probabilities lies within err[c] of the same sum of the exact ones (each term's
-         * probability error, plus the two sums' rounding: probabilities <= 1, non-negative terms). */
-        for (int64_t c = 0; c < n; c++) {
-            double total = 0.0;
-            for (int64_t a = 0; a < na; a++) total += pc[c * na + a];
-            err[c] = fast ? total * (FAST_SIGMOID_ERROR + 2.0 * (double)(na + 2) * 0x1p-53) * (1.0 + 1e-9) : 0.0;
-        }
-        int all_ready = 0;
-        for (int64_t i = 0; i < ry; i++) {
-            if (!J->y.valid[yc * ry + i]) continue;
-            for (int64_t j = 0; j < rx; j++) {
-                if (!J->x.valid[xc * rx + j]) continue;
-                const int64_t p = i * rx + j;
-                /* Sums of the active queries (each at most the exact score, up to err) for the candidates in
-                 * bound order until the best sum beats every remaining bound; the winner must beat every evaluated
-                 * one's sum plus its slack too. w: the first maximum in class order among the evaluated. */
-                int64_t w = order_at(&o, 0), m = 0;
-                for (; m < n; m++) {
-                    const int64_t c = order_at(&o, m);
-                    if (m > 0 && up[c] < value[w] - err[w]) break;
-                    const double *row = pc + c * na;
-                    double v = na ? row[0] * probs[p] : 0.0;
-                    for (int64_t a = 1; a < na; a++) v = v + row[a] * probs[a * P + p];
-                    value[c] = v;
-                    if (m > 0 && (v > value[w] || (v == value[w] && c < w))) w = c;
-                }
-                int safe = 1;
-                for (int64_t t = 0; t < m && safe; t++) {
-                    const int64_t c = o.order[t];
-                    if (c != w && !(value[w] - err[w] > value[c] + err[c] + slack[c])) safe = 0;
-                }
-                if (!safe) { /* near a tie: every query, exactly, summed in query order */
-                    if (!all_ready) {
-                        for (int64_t qi = 0; qi < J->q; qi++)
-                            gather(J->masks, J->h, J->w, qi, &J->y, yc, &J->x, xc, J->sigmoid_first,
-                                   all_win + qi * s);
-                        all_ready = 1;
-                    }
+            int safe = 1;
+            for (int64_t k = 0; k < t && safe; k++)
+                if (k != w && !(S->value[w] - S->err[w] > S->value[k] + S->err[k] + S->slack[k])) safe = 0;
+            int64_t label;
+            if (safe) {
+                label = cand[sel[w]];
+                const double best = S->value[w] - S->err[w];
+                floor = best < floor ? best : floor;
+            } else { /* near a tie: every query and every candidate, exactly, summed in query order */
+                if (!all_ready) {
                     for (int64_t qi = 0; qi < J->q; qi++)
-                        prob[qi] = probability(all_win + qi * s, &J->y, yc, i, &J->x, xc, j, J->sigmoid_first);
-                    w = 0;
-                    for (int64_t c = 0; c < n; c++) {
-                        double v = J->class_probs[cand[c]] * prob[0];
-                        for (int64_t qi = 1; qi < J->q; qi++) v = v + J->class_probs[qi * K + cand[c]] * prob[qi];
-                        value[c] = v;
-                        if (v > value[w]) w = c;
-                    }
-                    J->redone++;
+                        gather(J->masks, J->h, J->w, qi, &J->y, yc, &J->x, xc, J->sigmoid_first, S->all_win + qi * s);
+                    all_ready = 1;
                 }
-                J->out_label[(u * ry + i) * rx + j] = cand[w];
+                for (int64_t qi = 0; qi < J->q; qi++)
+                    S->prob[qi] = probability(S->all_win + qi * s, &J->y, yc, i, &J->x, xc, j, J->sigmoid_first);
+                int64_t c_best = 0;
+                double v_best = -INFINITY;
+                for (int64_t c = 0; c < n; c++) {
+                    double v = J->class_probs[cand[c]] * S->prob[0];
+                    for (int64_t qi = 1; qi < J->q; qi++) v = v + J->class_probs[qi * K + cand[c]] * S->prob[qi];
+                    if (c == 0 || v > v_best) {
+                        v_best = v;
+                        c_best = c;
+                    }
+                }
+                label = cand[c_best];
+                J->redone++;
             }
+            J->out_label[(u * ry + i) * rx + j] = label;
         }
     }
-done:
-    free(win);
-    free(scratch);
-    free(probs);
-    free(pc);
-    free(slack);
-    free(err);
-    free(value);
-    free(prob);
-    free(active);
-    free(order);
-    free(heap);
-    free(all_win);
+    if (m >= n || up[order_at(o, m)] < floor) return 0;
+    int64_t more = m;
+    while (more < n && up[order_at(o, more)] >= floor) more++;
+    return more;
+}
+
+static void *semantic_run(void *arg) {
+    semantic_job *J = arg;
+    const int64_t s = J->y.window * J->x.window, L = J->n_live, c_max = J->c_max;
+    const int64_t rx = J->x.len, P = J->y.len * rx;
+    semantic_scratch S;
+    S.win = malloc(sizeof(double) * (size_t)(s + 1));
+    S.scratch = malloc(sizeof(double) * (size_t)(J->y.window * rx + 1));
+    S.probs = malloc(sizeof(double) * (size_t)(L * P + 1)); /* [A, P] active queries, every slot */
+    S.pc = malloc(sizeof(double) * (size_t)(c_max * L + 1)); /* [m, A] their class probabilities */
+    S.slack = malloc(sizeof(double) * (size_t)(c_max + 1));
+    S.err = malloc(sizeof(double) * (size_t)(c_max + 1));
+    S.value = malloc(sizeof(double) * (size_t)(c_max + 1));
+    S.prob = malloc(sizeof(double) * (size_t)(J->q + 1));
+    S.all_win = malloc(sizeof(double) * (size_t)(J->q * s + 1));
+    S.active = malloc(sizeof(int64_t) * (size_t)(L + 1));
+    S.order = malloc(sizeof(int64_t) * (size_t)(c_max + 1));
+    S.heap = malloc(sizeof(int64_t) * (size_t)(c_max + 1));
+    if (S.win && S.scratch && S.probs && S.pc && S.slack && S.err && S.value && S.prob && S.all_win && S.active &&
+        S.order && S.heap) {
+        for (int64_t u = J->u0; u < J->u1; u++) {
+            const int64_t n = J->count[u];
+            lazy_order o;
+            order_init(&o, J->upper + u * c_max, n, S.heap, S.order);
+            /* The two candidates with the highest bounds first (they own almost every pixel of a boundary cell). */
+            int64_t m = n < 2 ? n : 2;
+            while ((m = semantic_cell(J, &S, u, &o, m)) != 0) {
+            }
+        }
+    } else {
+        J->status = -1;
+    }
+    free(S.win);
+    free(S.scratch);
+    free(S.probs);
+    free(S.pc);
+    free(S.slack);
+    free(S.err);
+    free(S.value);
+    free(S.prob);
+    free(S.all_win);
+    free(S.active);
+    free(S.order);
+    free(S.heap);
     return NULL;
 }
 
