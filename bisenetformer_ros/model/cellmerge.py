@@ -527,31 +527,6 @@ def native_threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def _native_cells(
-    dec: _Decision | _TieredDecision,
-    undecided: torch.Tensor,
-    cells: CellGrid,
-    c0: int,
-    kernel: Callable[..., tuple[torch.Tensor, ...]],
-) -> Iterator[tuple[_Block, tuple[torch.Tensor, ...]]]:
-    """What :func:`_resolve` yields, from a native kernel: chunks of ``(block, kernel outputs [U, ry, rx])`` for the
-    ``undecided [Cb, Cx]`` cells of a band starting at cell row ``c0``. ``kernel(cy, cx, candidates [U, C], count
-    [U], upper [U, C])`` gets every cell's candidates (ascending ids) and their upper bounds (float64, widened once
-    more by the margin that :func:`_resolve` allows when comparing them with exact values)."""
-    cy, cx = torch.nonzero(undecided, as_tuple=True)
-    if cy.numel() == 0:
-        return
-    per_cell = cells.y.max_len * cells.x.max_len
-    for a, b in _chunks(int(cy.numel()), per_cell * 4):
-        table, upper, ids = dec.rows(cy[a:b], cx[a:b])
-        lists, valid = _candidate_lists(table)
-        ents = lists if ids is None else ids[lists]
-        bound = upper.gather(1, lists).to(EXACT) + _ABS_MARGIN
-        ya, xa = cy[a:b] + c0, cx[a:b]
-        out = kernel(ya, xa.contiguous(), ents.contiguous(), valid.sum(1), bound.contiguous())
-        yield cells.block(ya, xa), out
-
-
 def _count_groups(counts: torch.Tensor) -> Iterator[torch.Tensor]:
     """Row indices grouped by ``counts`` rounded up to a power of two (at least 4): padded per-row lists of one group
     are at most twice as long as their longest member needs (overlapping duplicate queries leave 3 candidates in
@@ -757,7 +732,23 @@ def semantic_labels(
     # on ~1 % of the boundary cells, each then evaluated with every query).
     envelope = masks.index_select(0, faint_at).amax(0).float() if faint_at.numel() else None  # [h, w]
     dead_probs = p_faint.sum(0)  # [K]
-    m_live, p_live = masks.index_select(0, live_at), class_probs.index_select(0, live_at)  # [L, h, w], [L, K]
+    p_live = class_probs.index_select(0, live_at)  # [L, K]
+    # ADE20K's 150 classes, of which a frame shows a handful: the classes that can score at least _MAJOR somewhere
+    # decide every cell whose best lower bound beats the reach of all others; the rest (boundaries, where every lower
+    # bound is near zero) take bounds over all classes, for those cells only.
+    reach = (p_live * peak.index_select(0, live_at)[:, None]).sum(0) + dead  # [K] >= every score of the class
+    major = _major_classes(reach)
+    beyond = math.inf
+    if major is not None:
+        others = reach.clone()
+        others[major] = 0.0
+        beyond = float(_widen_high(others.amax(), 1e-9))
+    if native.available_for(masks):  # the whole merge in C (same labels; see native.py)
+        tier = (major, beyond)
+        return _semantic_native(
+            class_probs, masks, cells, order, max_undecided, live_at, dead, dead_probs, envelope, tier
+        )
+    m_live = masks.index_select(0, live_at)  # [L, h, w]
     live_probs, p32, m32 = p_live.t().contiguous(), p_live.float(), m_live.float()
     fast = m32 if ieee_float32_products(masks.device) else None  # the per-pixel first pass (CellGrid.first_pass)
     # Labels in the smallest integer type that holds them: the full-resolution map is the merge's largest tensor.
@@ -765,15 +756,6 @@ def semantic_labels(
     cell_label = torch.empty(cells.shape, dtype=label_dtype, device=masks.device)
     pix_idx, pix_val = [], []
     ppc = cells.y.max_len * cells.x.max_len
-    # ADE20K's 150 classes, of which a frame shows a handful: the classes that can score at least _MAJOR somewhere
-    # decide every cell whose best lower bound beats the reach of all others; the rest (boundaries, where every lower
-    # bound is near zero) take bounds over all classes, for those cells only.
-    reach = (p_live * peak.index_select(0, live_at)[:, None]).sum(0) + dead  # [K] >= every score of the class
-    major = _major_classes(reach)
-    if major is not None:
-        others = reach.clone()
-        others[major] = 0.0
-        beyond = float(_widen_high(others.amax(), 1e-9))
     # Band size: the class tables and the live queries' per-cell tables both stay within the band budget.
     tables = max(k if major is None else int(major.numel()) + 1, int(p32.shape[0]))
     bands, undecided = [], 0
@@ -813,46 +795,7 @@ def semantic_labels(
         bands.append((c0, dec, winner, hi_logit, faint_hi))
     if undecided > max_undecided * cells.size[0] * cells.size[1]:
         return None
-    kernels = native.available_for(masks)  # per-pixel work in C (same labels; see native.py)
-    if kernels:
-        m_all, cp_all = masks.float().contiguous(), class_probs.contiguous()
     for c0, dec, winner, hi_logit, faint_hi in bands:
-        if kernels:
-
-            def kernel(
-                cy: torch.Tensor,
-                cx: torch.Tensor,
-                cand: torch.Tensor,
-                count: torch.Tensor,
-                upper: torch.Tensor,
-                faint_hi: torch.Tensor | None = faint_hi,
-                c0: int = c0,
-            ) -> tuple[torch.Tensor]:
-                outside = dead[cand]
-                if faint_hi is not None:
-                    env = faint_hi[cy - c0, cx].to(EXACT).sigmoid()
-                    outside = torch.minimum(outside, dead_probs[cand] * env[:, None])
-                labels, _redone = native.semantic_pixels(
-                    m_all,
-                    cp_all,
-                    live_at,
-                    order == "sigmoid_first",
-                    _PRUNE,
-                    cells,
-                    cy,
-                    cx,
-                    cand,
-                    count,
-                    outside.contiguous(),
-                    upper,
-                    native_threads(),
-                )
-                return (labels,)
-
-            for blk, (labels,) in _native_cells(dec, winner < 0, cells, c0, kernel):
-                pix_idx.append(blk.flat(cells.size[1]))
-                pix_val.append(blk.pixels(labels).to(label_dtype))
-            continue
 
         def evaluate(
             blk: _Block,
@@ -910,6 +853,52 @@ def semantic_labels(
     labels = cells.expand(cell_label)
     if pix_idx:
         labels.view(-1)[torch.cat(pix_idx)] = torch.cat(pix_val)
+    return labels
+
+
+def _semantic_native(
+    class_probs: torch.Tensor,
+    masks: torch.Tensor,
+    cells: CellGrid,
+    order: str,
+    max_undecided: float,
+    live_at: torch.Tensor,
+    dead: torch.Tensor,
+    dead_probs: torch.Tensor,
+    envelope: torch.Tensor | None,
+    tier: tuple[torch.Tensor | None, float],
+) -> torch.Tensor | None:
+    """:func:`semantic_labels` by the native kernels (the same labels): every cell decided in C from float64 bounds of
+    the live queries near it (window max >= ``_FAR_LOGIT``; the far ones together, the others through ``dead`` /
+    ``envelope`` as in the tensor path; ``tier``: the major classes and what bounds every other class, see
+    :func:`_major_classes`), per-pixel work in the cells left open."""
+    k = int(class_probs.shape[1])
+    kernels = native.SemanticKernels(
+        masks.float().contiguous(),
+        class_probs.contiguous(),
+        live_at.contiguous(),
+        dead,
+        dead_probs,
+        None if envelope is None else envelope.contiguous(),
+        tier,
+        order == "sigmoid_first",
+        _PRUNE,
+        _FAR_LOGIT,
+        cells,
+        native_threads(),
+    )
+    cell_label = kernels.decide()
+    undecided = cell_label < 0
+    if int((cells.cell_pixels * undecided).sum()) > max_undecided * cells.size[0] * cells.size[1]:
+        return None
+    label_dtype = torch.uint8 if k <= 255 else torch.int32
+    labels = cells.expand(cell_label.clamp(min=0).to(label_dtype))
+    listed = torch.nonzero(undecided.flatten()).flatten()
+    for a, b in _chunks(int(listed.numel()), cells.y.max_len * cells.x.max_len * 4):
+        part = listed[a:b]
+        out, _redone = kernels.resolve(part)
+        blk = cells.block(part // cells.shape[1], part % cells.shape[1])
+        labels.view(-1)[blk.flat(cells.size[1])] = blk.pixels(out).to(label_dtype)
     return labels
 
 

@@ -319,52 +319,6 @@ static int64_t semantic_cell(semantic_job *J, semantic_scratch *S, int64_t u, la
     return more;
 }
 
-static void *semantic_run(void *arg) {
-    semantic_job *J = arg;
-    const int64_t s = J->y.window * J->x.window, L = J->n_live, c_max = J->c_max;
-    const int64_t rx = J->x.len, P = J->y.len * rx;
-    semantic_scratch S;
-    S.win = malloc(sizeof(double) * (size_t)(s + 1));
-    S.scratch = malloc(sizeof(double) * (size_t)(J->y.window * rx + 1));
-    S.probs = malloc(sizeof(double) * (size_t)(L * P + 1)); /* [A, P] active queries, every slot */
-    S.pc = malloc(sizeof(double) * (size_t)(c_max * L + 1)); /* [m, A] their class probabilities */
-    S.slack = malloc(sizeof(double) * (size_t)(c_max + 1));
-    S.err = malloc(sizeof(double) * (size_t)(c_max + 1));
-    S.value = malloc(sizeof(double) * (size_t)(c_max + 1));
-    S.prob = malloc(sizeof(double) * (size_t)(J->q + 1));
-    S.all_win = malloc(sizeof(double) * (size_t)(J->q * s + 1));
-    S.active = malloc(sizeof(int64_t) * (size_t)(L + 1));
-    S.order = malloc(sizeof(int64_t) * (size_t)(c_max + 1));
-    S.heap = malloc(sizeof(int64_t) * (size_t)(c_max + 1));
-    if (S.win && S.scratch && S.probs && S.pc && S.slack && S.err && S.value && S.prob && S.all_win && S.active &&
-        S.order && S.heap) {
-        for (int64_t u = J->u0; u < J->u1; u++) {
-            const int64_t n = J->count[u];
-            lazy_order o;
-            order_init(&o, J->upper + u * c_max, n, S.heap, S.order);
-            /* The two candidates with the highest bounds first (they own almost every pixel of a boundary cell). */
-            int64_t m = n < 2 ? n : 2;
-            while ((m = semantic_cell(J, &S, u, &o, m)) != 0) {
-            }
-        }
-    } else {
-        J->status = -1;
-    }
-    free(S.win);
-    free(S.scratch);
-    free(S.probs);
-    free(S.pc);
-    free(S.slack);
-    free(S.err);
-    free(S.value);
-    free(S.prob);
-    free(S.all_win);
-    free(S.active);
-    free(S.order);
-    free(S.heap);
-    return NULL;
-}
-
 /* ------------------------------------------------------------------------------------------------ entry points */
 static axis_t make_axis(int64_t window, int64_t len, const uint8_t *valid, const double *weights,
                         const int64_t *start) {
@@ -391,31 +345,6 @@ static void run_jobs(void *jobs, size_t size, int threads, void *(*fn)(void *)) 
 static int clamp_threads(int32_t threads, int64_t work) {
     int t = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
     return work < t ? (work > 0 ? (int)work : 1) : t;
-}
-
-int64_t bfr_semantic_pixels(const float *masks, int64_t q, int64_t h, int64_t w, const double *class_probs, int64_t k,
-                            const int64_t *live, int64_t n_live, int32_t sigmoid_first, double prune, int64_t u_count,
-                            const int64_t *cy, const int64_t *cx, int64_t c_max, const int64_t *cand,
-                            const int64_t *count, const double *outside, const double *upper, int64_t sy,
-                            int64_t ry, const uint8_t *y_valid, const double *y_weights, const int64_t *y_start,
-                            int64_t sx, int64_t rx, const uint8_t *x_valid, const double *x_weights,
-                            const int64_t *x_start, int64_t *out_label, int32_t threads) {
-    semantic_job jobs[MAX_THREADS];
-    const int nt = clamp_threads(threads, u_count);
-    for (int t = 0; t < nt; t++) {
-        semantic_job J = {masks, q, h, w, class_probs, k, live, n_live, sigmoid_first, prune, cy, cx, c_max, cand,
-                          count, outside, upper, make_axis(sy, ry, y_valid, y_weights, y_start),
-                          make_axis(sx, rx, x_valid, x_weights, x_start), out_label,
-                          u_count * t / nt, u_count * (t + 1) / nt, 0, 0};
-        jobs[t] = J;
-    }
-    run_jobs(jobs, sizeof jobs[0], nt, semantic_run);
-    int64_t redone = 0;
-    for (int t = 0; t < nt; t++) {
-        if (jobs[t].status) return -1;
-        redone += jobs[t].redone;
-    }
-    return redone;
 }
 
 /* ------------------------------------------------------------------------------------------------ whole panoptic */
@@ -818,4 +747,364 @@ int64_t bfr_panoptic_edges(WHOLE_ARGS, int64_t m, const int64_t *list, int64_t *
     }
     free(sums);
     return status ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ whole semantic */
+/* The semantic merge's per-cell work too (cellmerge.py, _semantic_native): per cell, every class score's bounds from
+ * the live queries near the cell (window max >= near: each query's probability between the sigmoids of its window's
+ * extreme logits), the live queries far from it together (the sigmoid of their largest logit times each class's sum
+ * of their class probabilities) and the queries that are not live (`outside`, as the tensor path bounds them). A cell
+ * whose best lower bound beats every other class's upper bound is decided; the others go to semantic_cell() with the
+ * classes whose upper bound reaches it. Bounds are float64, widened by BOUND_REL (their rounding, and the per-pixel
+ * sums', is ~1e-14 relative: non-negative terms). */
+typedef struct {
+    semantic_job base;          /* masks, q, h, w, class_probs, k, live, n_live, sigmoid_first, prune, axes */
+    const double *p_live;       /* [L, K] class probabilities of the live queries */
+    const double *reach;        /* [K] their sum over the live queries */
+    const double *dead, *dead_probs; /* [K] what the other queries add: at most dead, and dead_probs x their prob */
+    const float *envelope;      /* [h, w] the other queries' largest logit; NULL when every query is live */
+    const int64_t *major;       /* [n_major] ascending: the classes that can score high somewhere (or NULL) */
+    int64_t n_major;
+    double beyond;              /* at least every score of every other class anywhere */
+    float near;
+    int64_t cells_x;
+    int64_t u0, u1;             /* decide: cell rows; resolve: entries of list */
+    const int64_t *list;
+    int64_t *cell_label;        /* decide: [Cy * Cx], -1 where undecided */
+    int64_t *out_label;         /* resolve: [U, ry, rx] */
+    int64_t redone;
+    int status;
+} semwhole_job;
+
+typedef struct {
+    double *lower, *upper, *outside;
+    int64_t *cand;
+    double *cand_up, *cand_out;
+} semwhole_scratch;
+
+static float window_max(const float *plane, int64_t w, const axis_t *ay, int64_t yc, const axis_t *ax, int64_t xc) {
+    const float *base = plane + ay->start[yc] * w + ax->start[xc];
+    float m = base[0];
+    for (int64_t a = 0; a < ay->window; a++)
+        for (int64_t b = 0; b < ax->window; b++) m = base[a * w + b] > m ? base[a * w + b] : m;
+    return m;
+}
+
+/* The near queries' probability bounds: slo / shi hold logits on entry, sigmoids widened by the fast sigmoid's
+ * error bound on return. */
+static void near_sigmoids(double *slo, double *shi, int64_t nn) {
+    sigmoid_fast(slo, nn);
+    sigmoid_fast(shi, nn);
+    for (int64_t t = 0; t < nn; t++) {
+        slo[t] = slo[t] - FAST_SIGMOID_ERROR;
+        shi[t] = shi[t] + FAST_SIGMOID_ERROR;
+    }
+}
+
+/* Candidates of a cell from its near queries (nn of them: live indices near_l, probability bounds slo / shi), the
+ * largest logit of the far live queries and of the other queries (envelope): into S->cand (ascending class ids),
+ * cand_up (widened upper bounds), cand_out (the not-live queries' share). The classes that can score high decide
+ * alone where their best lower bound beats `beyond`; elsewhere every class is bounded. Returns the count. */
+static int64_t class_candidates(const semwhole_job *J, semwhole_scratch *S, int64_t nn, const int64_t *near_l,
+                                const double *slo, const double *shi, float far_hi, float env_hi) {
+    const int64_t K = J->base.k;
+    const double far = far_hi > -INFINITY ? sigmoid((double)far_hi) : 0.0;
+    const double env = J->envelope ? sigmoid((double)env_hi) : 0.0;
+    for (int pass = J->n_major > 0 ? 0 : 1; pass < 2; pass++) {
+        const int64_t ncls = pass == 0 ? J->n_major : K;
+        const int64_t *cls = pass == 0 ? J->major : NULL;
+        double *lower = S->lower, *upper = S->upper;
+        for (int64_t i = 0; i < ncls; i++) lower[i] = upper[i] = 0.0;
+        for (int64_t t = 0; t < nn; t++) {
+            const double *row = J->p_live + near_l[t] * K, a = slo[t] > 0.0 ? slo[t] : 0.0, b = shi[t];
+            if (cls) {
+                for (int64_t i = 0; i < ncls; i++) {
+                    lower[i] = lower[i] + row[cls[i]] * a;
+                    upper[i] = upper[i] + row[cls[i]] * b;
+                }
+            } else {
+                for (int64_t i = 0; i < ncls; i++) {
+                    lower[i] = lower[i] + row[i] * a;
+                    upper[i] = upper[i] + row[i] * b;
+                }
+            }
+        }
+        double best = -INFINITY;
+        for (int64_t i = 0; i < ncls; i++) {
+            const int64_t k = cls ? cls[i] : i;
+            double out = 0.0;
+            if (J->envelope) {
+                out = J->dead_probs[k] * env;
+                out = J->dead[k] < out ? J->dead[k] : out;
+            }
+            S->outside[i] = out;
+            upper[i] = (upper[i] + far * J->reach[k] + out) * (1.0 + BOUND_REL) + BOUND_ABS;
+            lower[i] = lower[i] * (1.0 - BOUND_REL) - BOUND_ABS;
+            best = lower[i] > best ? lower[i] : best;
+        }
+        if (pass == 0 && !(best > J->beyond)) continue; /* another class might win: bound them all */
+        int64_t n = 0;
+        for (int64_t i = 0; i < ncls; i++)
+            if (upper[i] >= best) {
+                S->cand[n] = cls ? cls[i] : i;
+                S->cand_up[n] = upper[i];
+                S->cand_out[n++] = S->outside[i];
+            }
+        return n;
+    }
+    return 0; /* not reached */
+}
+
+static int semwhole_alloc(const semwhole_job *J, semwhole_scratch *S) {
+    const int64_t K = J->base.k + 1;
+    S->lower = malloc(sizeof(double) * (size_t)K);
+    S->upper = malloc(sizeof(double) * (size_t)K);
+    S->outside = malloc(sizeof(double) * (size_t)K);
+    S->cand = malloc(sizeof(int64_t) * (size_t)K);
+    S->cand_up = malloc(sizeof(double) * (size_t)K);
+    S->cand_out = malloc(sizeof(double) * (size_t)K);
+    return S->lower && S->upper && S->outside && S->cand && S->cand_up && S->cand_out;
+}
+
+static void semwhole_free(semwhole_scratch *S) {
+    free(S->lower);
+    free(S->upper);
+    free(S->outside);
+    free(S->cand);
+    free(S->cand_up);
+    free(S->cand_out);
+}
+
+/* decide, one cell row at a time (as the panoptic decide_run): the live queries' window extremes for the whole row
+ * by vector loops, each cell's near queries listed with their logits, then their sigmoids in one vector pass. */
+static void *semdecide_run(void *arg) {
+    semwhole_job *J = arg;
+    const semantic_job *B = &J->base;
+    const int64_t L = B->n_live, cx_n = J->cells_x, w = B->w, sy = B->y.window, sx = B->x.window;
+    semwhole_scratch S;
+    float *col_lo = malloc(sizeof(float) * (size_t)(w + 1)), *col_hi = malloc(sizeof(float) * (size_t)(w + 1));
+    float *far_hi = malloc(sizeof(float) * (size_t)(cx_n + 1));
+    int64_t *nn = malloc(sizeof(int64_t) * (size_t)(cx_n + 1));
+    int64_t *near_l = malloc(sizeof(int64_t) * (size_t)(cx_n * L + 1));
+    double *slo = malloc(sizeof(double) * (size_t)(cx_n * L + 1)), *shi = malloc(sizeof(double) * (size_t)(cx_n * L + 1));
+    if (!semwhole_alloc(J, &S) || !col_lo || !col_hi || !far_hi || !nn || !near_l || !slo || !shi) {
+        J->status = 1;
+        goto done;
+    }
+    for (int64_t yc = J->u0; yc < J->u1; yc++) {
+        for (int64_t c = 0; c < cx_n; c++) {
+            far_hi[c] = -INFINITY;
+            nn[c] = 0;
+        }
+        for (int64_t l = 0; l < L; l++) {
+            const float *rows = B->masks + B->live[l] * B->h * w + B->y.start[yc] * w;
+            for (int64_t j = 0; j < w; j++) col_lo[j] = col_hi[j] = rows[j];
+            for (int64_t a = 1; a < sy; a++)
+                for (int64_t j = 0; j < w; j++) {
+                    const float v = rows[a * w + j];
+                    col_lo[j] = v < col_lo[j] ? v : col_lo[j];
+                    col_hi[j] = v > col_hi[j] ? v : col_hi[j];
+                }
+            for (int64_t c = 0; c < cx_n; c++) {
+                const int64_t x0 = B->x.start[c];
+                float lo = col_lo[x0], hi = col_hi[x0];
+                for (int64_t b = 1; b < sx; b++) {
+                    lo = col_lo[x0 + b] < lo ? col_lo[x0 + b] : lo;
+                    hi = col_hi[x0 + b] > hi ? col_hi[x0 + b] : hi;
+                }
+                if (hi < J->near) {
+                    far_hi[c] = hi > far_hi[c] ? hi : far_hi[c];
+                } else {
+                    const int64_t at = c * L + nn[c]++;
+                    near_l[at] = l;
+                    slo[at] = (double)lo;
+                    shi[at] = (double)hi;
+                }
+            }
+        }
+        for (int64_t c = 0; c < cx_n; c++) {
+            near_sigmoids(slo + c * L, shi + c * L, nn[c]);
+            const float env_hi = J->envelope ? window_max(J->envelope, w, &B->y, yc, &B->x, c) : 0.0f;
+            const int64_t n = class_candidates(J, &S, nn[c], near_l + c * L, slo + c * L, shi + c * L, far_hi[c],
+                                               env_hi);
+            J->cell_label[yc * cx_n + c] = n == 1 ? S.cand[0] : -1;
+        }
+    }
+done:
+    semwhole_free(&S);
+    free(col_lo);
+    free(col_hi);
+    free(far_hi);
+    free(nn);
+    free(near_l);
+    free(slo);
+    free(shi);
+    return NULL;
+}
+
+static void *semresolve_run(void *arg) {
+    semwhole_job *J = arg;
+    const semantic_job *B = &J->base;
+    semwhole_scratch S;
+    semantic_scratch T;
+    const int64_t K = B->k, L = B->n_live, q = B->q, s = B->y.window * B->x.window, hw = B->h * B->w;
+    const int64_t rx = B->x.len, P = B->y.len * rx;
+    memset(&T, 0, sizeof T);
+    T.win = malloc(sizeof(double) * (size_t)(s + 1));
+    T.scratch = malloc(sizeof(double) * (size_t)(B->y.window * rx + 1));
+    T.probs = malloc(sizeof(double) * (size_t)(L * P + 1));
+    T.pc = malloc(sizeof(double) * (size_t)(K * L + 1));
+    T.slack = malloc(sizeof(double) * (size_t)(K + 1));
+    T.err = malloc(sizeof(double) * (size_t)(K + 1));
+    T.value = malloc(sizeof(double) * (size_t)(K + 1));
+    T.prob = malloc(sizeof(double) * (size_t)(q + 1));
+    T.all_win = malloc(sizeof(double) * (size_t)(q * s + 1));
+    T.active = malloc(sizeof(int64_t) * (size_t)(L + 1));
+    T.order = malloc(sizeof(int64_t) * (size_t)(K + 1));
+    T.heap = malloc(sizeof(int64_t) * (size_t)(K + 1));
+    int64_t *near_l = malloc(sizeof(int64_t) * (size_t)(L + 1));
+    double *slo = malloc(sizeof(double) * (size_t)(L + 1)), *shi = malloc(sizeof(double) * (size_t)(L + 1));
+    const int ok = semwhole_alloc(J, &S) && T.win && T.scratch && T.probs && T.pc && T.slack && T.err && T.value &&
+                   T.prob && T.all_win && T.active && T.order && T.heap && near_l && slo && shi;
+    if (!ok) J->status = 1;
+    for (int64_t u = J->u0; ok && u < J->u1; u++) {
+        const int64_t cell = J->list[u];
+        int64_t yc = cell / J->cells_x, xc = cell % J->cells_x, nn = 0;
+        float far_hi = -INFINITY;
+        for (int64_t l = 0; l < L; l++) { /* the same near / far split and bounds as semdecide_run */
+            const float *base = B->masks + B->live[l] * hw + B->y.start[yc] * B->w + B->x.start[xc];
+            float lo = base[0], hi = base[0];
+            for (int64_t a = 0; a < B->y.window; a++)
+                for (int64_t b = 0; b < B->x.window; b++) {
+                    const float v = base[a * B->w + b];
+                    lo = v < lo ? v : lo;
+                    hi = v > hi ? v : hi;
+                }
+            if (hi < J->near) {
+                far_hi = hi > far_hi ? hi : far_hi;
+            } else {
+                near_l[nn] = l;
+                slo[nn] = (double)lo;
+                shi[nn++] = (double)hi;
+            }
+        }
+        near_sigmoids(slo, shi, nn);
+        const float env_hi = J->envelope ? window_max(J->envelope, B->w, &B->y, yc, &B->x, xc) : 0.0f;
+        int64_t n = class_candidates(J, &S, nn, near_l, slo, shi, far_hi, env_hi);
+        /* semantic_cell() on a job of this one cell */
+        semantic_job one = *B;
+        one.cy = &yc;
+        one.cx = &xc;
+        one.c_max = n;
+        one.cand = S.cand;
+        one.count = &n;
+        one.outside = S.cand_out;
+        one.upper = S.cand_up;
+        one.out_label = J->out_label + u * P;
+        one.redone = 0;
+        lazy_order o;
+        order_init(&o, S.cand_up, n, T.heap, T.order);
+        int64_t m = n < 2 ? n : 2;
+        while ((m = semantic_cell(&one, &T, 0, &o, m)) != 0) {
+        }
+        J->redone += one.redone;
+    }
+    semwhole_free(&S);
+    free(T.win);
+    free(T.scratch);
+    free(T.probs);
+    free(T.pc);
+    free(T.slack);
+    free(T.err);
+    free(T.value);
+    free(T.prob);
+    free(T.all_win);
+    free(T.active);
+    free(T.order);
+    free(T.heap);
+    free(near_l);
+    free(slo);
+    free(shi);
+    return NULL;
+}
+
+#define SEMWHOLE_ARGS                                                                                                \
+    const float *masks, int64_t q, int64_t h, int64_t w, const double *class_probs, int64_t k, const int64_t *live,  \
+        int64_t n_live, const double *p_live, const double *reach, const double *dead, const double *dead_probs,    \
+        const float *envelope, const int64_t *major, int64_t n_major, double beyond, int32_t sigmoid_first,          \
+        double prune, float near, int64_t sy, int64_t ry,                                                            \
+        const uint8_t *y_valid, const double *y_weights, const int64_t *y_start, int64_t sx, int64_t rx,             \
+        const uint8_t *x_valid, const double *x_weights, const int64_t *x_start, int64_t cells_y, int64_t cells_x
+
+static semwhole_job semwhole_base(SEMWHOLE_ARGS) {
+    semwhole_job J;
+    memset(&J, 0, sizeof J);
+    semantic_job *B = &J.base;
+    B->masks = masks;
+    B->q = q;
+    B->h = h;
+    B->w = w;
+    B->class_probs = class_probs;
+    B->k = k;
+    B->live = live;
+    B->n_live = n_live;
+    B->sigmoid_first = sigmoid_first;
+    B->prune = prune;
+    B->y = make_axis(sy, ry, y_valid, y_weights, y_start);
+    B->x = make_axis(sx, rx, x_valid, x_weights, x_start);
+    J.p_live = p_live;
+    J.reach = reach;
+    J.dead = dead;
+    J.dead_probs = dead_probs;
+    J.envelope = envelope;
+    J.major = major;
+    J.n_major = major ? n_major : 0;
+    J.beyond = beyond;
+    J.near = near;
+    J.cells_x = cells_x;
+    (void)cells_y;
+    return J;
+}
+
+#define SEMWHOLE_BASE                                                                                                \
+    semwhole_base(masks, q, h, w, class_probs, k, live, n_live, p_live, reach, dead, dead_probs, envelope, major,   \
+                  n_major, beyond, sigmoid_first, prune, near, sy, ry, y_valid, y_weights, y_start, sx, rx, x_valid, x_weights,       \
+                  x_start, cells_y, cells_x)
+
+/* Every cell's class where the bounds decide it, else -1 ([Cy * Cx]). */
+int64_t bfr_semantic_decide(SEMWHOLE_ARGS, int64_t *cell_label, int32_t threads) {
+    const int nt = clamp_threads(threads, cells_y);
+    semwhole_job jobs[MAX_THREADS];
+    for (int t = 0; t < nt; t++) { /* by cell rows */
+        jobs[t] = SEMWHOLE_BASE;
+        jobs[t].u0 = cells_y * t / nt;
+        jobs[t].u1 = cells_y * (t + 1) / nt;
+        jobs[t].cell_label = cell_label;
+    }
+    run_jobs(jobs, sizeof jobs[0], nt, semdecide_run);
+    for (int t = 0; t < nt; t++)
+        if (jobs[t].status) return -1;
+    return 0;
+}
+
+/* Labels of every pixel slot of the listed (flat) cells, [U, ry, rx]; returns the number of pixels evaluated with
+ * every query (near-ties), or -1 when memory ran out. */
+int64_t bfr_semantic_resolve(SEMWHOLE_ARGS, int64_t u_count, const int64_t *list, int64_t *out_label,
+                             int32_t threads) {
+    const int nt = clamp_threads(threads, u_count);
+    semwhole_job jobs[MAX_THREADS];
+    for (int t = 0; t < nt; t++) {
+        jobs[t] = SEMWHOLE_BASE;
+        jobs[t].u0 = u_count * t / nt;
+        jobs[t].u1 = u_count * (t + 1) / nt;
+        jobs[t].list = list;
+        jobs[t].out_label = out_label;
+    }
+    run_jobs(jobs, sizeof jobs[0], nt, semresolve_run);
+    int64_t redone = 0;
+    for (int t = 0; t < nt; t++) {
+        if (jobs[t].status) return -1;
+        redone += jobs[t].redone;
+    }
+    return redone;
 }

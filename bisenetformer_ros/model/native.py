@@ -60,11 +60,13 @@ _AXIS = [_I64, _I64, _PTR, _PTR, _PTR]  # window, cell length, valid, weights, s
 # The panoptic kernels' shared arguments: masks, n, h, w, scores, sigmoid_first, threshold, cut_in, cut_reach, far,
 # each axis with its cell lengths, cells_y, cells_x.
 _WHOLE = [_PTR, _I64, _I64, _I64, _PTR, _I32, _F64, _F32, _F32, _F32, *_AXIS, _PTR, *_AXIS, _PTR, _I64, _I64]
+# The semantic kernels' shared arguments: masks, q, h, w, class_probs, k, live, n_live; p_live, reach, dead,
+# dead_probs, envelope, major; n_major, beyond, sigmoid_first, prune, near, the two axes, cells_y, cells_x.
+_SEMANTIC = [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64] + [_PTR] * 6
+_SEMANTIC += [_I64, _F64, _I32, _F64, _F32, *_AXIS, *_AXIS, _I64, _I64]
 _SIGNATURES = {
-    # masks, q, h, w, class_probs, k, live, n_live, sigmoid_first, prune, u, cy, cx, c_max, cand, count, outside,
-    # upper, axes, labels, threads
-    "bfr_semantic_pixels": [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _I32, _F64, _I64, _PTR, _PTR, _I64, _PTR,
-                            _PTR, _PTR, _PTR, *_AXIS, *_AXIS, _PTR, _I32],
+    "bfr_semantic_decide": [*_SEMANTIC, _PTR, _I32],
+    "bfr_semantic_resolve": [*_SEMANTIC, _I64, _PTR, _PTR, _I32],
     "bfr_panoptic_decide": [*_WHOLE, _PTR, _PTR, _PTR, _PTR, _PTR, _I32],
     "bfr_panoptic_resolve": [*_WHOLE, _PTR, _I64, _PTR, _PTR, _PTR, _I32],
     "bfr_panoptic_edges": [*_WHOLE, _I64, _PTR, _PTR, _I32],
@@ -177,58 +179,59 @@ def _axis_args(axis: object) -> list:
     ]
 
 
-def semantic_pixels(
-    masks32: torch.Tensor,
-    class_probs: torch.Tensor,
-    live: torch.Tensor,
-    sigmoid_first: bool,
-    prune: float,
-    cells: object,
-    cy: torch.Tensor,
-    cx: torch.Tensor,
-    cand: torch.Tensor,
-    count: torch.Tensor,
-    outside: torch.Tensor,
-    upper: torch.Tensor,
-    threads: int,
-) -> tuple[torch.Tensor, int]:
-    """Per pixel of cells ``(cy, cx)``: the first class of ``cand [U, C]`` with the highest ``sum_q class_probs[q, k]
-    * prob_q`` (``upper [U, C]`` float64 bounds each candidate's score in its cell); the ``live`` queries are summed
-    where a candidate leads by more than what the others (at most ``outside [U, C]``) and those adding less than
-    ``prune`` can change, every query elsewhere. ``[U, ry, rx]``
-    labels and the number of pixels evaluated with every query."""
-    lib = library()
-    assert lib is not None
-    u = int(cy.numel())
-    labels = torch.empty((u, cells.y.max_len, cells.x.max_len), dtype=torch.int64)
-    q, h, w = (int(s) for s in masks32.shape)
-    status = lib.bfr_semantic_pixels(
-        _ptr(masks32),
-        q,
-        h,
-        w,
-        _ptr(class_probs),
-        int(class_probs.shape[1]),
-        _ptr(live),
-        int(live.numel()),
-        int(sigmoid_first),
-        float(prune),
-        u,
-        _ptr(cy),
-        _ptr(cx),
-        int(cand.shape[1]),
-        _ptr(cand),
-        _ptr(count),
-        _ptr(outside),
-        _ptr(upper),
-        *_axis_args(cells.y),
-        *_axis_args(cells.x),
-        _ptr(labels),
-        int(threads),
-    )
-    if status < 0:
-        raise MemoryError("cell merge: the native semantic kernel ran out of memory")
-    return labels, int(status)
+class SemanticKernels:
+    """The whole semantic merge of one image on the CPU (``cellmerge_kernels.c``, "whole semantic"): the arguments
+    every call shares, bound once."""
+
+    def __init__(
+        self,
+        masks32: torch.Tensor,
+        class_probs: torch.Tensor,
+        live: torch.Tensor,
+        dead: torch.Tensor,
+        dead_probs: torch.Tensor,
+        envelope: torch.Tensor | None,
+        tier: tuple[torch.Tensor | None, float],
+        sigmoid_first: bool,
+        prune: float,
+        near: float,
+        cells: object,
+        threads: int,
+    ) -> None:
+        lib = library()
+        assert lib is not None
+        self._lib = lib
+        p_live = class_probs.index_select(0, live).contiguous()
+        tensors = (masks32, class_probs, live, p_live, p_live.sum(0), dead.contiguous(), dead_probs.contiguous())
+        major = None if tier[0] is None else tier[0].contiguous()
+        self._keep = (*tensors, envelope, major)
+        q, h, w = (int(v) for v in masks32.shape)
+        self.shape = tuple(int(v) for v in cells.shape)
+        self.slots = (int(cells.y.max_len), int(cells.x.max_len))
+        self._args = [
+            _ptr(masks32), q, h, w, _ptr(class_probs), int(class_probs.shape[1]), _ptr(live), int(live.numel()),
+            *(_ptr(t) for t in tensors[3:]), None if envelope is None else _ptr(envelope),
+            None if major is None else _ptr(major), 0 if major is None else int(major.numel()), float(tier[1]),
+            int(sigmoid_first), float(prune), float(near), *_axis_args(cells.y), *_axis_args(cells.x), *self.shape,
+        ]  # fmt: skip
+        self.threads = int(threads)
+
+    def decide(self) -> torch.Tensor:
+        """``[Cy, Cx]``: each cell's class where its bounds decide it, else -1."""
+        labels = torch.empty(self.shape, dtype=torch.int64)
+        if self._lib.bfr_semantic_decide(*self._args, _ptr(labels), self.threads) < 0:
+            raise MemoryError("cell merge: the native semantic decision ran out of memory")
+        return labels
+
+    def resolve(self, cells: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """``[U, ry, rx]`` labels of the pixel slots of the flat ``cells [U]``, and the number of pixels evaluated with
+        every query (near-ties)."""
+        u = int(cells.numel())
+        labels = torch.empty((u, *self.slots), dtype=torch.int64)
+        redone = self._lib.bfr_semantic_resolve(*self._args, u, _ptr(cells), _ptr(labels), self.threads)
+        if redone < 0:
+            raise MemoryError("cell merge: the native semantic resolution ran out of memory")
+        return labels, int(redone)
 
 
 class PanopticKernels:
