@@ -533,10 +533,10 @@ def test_near_ties_go_to_the_exact_computation(order: str, monkeypatch: pytest.M
 
         real_kernel = native.SemanticKernels.resolve
 
-        def spy_kernel(self: native.SemanticKernels, cells: torch.Tensor) -> tuple[torch.Tensor, int]:
-            labels, redone = real_kernel(self, cells)
+        def spy_kernel(self: native.SemanticKernels, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+            index, labels, redone = real_kernel(self, cells)
             deferred.append(redone)
-            return labels, redone
+            return index, labels, redone
 
         monkeypatch.setattr(native.SemanticKernels, "resolve", spy_kernel)
     assert_same(postprocess_batch(logits, masks, [meta], ("semantic",), cfg, table(k))[0], ref)

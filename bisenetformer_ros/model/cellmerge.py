@@ -895,10 +895,8 @@ def _semantic_native(
     labels = cells.expand(cell_label.clamp(min=0).to(label_dtype))
     listed = torch.nonzero(undecided.flatten()).flatten()
     for a, b in _chunks(int(listed.numel()), cells.y.max_len * cells.x.max_len * 4):
-        part = listed[a:b]
-        out, _redone = kernels.resolve(part)
-        blk = cells.block(part // cells.shape[1], part % cells.shape[1])
-        labels.view(-1)[blk.flat(cells.size[1])] = blk.pixels(out).to(label_dtype)
+        index, values, _redone = kernels.resolve(listed[a:b])
+        labels.view(-1)[index] = values.to(label_dtype)
     return labels
 
 
@@ -1307,15 +1305,9 @@ def _panoptic_native(
     w = cell_winner.clamp(min=0).flatten()
     won = torch.bincount(w, weights=(sizes * decided).flatten(), minlength=n).long()
     fin = torch.bincount(w, weights=(sizes * cell_owned).flatten(), minlength=n).long()
-    records: list[tuple[torch.Tensor, ...]] = []
     listed = torch.nonzero(pixelwise.flatten()).flatten()
-    per_cell = cells.y.max_len * cells.x.max_len
-    for a, b in _chunks(int(listed.numel()), per_cell * 4):
-        part = listed[a:b]
-        who, own = k.resolve(cell_winner, part)
-        blk = cells.block(part // cells.shape[1], part % cells.shape[1])
-        open_cell = (cell_winner.flatten()[part] < 0)[:, None, None].expand_as(own)
-        records.append((blk.flat(cells.size[1]), blk.pixels(who), blk.pixels(own), blk.pixels(open_cell)))
+    chunks = _chunks(int(listed.numel()), cells.y.max_len * cells.x.max_len * 4)
+    records = [k.resolve(cell_winner, listed[a:b]) for a, b in chunks]
     if records:
         pix_idx, pix_win, pix_own, pix_open = (torch.cat([r[i] for r in records]) for i in range(4))
     else:

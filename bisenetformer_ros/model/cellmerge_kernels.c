@@ -75,6 +75,17 @@ static void sigmoid_fast(double *values, int64_t n) {
     }
 }
 
+/* The near queries' probability bounds: slo / shi hold logits on entry, sigmoids widened by the fast sigmoid's
+ * error bound on return. */
+static void near_sigmoids(double *slo, double *shi, int64_t nn) {
+    sigmoid_fast(slo, nn);
+    sigmoid_fast(shi, nn);
+    for (int64_t t = 0; t < nn; t++) {
+        slo[t] = slo[t] - FAST_SIGMOID_ERROR;
+        shi[t] = shi[t] + FAST_SIGMOID_ERROR;
+    }
+}
+
 /* The fast sigmoid for tests: out[i] = sigmoid_fast(x[i]). */
 void bfr_sigmoid_fast(const double *x, double *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = x[i];
@@ -375,9 +386,12 @@ typedef struct {
     int64_t *inside_area, *edge_area; /* [n] this job's own sums (decide), counts [m] (edge) */
     int64_t *out_win;
     uint8_t *out_own;
+    int64_t *out_idx;             /* resolve: flat output pixel of each slot, -1 for padding */
+    const int64_t *y_pixel, *x_pixel; /* [C, r] output rows / columns of each cell's pixels */
+    int64_t width;
     float *lo, *hi;                /* [n] scratch */
-    double *up;
-    int64_t *cand, *order, *heap;
+    double *up, *nlo, *nhi;
+    int64_t *cand, *order, *heap, *ne;
     double *win;
     int status;
 } whole_job;
@@ -391,7 +405,10 @@ static int whole_alloc(whole_job *J) {
     J->order = malloc(sizeof(int64_t) * (size_t)n);
     J->heap = malloc(sizeof(int64_t) * (size_t)n);
     J->win = malloc(sizeof(double) * (size_t)(n * s));
-    J->status = !(J->lo && J->hi && J->up && J->cand && J->order && J->heap && J->win);
+    J->nlo = malloc(sizeof(double) * (size_t)n);
+    J->nhi = malloc(sizeof(double) * (size_t)n);
+    J->ne = malloc(sizeof(int64_t) * (size_t)n);
+    J->status = !(J->lo && J->hi && J->up && J->cand && J->order && J->heap && J->win && J->nlo && J->nhi && J->ne);
     return !J->status;
 }
 
@@ -403,6 +420,9 @@ static void whole_free(whole_job *J) {
     free(J->order);
     free(J->heap);
     free(J->win);
+    free(J->nlo);
+    free(J->nhi);
+    free(J->ne);
 }
 
 /* Window extremes of query e at cell (yc, xc). */
@@ -421,33 +441,57 @@ static void extremes(const whole_job *J, int64_t e, int64_t yc, int64_t xc, floa
 
 /* Candidates of cell (yc, xc) (ascending query ids into J->cand, their upper bounds in J->up[c]); J->lo / hi hold
  * every query's window extremes afterwards. Returns the count. */
+/* The floor of a cell's decision: the best lower bound among its near queries (ids ne, probability bounds slo / shi
+ * from near_sigmoids), widened; *all: whether the far queries (largest score, largest logit) can reach it, so that
+ * every query is a candidate there. */
+static double near_floor(const double *scores, int64_t nn, const int64_t *ne, const double *slo, int any_far,
+                         double far_score, float far_hi, int *all) {
+    double best = -INFINITY;
+    for (int64_t t = 0; t < nn; t++) {
+        const double low = scores[ne[t]] * (slo[t] > 0.0 ? slo[t] : 0.0);
+        best = low > best ? low : best;
+    }
+    const double floor = best * (1.0 - BOUND_REL) - BOUND_ABS;
+    *all = any_far && far_score * sigmoid((double)far_hi) * (1.0 + BOUND_REL) + BOUND_ABS >= floor;
+    return floor;
+}
+
+/* Candidates of cell (yc, xc) (ascending query ids into J->cand, their upper bounds in J->up[c]); J->lo / hi hold
+ * every query's window extremes afterwards. Returns the count. */
 static int64_t candidates(whole_job *J, int64_t yc, int64_t xc) {
-    double best = -INFINITY, far_score = 0.0;
+    double far_score = 0.0;
     float far_hi = -INFINITY;
-    int any_far = 0;
+    int any_far = 0, all;
+    int64_t nn = 0;
     for (int64_t e = 0; e < J->n; e++) {
         extremes(J, e, yc, xc, &J->lo[e], &J->hi[e]);
         if (J->hi[e] >= J->far) {
-            const double low = J->scores[e] * sigmoid((double)J->lo[e]);
-            J->up[e] = J->scores[e] * sigmoid((double)J->hi[e]);
-            best = low > best ? low : best;
+            J->ne[nn] = e;
+            J->nlo[nn] = (double)J->lo[e];
+            J->nhi[nn++] = (double)J->hi[e];
         } else {
             any_far = 1;
             far_score = J->scores[e] > far_score ? J->scores[e] : far_score;
             far_hi = J->hi[e] > far_hi ? J->hi[e] : far_hi;
         }
     }
-    const double floor = best * (1.0 - BOUND_REL) - BOUND_ABS;
-    const int all = any_far && far_score * sigmoid((double)far_hi) * (1.0 + BOUND_REL) + BOUND_ABS >= floor;
+    near_sigmoids(J->nlo, J->nhi, nn);
+    const double floor = near_floor(J->scores, nn, J->ne, J->nlo, any_far, far_score, far_hi, &all);
     int64_t count = 0;
-    for (int64_t e = 0; e < J->n; e++) {
-        if (J->hi[e] < J->far) {
-            if (!all) continue;
-            J->up[e] = J->scores[e] * sigmoid((double)J->hi[e]);
+    if (!all) {
+        for (int64_t t = 0; t < nn; t++) {
+            const double up = J->scores[J->ne[t]] * J->nhi[t] * (1.0 + BOUND_REL) + BOUND_ABS;
+            if (up >= floor) {
+                J->up[count] = up;
+                J->cand[count++] = J->ne[t];
+            }
         }
-        const double up = J->up[e] * (1.0 + BOUND_REL) + BOUND_ABS;
+        return count;
+    }
+    for (int64_t e = 0; e < J->n; e++) { /* exact sigmoids: bounds of near and far queries alike */
+        const double up = J->scores[e] * sigmoid((double)J->hi[e]) * (1.0 + BOUND_REL) + BOUND_ABS;
         if (up >= floor) {
-            J->up[count] = up; /* count <= e: entries not yet read are never overwritten */
+            J->up[count] = up;
             J->cand[count++] = e;
         }
     }
@@ -462,18 +506,19 @@ static void *decide_run(void *arg) {
     float *lo_t = malloc(sizeof(float) * (size_t)(n * cx_n + 1)), *hi_t = malloc(sizeof(float) * (size_t)(n * cx_n + 1));
     float *col_lo = malloc(sizeof(float) * (size_t)(w + 1)), *col_hi = malloc(sizeof(float) * (size_t)(w + 1));
     float *far_hi = malloc(sizeof(float) * (size_t)(cx_n + 1));
-    double *best = malloc(sizeof(double) * (size_t)(cx_n + 1)), *far_s = malloc(sizeof(double) * (size_t)(cx_n + 1));
+    double *far_s = malloc(sizeof(double) * (size_t)(cx_n + 1));
     int64_t *near_n = malloc(sizeof(int64_t) * (size_t)(cx_n + 1));
     int64_t *near_e = malloc(sizeof(int64_t) * (size_t)(n * cx_n + 1));
-    double *near_up = malloc(sizeof(double) * (size_t)(n * cx_n + 1));
-    if (!lo_t || !hi_t || !col_lo || !col_hi || !far_hi || !best || !far_s || !near_n || !near_e || !near_up) {
+    double *near_lo = malloc(sizeof(double) * (size_t)(n * cx_n + 1));
+    double *near_hi = malloc(sizeof(double) * (size_t)(n * cx_n + 1));
+    if (!lo_t || !hi_t || !col_lo || !col_hi || !far_hi || !far_s || !near_n || !near_e || !near_lo ||
+        !near_hi) {
         J->status = 1;
         goto done;
     }
     for (int64_t yc = J->u0; yc < J->u1; yc++) {
         const int64_t height = J->y_len[yc];
         for (int64_t c = 0; c < cx_n; c++) {
-            best[c] = -INFINITY;
             far_s[c] = 0.0;
             far_hi[c] = -INFINITY;
             near_n[c] = 0;
@@ -487,7 +532,7 @@ static void *decide_run(void *arg) {
                     col_lo[j] = v < col_lo[j] ? v : col_lo[j];
                     col_hi[j] = v > col_hi[j] ? v : col_hi[j];
                 }
-            float *lo = lo_t + e * cx_n, *hi = hi_t + e * cx_n, top = -INFINITY;
+            float *lo = lo_t + e * cx_n, *hi = hi_t + e * cx_n;
             for (int64_t c = 0; c < cx_n; c++) {
                 const int64_t x0 = J->x.start[c];
                 float l = col_lo[x0], h = col_hi[x0];
@@ -497,7 +542,6 @@ static void *decide_run(void *arg) {
                 }
                 lo[c] = l;
                 hi[c] = h;
-                top = h > top ? h : top;
             }
             const double score = J->scores[e];
             for (int64_t c = 0; c < cx_n; c++) {
@@ -506,23 +550,24 @@ static void *decide_run(void *arg) {
                     far_hi[c] = hi[c] > far_hi[c] ? hi[c] : far_hi[c];
                     continue;
                 }
-                const double low = score * sigmoid((double)lo[c]);
-                best[c] = low > best[c] ? low : best[c];
-                near_e[c * n + near_n[c]] = e;
-                near_up[c * n + near_n[c]++] = score * sigmoid((double)hi[c]);
+                const int64_t at = c * n + near_n[c]++;
+                near_e[at] = e;
+                near_lo[at] = (double)lo[c];
+                near_hi[at] = (double)hi[c];
                 const int64_t size = height * J->x_len[c];
                 if (lo[c] >= J->cut_in) J->inside_area[e] += size;
                 else if (hi[c] >= J->cut_reach) J->edge_area[e] += size;
             }
-            (void)top;
         }
         for (int64_t c = 0; c < cx_n; c++) {
-            const double floor = best[c] * (1.0 - BOUND_REL) - BOUND_ABS;
+            const int64_t *ne = near_e + c * n, nn = near_n[c];
+            double *nlo = near_lo + c * n, *nhi = near_hi + c * n;
+            near_sigmoids(nlo, nhi, nn);
+            int all;
+            const double floor =
+                near_floor(J->scores, nn, ne, nlo, far_hi[c] > -INFINITY, far_s[c], far_hi[c], &all);
             int64_t count = 0, winner = -1;
-            const int all = far_s[c] > 0.0 || far_hi[c] > -INFINITY
-                                ? far_s[c] * sigmoid((double)far_hi[c]) * (1.0 + BOUND_REL) + BOUND_ABS >= floor
-                                : 0;
-            if (all) { /* no near query is confident enough here: every query's bound */
+            if (all) { /* no near query is confident enough here: every query's exact bound */
                 for (int64_t e = 0; e < n && count < 2; e++) {
                     const double up = J->scores[e] * sigmoid((double)hi_t[e * cx_n + c]) * (1.0 + BOUND_REL) + BOUND_ABS;
                     if (up >= floor) {
@@ -531,10 +576,10 @@ static void *decide_run(void *arg) {
                     }
                 }
             } else {
-                for (int64_t k = 0; k < near_n[c] && count < 2; k++)
-                    if (near_up[c * n + k] * (1.0 + BOUND_REL) + BOUND_ABS >= floor) {
+                for (int64_t t = 0; t < nn && count < 2; t++)
+                    if (J->scores[ne[t]] * nhi[t] * (1.0 + BOUND_REL) + BOUND_ABS >= floor) {
                         count++;
-                        winner = near_e[c * n + k];
+                        winner = ne[t];
                     }
             }
             const int64_t u = yc * cx_n + c;
@@ -550,11 +595,11 @@ done:
     free(col_lo);
     free(col_hi);
     free(far_hi);
-    free(best);
     free(far_s);
     free(near_n);
     free(near_e);
-    free(near_up);
+    free(near_lo);
+    free(near_hi);
     return NULL;
 }
 
@@ -578,9 +623,13 @@ static void *resolve_run(void *arg) {
         for (int64_t c = 0; c < n; c++)
             gather(J->masks, J->h, J->w, J->cand[c], &J->y, yc, &J->x, xc, J->sigmoid_first, J->win + c * s);
         for (int64_t i = 0; i < ry; i++) {
-            if (!J->y.valid[yc * ry + i]) continue;
             for (int64_t j = 0; j < rx; j++) {
-                if (!J->x.valid[xc * rx + j]) continue;
+                const int64_t slot = (u * ry + i) * rx + j;
+                if (!J->y.valid[yc * ry + i] || !J->x.valid[xc * rx + j]) {
+                    J->out_idx[slot] = -1;
+                    continue;
+                }
+                J->out_idx[slot] = J->y_pixel[yc * ry + i] * J->width + J->x_pixel[xc * rx + j];
                 double best = -INFINITY, best_p = 0.0;
                 int64_t best_e = -1;
                 for (int64_t t = 0; t < n; t++) {
@@ -595,7 +644,6 @@ static void *resolve_run(void *arg) {
                         best_p = p;
                     }
                 }
-                const int64_t slot = (u * ry + i) * rx + j;
                 J->out_win[slot] = best_e;
                 J->out_own[slot] = best_p >= J->threshold;
             }
@@ -704,6 +752,7 @@ int64_t bfr_panoptic_decide(WHOLE_ARGS, int64_t *cell_winner, uint8_t *cell_owne
 /* Per pixel of the listed cells (flat ids): the winner and whether it owns the pixel; decided cells (cell_winner
  * >= 0) only test their winner's ownership. Outputs [U, ry, rx]. */
 int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_count, const int64_t *list,
+                             const int64_t *y_pixel, const int64_t *x_pixel, int64_t width, int64_t *out_idx,
                              int64_t *out_win, uint8_t *out_own, int32_t threads) {
     (void)cells_y;
     const int nt = clamp_threads(threads, u_count);
@@ -716,6 +765,10 @@ int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_c
         jobs[t].cell_winner = (int64_t *)cell_winner;
         jobs[t].out_win = out_win;
         jobs[t].out_own = out_own;
+        jobs[t].out_idx = out_idx;
+        jobs[t].y_pixel = y_pixel;
+        jobs[t].x_pixel = x_pixel;
+        jobs[t].width = width;
     }
     run_jobs(jobs, sizeof jobs[0], nt, resolve_run);
     for (int t = 0; t < nt; t++)
@@ -772,6 +825,9 @@ typedef struct {
     const int64_t *list;
     int64_t *cell_label;        /* decide: [Cy * Cx], -1 where undecided */
     int64_t *out_label;         /* resolve: [U, ry, rx] */
+    int64_t *out_idx;           /* resolve: flat output pixel of each slot, -1 for padding */
+    const int64_t *y_pixel, *x_pixel;
+    int64_t width;
     int64_t redone;
     int status;
 } semwhole_job;
@@ -788,17 +844,6 @@ static float window_max(const float *plane, int64_t w, const axis_t *ay, int64_t
     for (int64_t a = 0; a < ay->window; a++)
         for (int64_t b = 0; b < ax->window; b++) m = base[a * w + b] > m ? base[a * w + b] : m;
     return m;
-}
-
-/* The near queries' probability bounds: slo / shi hold logits on entry, sigmoids widened by the fast sigmoid's
- * error bound on return. */
-static void near_sigmoids(double *slo, double *shi, int64_t nn) {
-    sigmoid_fast(slo, nn);
-    sigmoid_fast(shi, nn);
-    for (int64_t t = 0; t < nn; t++) {
-        slo[t] = slo[t] - FAST_SIGMOID_ERROR;
-        shi[t] = shi[t] + FAST_SIGMOID_ERROR;
-    }
 }
 
 /* Candidates of a cell from its near queries (nn of them: live indices near_l, probability bounds slo / shi), the
@@ -1008,6 +1053,11 @@ static void *semresolve_run(void *arg) {
         while ((m = semantic_cell(&one, &T, 0, &o, m)) != 0) {
         }
         J->redone += one.redone;
+        for (int64_t i = 0; i < B->y.len; i++)
+            for (int64_t j = 0; j < rx; j++)
+                J->out_idx[u * P + i * rx + j] = B->y.valid[yc * B->y.len + i] && B->x.valid[xc * rx + j]
+                                                     ? J->y_pixel[yc * B->y.len + i] * J->width + J->x_pixel[xc * rx + j]
+                                                     : -1;
     }
     semwhole_free(&S);
     free(T.win);
@@ -1089,7 +1139,8 @@ int64_t bfr_semantic_decide(SEMWHOLE_ARGS, int64_t *cell_label, int32_t threads)
 
 /* Labels of every pixel slot of the listed (flat) cells, [U, ry, rx]; returns the number of pixels evaluated with
  * every query (near-ties), or -1 when memory ran out. */
-int64_t bfr_semantic_resolve(SEMWHOLE_ARGS, int64_t u_count, const int64_t *list, int64_t *out_label,
+int64_t bfr_semantic_resolve(SEMWHOLE_ARGS, int64_t u_count, const int64_t *list, const int64_t *y_pixel,
+                             const int64_t *x_pixel, int64_t width, int64_t *out_idx, int64_t *out_label,
                              int32_t threads) {
     const int nt = clamp_threads(threads, u_count);
     semwhole_job jobs[MAX_THREADS];
@@ -1099,6 +1150,10 @@ int64_t bfr_semantic_resolve(SEMWHOLE_ARGS, int64_t u_count, const int64_t *list
         jobs[t].u1 = u_count * (t + 1) / nt;
         jobs[t].list = list;
         jobs[t].out_label = out_label;
+        jobs[t].out_idx = out_idx;
+        jobs[t].y_pixel = y_pixel;
+        jobs[t].x_pixel = x_pixel;
+        jobs[t].width = width;
     }
     run_jobs(jobs, sizeof jobs[0], nt, semresolve_run);
     int64_t redone = 0;

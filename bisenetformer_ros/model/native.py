@@ -66,9 +66,9 @@ _SEMANTIC = [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64] + [_PTR] * 6
 _SEMANTIC += [_I64, _F64, _I32, _F64, _F32, *_AXIS, *_AXIS, _I64, _I64]
 _SIGNATURES = {
     "bfr_semantic_decide": [*_SEMANTIC, _PTR, _I32],
-    "bfr_semantic_resolve": [*_SEMANTIC, _I64, _PTR, _PTR, _I32],
+    "bfr_semantic_resolve": [*_SEMANTIC, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _I32],
     "bfr_panoptic_decide": [*_WHOLE, _PTR, _PTR, _PTR, _PTR, _PTR, _I32],
-    "bfr_panoptic_resolve": [*_WHOLE, _PTR, _I64, _PTR, _PTR, _PTR, _I32],
+    "bfr_panoptic_resolve": [*_WHOLE, _PTR, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _PTR, _I32],
     "bfr_panoptic_edges": [*_WHOLE, _I64, _PTR, _PTR, _I32],
     "bfr_sigmoid_fast": [_PTR, _PTR, _I64],
 }  # fmt: skip
@@ -208,6 +208,7 @@ class SemanticKernels:
         q, h, w = (int(v) for v in masks32.shape)
         self.shape = tuple(int(v) for v in cells.shape)
         self.slots = (int(cells.y.max_len), int(cells.x.max_len))
+        self._pixels = (_ptr(cells.y.pixel), _ptr(cells.x.pixel), int(cells.size[1]))
         self._args = [
             _ptr(masks32), q, h, w, _ptr(class_probs), int(class_probs.shape[1]), _ptr(live), int(live.numel()),
             *(_ptr(t) for t in tensors[3:]), None if envelope is None else _ptr(envelope),
@@ -223,15 +224,19 @@ class SemanticKernels:
             raise MemoryError("cell merge: the native semantic decision ran out of memory")
         return labels
 
-    def resolve(self, cells: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """``[U, ry, rx]`` labels of the pixel slots of the flat ``cells [U]``, and the number of pixels evaluated with
-        every query (near-ties)."""
+    def resolve(self, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The pixels of the flat ``cells [U]``: flat output indices and labels (``[P]`` each), and the number of pixels
+        evaluated with every query (near-ties)."""
         u = int(cells.numel())
         labels = torch.empty((u, *self.slots), dtype=torch.int64)
-        redone = self._lib.bfr_semantic_resolve(*self._args, u, _ptr(cells), _ptr(labels), self.threads)
+        index = torch.empty((u, *self.slots), dtype=torch.int64)
+        redone = self._lib.bfr_semantic_resolve(
+            *self._args, u, _ptr(cells), *self._pixels, _ptr(index), _ptr(labels), self.threads
+        )
         if redone < 0:
             raise MemoryError("cell merge: the native semantic resolution ran out of memory")
-        return labels, int(redone)
+        keep = index >= 0  # the slots of real pixels (cells at the borders are shorter)
+        return index[keep], labels[keep], int(redone)
 
 
 class PanopticKernels:
@@ -257,6 +262,7 @@ class PanopticKernels:
         y, x = cells.y, cells.x
         self.shape = tuple(int(v) for v in cells.shape)
         self.slots = (int(y.max_len), int(x.max_len))
+        self._pixels = (_ptr(y.pixel), _ptr(x.pixel), int(cells.size[1]))
         self._args = [
             _ptr(masks32),
             n,
@@ -293,16 +299,20 @@ class PanopticKernels:
         self._check(self._lib.bfr_panoptic_decide(*self._args, *(_ptr(t) for t in outs), self.threads), "decision")
         return outs
 
-    def resolve(self, winner: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per pixel slot of the flat ``cells [U]``: ``[U, ry, rx]`` winners and ownership."""
+    def resolve(self, winner: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The pixels of the flat ``cells [U]``: flat output indices, winners, ownership and whether their cell was
+        undecided (``[P]`` each)."""
         u = int(cells.numel())
         win = torch.empty((u, *self.slots), dtype=torch.int64)
+        index = torch.empty((u, *self.slots), dtype=torch.int64)
         own = torch.empty((u, *self.slots), dtype=torch.bool)
         status = self._lib.bfr_panoptic_resolve(
-            *self._args, _ptr(winner), u, _ptr(cells), _ptr(win), _ptr(own), self.threads
+            *self._args, _ptr(winner), u, _ptr(cells), *self._pixels, _ptr(index), _ptr(win), _ptr(own), self.threads
         )
         self._check(status, "resolution")
-        return win, own
+        keep = index >= 0  # the slots of real pixels (cells at the borders are shorter)
+        undecided = (winner.flatten()[cells] < 0)[:, None, None].expand_as(keep)
+        return index[keep], win[keep], own[keep], undecided[keep]
 
     def edge_areas(self, queries: torch.Tensor) -> torch.Tensor:
         """``[m]`` pixels with probability >= threshold in the cells the edges of ``queries [m]`` cross."""
