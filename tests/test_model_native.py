@@ -92,3 +92,29 @@ def test_fast_sigmoid_stays_within_the_bound_the_semantic_kernel_assumes(fresh_c
     assert np.abs(out - exact).max() <= 2.0**-50
     assert out[-6] == 0.5 and np.all((out >= 0.0) & (out <= 1.0))
     assert "#define FAST_SIGMOID_ERROR 0x1p-40" in native.SOURCE.read_text()  # the bound: ~1000x looser
+
+
+def test_a_compiler_without_march_native_gets_the_portable_build(
+    fresh_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Older or cross compilers may refuse ``-march=native``: the kernels are then built without it (slower vector
+    code, the same results) instead of falling back to the tensor path."""
+    real = native.compiler()
+    if real is None:
+        pytest.skip("no C compiler on this machine")
+    wrapper = tmp_path / "cc-without-native"
+    wrapper.write_text(
+        '#!/bin/sh\ncase "$*" in *-march=native*) echo "unknown option -march=native" >&2; exit 1;; esac\n'
+        f'exec {" ".join(real)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", str(wrapper))
+    native.reset()
+    assert native.library() is not None
+    portable = tuple(f for f in native.FLAGS if f != "-march=native")
+    assert native.library_path([str(wrapper)], portable).is_file()
+    assert not native.library_path([str(wrapper)]).exists()
+    logits, masks, meta = _frame()
+    cfg = PostprocessConfig(merge="cells", dense_fallback=1.0)
+    out = postprocess_batch(logits, masks, [meta], ("semantic",), cfg)[0]
+    np.testing.assert_array_equal(out.semantic, dense_reference(logits, masks, [meta], ("semantic",), cfg)[0].semantic)

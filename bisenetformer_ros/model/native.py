@@ -27,6 +27,7 @@ import shlex
 import shutil
 import subprocess
 import sysconfig
+import tempfile
 import threading
 from pathlib import Path
 
@@ -101,34 +102,43 @@ def _cpu() -> bytes:
     return "\n".join(sorted({ln for ln in lines if ln.split(":")[0].strip() in keys})).encode()
 
 
-def library_path(cc: list[str]) -> Path:
-    """The cached library for this source, flags, compiler and CPU."""
+def library_path(cc: list[str], flags: tuple[str, ...] = FLAGS, folder: Path | None = None) -> Path:
+    """The cached library for this source, compiler, flags and CPU."""
     key = hashlib.sha256()
-    for part in (
-        SOURCE.read_bytes(),
-        " ".join(FLAGS).encode(),
-        " ".join(cc).encode(),
-        platform.machine().encode(),
-        _cpu(),
-    ):
+    for part in (SOURCE.read_bytes(), " ".join(flags).encode(), " ".join(cc).encode(), platform.machine().encode(),
+                 _cpu()):  # fmt: skip
         key.update(part)
         key.update(b"\0")
-    return cache_dir() / f"cellmerge-{key.hexdigest()[:16]}.so"
+    return (folder or cache_dir()) / f"cellmerge-{key.hexdigest()[:16]}.so"
 
 
 def build(cc: list[str]) -> Path:
-    """Compile the kernels (unless cached) and return the library's path."""
-    path = library_path(cc)
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".so") as tmp:
-        cmd = [*cc, *FLAGS, "-o", str(tmp), str(SOURCE), "-lm"]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        if done.returncode != 0:
-            raise OSError(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
-    LOG.info("compiled the cell merge's native kernels: %s", path)
-    return path
+    """Compile the kernels (unless cached) and return the library's path. Without ``-march=native`` when the
+    compiler refuses it (the portable build is slower, same results); into a private temporary folder when the
+    cache folder cannot be written (a read-only home)."""
+    errors = []
+    for flags in (FLAGS, tuple(f for f in FLAGS if f != "-march=native")):
+        for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"bisenetformer_ros-native-{os.getuid()}"):
+            path = library_path(cc, flags, folder)
+            if path.is_file():
+                return path
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path, suffix=".so") as tmp:
+                    cmd = [*cc, *flags, "-o", str(tmp), str(SOURCE), "-lm"]
+                    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+                    if done.returncode != 0:
+                        last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+                        raise OSError(f"{' '.join(cmd)} failed: {last[0]}")
+            except PermissionError as exc:
+                errors.append(str(exc))
+                continue  # the next folder
+            except OSError as exc:
+                errors.append(str(exc))
+                break  # the compiler failed: the next flags
+            LOG.info("compiled the cell merge's native kernels: %s", path)
+            return path
+    raise OSError("; ".join(errors))
 
 
 def library() -> ctypes.CDLL | None:
@@ -165,7 +175,9 @@ def available_for(t: torch.Tensor) -> bool:
 
 
 def _ptr(t: torch.Tensor) -> int:
-    assert t.is_contiguous() and t.device.type == "cpu"
+    """The address of a CPU tensor's data; the kernels read it as one dense block."""
+    if not t.is_contiguous() or t.device.type != "cpu":
+        raise ValueError("native kernels need contiguous CPU tensors")
     return t.data_ptr()
 
 
