@@ -14,8 +14,8 @@
  * order like max(0).
  *
  * Layouts (all C-contiguous): masks float32 [E, h, w]; per axis: pixel int64 [C, r], valid uint8 [C, r], weights
- * float64 [C, r, S], start int64 [C]. Outputs have one slot per (cell, pixel row, pixel column) of the padded cell
- * ([U, ry, rx]); slots of padding pixels are left as they are. Work is split over `threads` POSIX threads by cells.
+ * float64 [C, r, S], start int64 [C]. Per-pixel outputs are records in row-major order within each listed cell, the
+ * cell's first at offsets[u]. Work is split over `threads` POSIX threads by cells.
  */
 #include <math.h>
 #include <pthread.h>
@@ -386,7 +386,9 @@ typedef struct {
     int64_t *inside_area, *edge_area; /* [n] this job's own sums (decide), counts [m] (edge) */
     int64_t *out_win;
     uint8_t *out_own;
-    int64_t *out_idx;             /* resolve: flat output pixel of each slot, -1 for padding */
+    int64_t *out_idx;             /* resolve: flat output pixel of each record */
+    uint8_t *out_open;            /* resolve: whether the record's cell was undecided */
+    const int64_t *offsets;       /* resolve: first record of each listed cell */
     const int64_t *y_pixel, *x_pixel; /* [C, r] output rows / columns of each cell's pixels */
     int64_t width;
     float *lo, *hi;                /* [n] scratch */
@@ -622,14 +624,13 @@ static void *resolve_run(void *arg) {
         order_init(&o, J->up, n, J->heap, J->order);
         for (int64_t c = 0; c < n; c++)
             gather(J->masks, J->h, J->w, J->cand[c], &J->y, yc, &J->x, xc, J->sigmoid_first, J->win + c * s);
+        int64_t slot = J->offsets[u];
         for (int64_t i = 0; i < ry; i++) {
+            if (!J->y.valid[yc * ry + i]) continue;
             for (int64_t j = 0; j < rx; j++) {
-                const int64_t slot = (u * ry + i) * rx + j;
-                if (!J->y.valid[yc * ry + i] || !J->x.valid[xc * rx + j]) {
-                    J->out_idx[slot] = -1;
-                    continue;
-                }
+                if (!J->x.valid[xc * rx + j]) continue;
                 J->out_idx[slot] = J->y_pixel[yc * ry + i] * J->width + J->x_pixel[xc * rx + j];
+                J->out_open[slot] = decided < 0;
                 double best = -INFINITY, best_p = 0.0;
                 int64_t best_e = -1;
                 for (int64_t t = 0; t < n; t++) {
@@ -645,7 +646,7 @@ static void *resolve_run(void *arg) {
                     }
                 }
                 J->out_win[slot] = best_e;
-                J->out_own[slot] = best_p >= J->threshold;
+                J->out_own[slot++] = best_p >= J->threshold;
             }
         }
     }
@@ -749,11 +750,12 @@ int64_t bfr_panoptic_decide(WHOLE_ARGS, int64_t *cell_winner, uint8_t *cell_owne
     return status ? -1 : 0;
 }
 
-/* Per pixel of the listed cells (flat ids): the winner and whether it owns the pixel; decided cells (cell_winner
- * >= 0) only test their winner's ownership. Outputs [U, ry, rx]. */
+/* Per pixel of the listed cells (flat ids), as records: the winner and whether it owns the pixel; decided cells
+ * (cell_winner >= 0) only test their winner's ownership. */
 int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_count, const int64_t *list,
-                             const int64_t *y_pixel, const int64_t *x_pixel, int64_t width, int64_t *out_idx,
-                             int64_t *out_win, uint8_t *out_own, int32_t threads) {
+                             const int64_t *y_pixel, const int64_t *x_pixel, int64_t width, const int64_t *offsets,
+                             int64_t *out_idx, int64_t *out_win, uint8_t *out_own, uint8_t *out_open,
+                             int32_t threads) {
     (void)cells_y;
     const int nt = clamp_threads(threads, u_count);
     whole_job jobs[MAX_THREADS];
@@ -766,6 +768,8 @@ int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_c
         jobs[t].out_win = out_win;
         jobs[t].out_own = out_own;
         jobs[t].out_idx = out_idx;
+        jobs[t].out_open = out_open;
+        jobs[t].offsets = offsets;
         jobs[t].y_pixel = y_pixel;
         jobs[t].x_pixel = x_pixel;
         jobs[t].width = width;
@@ -825,7 +829,8 @@ typedef struct {
     const int64_t *list;
     int64_t *cell_label;        /* decide: [Cy * Cx], -1 where undecided */
     int64_t *out_label;         /* resolve: [U, ry, rx] */
-    int64_t *out_idx;           /* resolve: flat output pixel of each slot, -1 for padding */
+    int64_t *out_idx;           /* resolve: flat output pixel of each record */
+    const int64_t *offsets;     /* resolve: first record of each listed cell */
     const int64_t *y_pixel, *x_pixel;
     int64_t width;
     int64_t redone;
@@ -1009,8 +1014,9 @@ static void *semresolve_run(void *arg) {
     T.heap = malloc(sizeof(int64_t) * (size_t)(K + 1));
     int64_t *near_l = malloc(sizeof(int64_t) * (size_t)(L + 1));
     double *slo = malloc(sizeof(double) * (size_t)(L + 1)), *shi = malloc(sizeof(double) * (size_t)(L + 1));
+    int64_t *cell_labels = malloc(sizeof(int64_t) * (size_t)(P + 1));
     const int ok = semwhole_alloc(J, &S) && T.win && T.scratch && T.probs && T.pc && T.slack && T.err && T.value &&
-                   T.prob && T.all_win && T.active && T.order && T.heap && near_l && slo && shi;
+                   T.prob && T.all_win && T.active && T.order && T.heap && near_l && slo && shi && cell_labels;
     if (!ok) J->status = 1;
     for (int64_t u = J->u0; ok && u < J->u1; u++) {
         const int64_t cell = J->list[u];
@@ -1045,7 +1051,7 @@ static void *semresolve_run(void *arg) {
         one.count = &n;
         one.outside = S.cand_out;
         one.upper = S.cand_up;
-        one.out_label = J->out_label + u * P;
+        one.out_label = cell_labels; /* the cell's slots, then its records */
         one.redone = 0;
         lazy_order o;
         order_init(&o, S.cand_up, n, T.heap, T.order);
@@ -1053,11 +1059,15 @@ static void *semresolve_run(void *arg) {
         while ((m = semantic_cell(&one, &T, 0, &o, m)) != 0) {
         }
         J->redone += one.redone;
-        for (int64_t i = 0; i < B->y.len; i++)
-            for (int64_t j = 0; j < rx; j++)
-                J->out_idx[u * P + i * rx + j] = B->y.valid[yc * B->y.len + i] && B->x.valid[xc * rx + j]
-                                                     ? J->y_pixel[yc * B->y.len + i] * J->width + J->x_pixel[xc * rx + j]
-                                                     : -1;
+        int64_t rec = J->offsets[u];
+        for (int64_t i = 0; i < B->y.len; i++) {
+            if (!B->y.valid[yc * B->y.len + i]) continue;
+            for (int64_t j = 0; j < rx; j++) {
+                if (!B->x.valid[xc * rx + j]) continue;
+                J->out_idx[rec] = J->y_pixel[yc * B->y.len + i] * J->width + J->x_pixel[xc * rx + j];
+                J->out_label[rec++] = cell_labels[i * rx + j];
+            }
+        }
     }
     semwhole_free(&S);
     free(T.win);
@@ -1075,6 +1085,7 @@ static void *semresolve_run(void *arg) {
     free(near_l);
     free(slo);
     free(shi);
+    free(cell_labels);
     return NULL;
 }
 
@@ -1137,11 +1148,11 @@ int64_t bfr_semantic_decide(SEMWHOLE_ARGS, int64_t *cell_label, int32_t threads)
     return 0;
 }
 
-/* Labels of every pixel slot of the listed (flat) cells, [U, ry, rx]; returns the number of pixels evaluated with
- * every query (near-ties), or -1 when memory ran out. */
+/* Labels of the pixels of the listed (flat) cells, as records; returns the number of pixels evaluated with every
+ * query (near-ties), or -1 when memory ran out. */
 int64_t bfr_semantic_resolve(SEMWHOLE_ARGS, int64_t u_count, const int64_t *list, const int64_t *y_pixel,
-                             const int64_t *x_pixel, int64_t width, int64_t *out_idx, int64_t *out_label,
-                             int32_t threads) {
+                             const int64_t *x_pixel, int64_t width, const int64_t *offsets, int64_t *out_idx,
+                             int64_t *out_label, int32_t threads) {
     const int nt = clamp_threads(threads, u_count);
     semwhole_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++) {
@@ -1151,6 +1162,7 @@ int64_t bfr_semantic_resolve(SEMWHOLE_ARGS, int64_t u_count, const int64_t *list
         jobs[t].list = list;
         jobs[t].out_label = out_label;
         jobs[t].out_idx = out_idx;
+        jobs[t].offsets = offsets;
         jobs[t].y_pixel = y_pixel;
         jobs[t].x_pixel = x_pixel;
         jobs[t].width = width;

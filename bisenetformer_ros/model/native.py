@@ -67,9 +67,9 @@ _SEMANTIC = [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64] + [_PTR] * 6
 _SEMANTIC += [_I64, _F64, _I32, _F64, _F32, *_AXIS, *_AXIS, _I64, _I64]
 _SIGNATURES = {
     "bfr_semantic_decide": [*_SEMANTIC, _PTR, _I32],
-    "bfr_semantic_resolve": [*_SEMANTIC, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _I32],
+    "bfr_semantic_resolve": [*_SEMANTIC, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _PTR, _I32],
     "bfr_panoptic_decide": [*_WHOLE, _PTR, _PTR, _PTR, _PTR, _PTR, _I32],
-    "bfr_panoptic_resolve": [*_WHOLE, _PTR, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _PTR, _I32],
+    "bfr_panoptic_resolve": [*_WHOLE, _PTR, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _I32],
     "bfr_panoptic_edges": [*_WHOLE, _I64, _PTR, _PTR, _I32],
     "bfr_sigmoid_fast": [_PTR, _PTR, _I64],
 }  # fmt: skip
@@ -181,6 +181,15 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
+def _records(lengths: tuple[torch.Tensor, torch.Tensor, int], cells: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Where each listed cell's pixel records start (its pixels, row-major, follow) and how many there are in all;
+    ``lengths``: the cell lengths along y and x and the number of cell columns."""
+    y_len, x_len, width = lengths
+    count = y_len.index_select(0, cells // width) * x_len.index_select(0, cells % width)
+    ends = torch.cumsum(count, 0)
+    return (ends - count).contiguous(), int(ends[-1]) if ends.numel() else 0
+
+
 def _axis_args(axis: object) -> list:
     return [
         int(axis.window),
@@ -221,6 +230,7 @@ class SemanticKernels:
         self.shape = tuple(int(v) for v in cells.shape)
         self.slots = (int(cells.y.max_len), int(cells.x.max_len))
         self._pixels = (_ptr(cells.y.pixel), _ptr(cells.x.pixel), int(cells.size[1]))
+        self._lengths = (cells.y.cell_len, cells.x.cell_len, self.shape[1])
         self._args = [
             _ptr(masks32), q, h, w, _ptr(class_probs), int(class_probs.shape[1]), _ptr(live), int(live.numel()),
             *(_ptr(t) for t in tensors[3:]), None if envelope is None else _ptr(envelope),
@@ -239,16 +249,16 @@ class SemanticKernels:
     def resolve(self, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """The pixels of the flat ``cells [U]``: flat output indices and labels (``[P]`` each), and the number of pixels
         evaluated with every query (near-ties)."""
-        u = int(cells.numel())
-        labels = torch.empty((u, *self.slots), dtype=torch.int64)
-        index = torch.empty((u, *self.slots), dtype=torch.int64)
+        offsets, total = _records(self._lengths, cells)
+        labels = torch.empty(total, dtype=torch.int64)
+        index = torch.empty(total, dtype=torch.int64)
         redone = self._lib.bfr_semantic_resolve(
-            *self._args, u, _ptr(cells), *self._pixels, _ptr(index), _ptr(labels), self.threads
-        )
+            *self._args, int(cells.numel()), _ptr(cells), *self._pixels, _ptr(offsets), _ptr(index), _ptr(labels),
+            self.threads,
+        )  # fmt: skip
         if redone < 0:
             raise MemoryError("cell merge: the native semantic resolution ran out of memory")
-        keep = index >= 0  # the slots of real pixels (cells at the borders are shorter)
-        return index[keep], labels[keep], int(redone)
+        return index, labels, int(redone)
 
 
 class PanopticKernels:
@@ -275,6 +285,7 @@ class PanopticKernels:
         self.shape = tuple(int(v) for v in cells.shape)
         self.slots = (int(y.max_len), int(x.max_len))
         self._pixels = (_ptr(y.pixel), _ptr(x.pixel), int(cells.size[1]))
+        self._lengths = (y.cell_len, x.cell_len, self.shape[1])
         self._args = [
             _ptr(masks32),
             n,
@@ -314,17 +325,15 @@ class PanopticKernels:
     def resolve(self, winner: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The pixels of the flat ``cells [U]``: flat output indices, winners, ownership and whether their cell was
         undecided (``[P]`` each)."""
-        u = int(cells.numel())
-        win = torch.empty((u, *self.slots), dtype=torch.int64)
-        index = torch.empty((u, *self.slots), dtype=torch.int64)
-        own = torch.empty((u, *self.slots), dtype=torch.bool)
+        offsets, total = _records(self._lengths, cells)
+        index, win = torch.empty(total, dtype=torch.int64), torch.empty(total, dtype=torch.int64)
+        own, undecided = torch.empty(total, dtype=torch.bool), torch.empty(total, dtype=torch.bool)
         status = self._lib.bfr_panoptic_resolve(
-            *self._args, _ptr(winner), u, _ptr(cells), *self._pixels, _ptr(index), _ptr(win), _ptr(own), self.threads
-        )
+            *self._args, _ptr(winner), int(cells.numel()), _ptr(cells), *self._pixels, _ptr(offsets), _ptr(index),
+            _ptr(win), _ptr(own), _ptr(undecided), self.threads,
+        )  # fmt: skip
         self._check(status, "resolution")
-        keep = index >= 0  # the slots of real pixels (cells at the borders are shorter)
-        undecided = (winner.flatten()[cells] < 0)[:, None, None].expand_as(keep)
-        return index[keep], win[keep], own[keep], undecided[keep]
+        return index, win, own, undecided
 
     def edge_areas(self, queries: torch.Tensor) -> torch.Tensor:
         """``[m]`` pixels with probability >= threshold in the cells the edges of ``queries [m]`` cross."""
