@@ -23,6 +23,7 @@ import torch
 from bisenetformer_ros.data.classes import ClassTable
 from bisenetformer_ros.inference.base import Backend, check_class_table
 from bisenetformer_ros.inference.spec import SegmenterSpec
+from bisenetformer_ros.model import native
 from bisenetformer_ros.model.postprocess import PostprocessConfig, SegmentationOutput, postprocess_batch
 from bisenetformer_ros.model.preprocess import Preprocessor
 
@@ -238,7 +239,10 @@ class Segmenter:
         return [FrameResult(output=o, timings=dict(timings), batch_size=len(images), call_index=call) for o in outputs]
 
     def warmup(self, height: int = 512, width: int = 512, batch: int = 1, iterations: int = 2) -> None:
-        """Run the whole pipeline on blank frames so that first-call costs stay out of real frames' latency."""
+        """Run the whole pipeline on blank frames so that first-call costs stay out of real frames' latency (on the
+        CPU including the merge's native kernels, built once per machine: a few seconds)."""
+        if self.backend.input_device.type == "cpu":
+            native.library()  # blank frames may take the dense merge, which does not load them
         frames = [np.zeros((height, width, 3), dtype=np.uint8) for _ in range(batch)]
         for _ in range(max(1, iterations)):
             self.run(frames)
