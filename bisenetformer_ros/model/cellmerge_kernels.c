@@ -219,11 +219,12 @@ typedef struct {
 } semantic_job;
 
 typedef struct {
-    double *win, *scratch, *probs, *pc, *slack, *err, *value, *prob, *all_win;
+    double *win, *scratch, *probs, *pc, *slack, *err, *value, *prob, *all_win, *hl, *sums;
     int64_t *active, *order, *heap;
 } semantic_scratch;
 
-/* Cell u with the first m candidates in bound order (o->order[0..m)): per pixel, the sums of the active queries
+/* Cell u with the first m candidates in bound order (o->order[0..m)), S->hl holding each live query's sigmoid of its
+ * window's largest logit (from sigmoid_fast: its error is added where used): per pixel, the sums of the active queries
  * (each at most the exact score, up to err) in bound order until the best sum beats every remaining bound of the
  * m; the winner must beat every evaluated one's sum plus its slack too, else the pixel is evaluated exactly with
  * every query and every candidate. Returns 0 when no candidate beyond the m reaches any pixel's best (the labels
@@ -240,13 +241,9 @@ static int64_t semantic_cell(semantic_job *J, semantic_scratch *S, int64_t u, la
      * can add more than `prune` to one of the m are summed per pixel, the others enter as a slack per candidate. */
     int64_t na = 0;
     for (int64_t t = 0; t < m; t++) S->slack[t] = J->outside[u * c_max + sel[t]];
-    for (int64_t l = 0; l < L; l++) {
+    for (int64_t l = 0; l < L; l++) { /* S->hl: the sigmoids of the windows' largest logits (semresolve_run) */
         const int64_t qi = J->live[l];
-        const float *base = J->masks + qi * J->h * J->w + J->y.start[yc] * J->w + J->x.start[xc];
-        float mx = base[0];
-        for (int64_t a = 0; a < J->y.window; a++)
-            for (int64_t b = 0; b < J->x.window; b++) mx = base[a * J->w + b] > mx ? base[a * J->w + b] : mx;
-        const double h_l = sigmoid((double)mx);
+        const double h_l = S->hl[l] + FAST_SIGMOID_ERROR;
         double top = 0.0;
         for (int64_t t = 0; t < m; t++) {
             const double p = J->class_probs[qi * K + cand[sel[t]]];
@@ -276,6 +273,21 @@ static int64_t semantic_cell(semantic_job *J, semantic_scratch *S, int64_t u, la
         for (int64_t a = 0; a < na; a++) total += S->pc[t * na + a];
         S->err[t] = fast ? total * (FAST_SIGMOID_ERROR + 2.0 * (double)(na + 2) * 0x1p-53) * (1.0 + 1e-9) : 0.0;
     }
+    /* The m candidates' sums at every pixel slot: the same terms in the same order per pixel, as vector loops over
+     * the slots (per pixel, a chain of ~23 dependent multiply-adds waited on each other's latency). */
+    for (int64_t t = 0; t < m; t++) {
+        double *sum = S->sums + t * P;
+        const double *row = S->pc + t * na;
+        if (na == 0) {
+            for (int64_t p = 0; p < P; p++) sum[p] = 0.0;
+            continue;
+        }
+        for (int64_t p = 0; p < P; p++) sum[p] = row[0] * S->probs[p];
+        for (int64_t a = 1; a < na; a++) {
+            const double c = row[a], *pa = S->probs + a * P;
+            for (int64_t p = 0; p < P; p++) sum[p] = sum[p] + c * pa[p];
+        }
+    }
     double floor = INFINITY; /* lowest best (minus its error) of the pixels decided from the m */
     int all_ready = 0;
     for (int64_t i = 0; i < ry; i++) {
@@ -286,9 +298,7 @@ static int64_t semantic_cell(semantic_job *J, semantic_scratch *S, int64_t u, la
             int64_t w = 0, t = 0; /* w: index into sel of the first maximum in class order so far */
             for (; t < m; t++) {
                 if (t > 0 && up[sel[t]] < S->value[w] - S->err[w]) break;
-                const double *row = S->pc + t * na;
-                double v = na ? row[0] * S->probs[p] : 0.0;
-                for (int64_t a = 1; a < na; a++) v = v + row[a] * S->probs[a * P + p];
+                const double v = S->sums[t * P + p];
                 S->value[t] = v;
                 if (t > 0 && (v > S->value[w] || (v == S->value[w] && sel[t] < sel[w]))) w = t;
             }
@@ -1010,13 +1020,15 @@ static void *semresolve_run(void *arg) {
     T.prob = malloc(sizeof(double) * (size_t)(q + 1));
     T.all_win = malloc(sizeof(double) * (size_t)(q * s + 1));
     T.active = malloc(sizeof(int64_t) * (size_t)(L + 1));
+    T.hl = malloc(sizeof(double) * (size_t)(L + 1));
+    T.sums = malloc(sizeof(double) * (size_t)(K * P + 1));
     T.order = malloc(sizeof(int64_t) * (size_t)(K + 1));
     T.heap = malloc(sizeof(int64_t) * (size_t)(K + 1));
     int64_t *near_l = malloc(sizeof(int64_t) * (size_t)(L + 1));
     double *slo = malloc(sizeof(double) * (size_t)(L + 1)), *shi = malloc(sizeof(double) * (size_t)(L + 1));
     int64_t *cell_labels = malloc(sizeof(int64_t) * (size_t)(P + 1));
     const int ok = semwhole_alloc(J, &S) && T.win && T.scratch && T.probs && T.pc && T.slack && T.err && T.value &&
-                   T.prob && T.all_win && T.active && T.order && T.heap && near_l && slo && shi && cell_labels;
+                   T.prob && T.all_win && T.active && T.hl && T.sums && T.order && T.heap && near_l && slo && shi && cell_labels;
     if (!ok) J->status = 1;
     for (int64_t u = J->u0; ok && u < J->u1; u++) {
         const int64_t cell = J->list[u];
@@ -1031,6 +1043,7 @@ static void *semresolve_run(void *arg) {
                     lo = v < lo ? v : lo;
                     hi = v > hi ? v : hi;
                 }
+            T.hl[l] = (double)hi;
             if (hi < J->near) {
                 far_hi = hi > far_hi ? hi : far_hi;
             } else {
@@ -1040,6 +1053,7 @@ static void *semresolve_run(void *arg) {
             }
         }
         near_sigmoids(slo, shi, nn);
+        sigmoid_fast(T.hl, L);
         const float env_hi = J->envelope ? window_max(J->envelope, B->w, &B->y, yc, &B->x, xc) : 0.0f;
         int64_t n = class_candidates(J, &S, nn, near_l, slo, shi, far_hi, env_hi);
         /* semantic_cell() on a job of this one cell */
@@ -1080,6 +1094,8 @@ static void *semresolve_run(void *arg) {
     free(T.prob);
     free(T.all_win);
     free(T.active);
+    free(T.hl);
+    free(T.sums);
     free(T.order);
     free(T.heap);
     free(near_l);
