@@ -556,6 +556,15 @@ static void *decide_run(void *arg) {
                 hi[c] = h;
             }
             const double score = J->scores[e];
+            float top = -INFINITY;
+            for (int64_t c = 0; c < cx_n; c++) top = hi[c] > top ? hi[c] : top;
+            if (top < J->far) { /* far from the whole row (most queries): one vector pass */
+                for (int64_t c = 0; c < cx_n; c++) {
+                    far_s[c] = score > far_s[c] ? score : far_s[c];
+                    far_hi[c] = hi[c] > far_hi[c] ? hi[c] : far_hi[c];
+                }
+                continue;
+            }
             for (int64_t c = 0; c < cx_n; c++) {
                 if (hi[c] < J->far) { /* bounded with the other far queries; no mask test can pass */
                     far_s[c] = score > far_s[c] ? score : far_s[c];
@@ -615,10 +624,26 @@ done:
     return NULL;
 }
 
+/* resolve: per cell, the candidates in the order of their upper bounds, each evaluated at every pixel slot at once
+ * (interpolation and, for upsample_logits, the fast sigmoid as vector loops) until no remaining bound reaches the
+ * lowest best value of the cell's pixels. A pixel whose best beats the runner-up by more than twice the fast values'
+ * error (`err`) has that winner; near-ties are evaluated again exactly (libm sigmoid, first maximum), and so is the
+ * winner's probability where it lies within the error of the mask threshold. */
 static void *resolve_run(void *arg) {
     whole_job *J = arg;
-    if (!whole_alloc(J)) return NULL;
-    const int64_t s = J->y.window * J->x.window, ry = J->y.len, rx = J->x.len;
+    const int64_t ry = J->y.len, rx = J->x.len, P = ry * rx;
+    double *prob = malloc(sizeof(double) * (size_t)(P + 1)), *rows = malloc(sizeof(double) * (size_t)(J->y.window * rx + 1));
+    double *best = malloc(sizeof(double) * (size_t)(P + 1)), *second = malloc(sizeof(double) * (size_t)(P + 1));
+    double *best_p = malloc(sizeof(double) * (size_t)(P + 1));
+    int64_t *best_e = malloc(sizeof(int64_t) * (size_t)(P + 1));
+    if (!whole_alloc(J) || !prob || !rows || !best || !second || !best_p || !best_e) {
+        J->status = 1;
+        goto done;
+    }
+    double smax = 1.0;
+    for (int64_t e = 0; e < J->n; e++) smax = J->scores[e] > smax ? J->scores[e] : smax;
+    const double p_err = J->sigmoid_first ? 0x1p-50 : FAST_SIGMOID_ERROR + 0x1p-50; /* per probability */
+    const double err = smax * p_err;                                                /* per score */
     for (int64_t u = J->u0; u < J->u1; u++) {
         const int64_t cell = J->list[u], yc = cell / J->cells_x, xc = cell % J->cells_x;
         const int64_t decided = J->cell_winner[cell];
@@ -632,35 +657,75 @@ static void *resolve_run(void *arg) {
         }
         lazy_order o;
         order_init(&o, J->up, n, J->heap, J->order);
-        for (int64_t c = 0; c < n; c++)
-            gather(J->masks, J->h, J->w, J->cand[c], &J->y, yc, &J->x, xc, J->sigmoid_first, J->win + c * s);
+        for (int64_t p = 0; p < P; p++) {
+            best[p] = second[p] = -INFINITY;
+            best_e[p] = -1;
+            best_p[p] = 0.0;
+        }
+        double low = -INFINITY; /* the lowest best value of the cell's slots (padding repeats real pixels) */
+        int64_t evaluated = 0;
+        for (; evaluated < n; evaluated++) {
+            const int64_t c = order_at(&o, evaluated);
+            if (evaluated > 0 && J->up[c] < low - err) break;
+            const int64_t e = J->cand[c];
+            const double score = J->scores[e];
+            gather(J->masks, J->h, J->w, e, &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
+            interpolate_cell(J->win, &J->y, yc, &J->x, xc, rows, prob);
+            if (!J->sigmoid_first) sigmoid_fast(prob, P);
+            low = INFINITY;
+            for (int64_t p = 0; p < P; p++) {
+                const double v = score * prob[p];
+                if (v > best[p] || (v == best[p] && e < best_e[p])) {
+                    second[p] = best[p];
+                    best[p] = v;
+                    best_e[p] = e;
+                    best_p[p] = prob[p];
+                } else if (v > second[p]) {
+                    second[p] = v;
+                }
+                low = best[p] < low ? best[p] : low;
+            }
+        }
         int64_t slot = J->offsets[u];
         for (int64_t i = 0; i < ry; i++) {
             if (!J->y.valid[yc * ry + i]) continue;
             for (int64_t j = 0; j < rx; j++) {
                 if (!J->x.valid[xc * rx + j]) continue;
+                const int64_t p = i * rx + j;
+                int64_t w = best_e[p];
+                double pw = best_p[p];
+                if (!(best[p] - err > second[p] + err)) { /* near a tie: the evaluated candidates, exactly */
+                    double top = -INFINITY;
+                    for (int64_t t = 0; t < evaluated; t++) {
+                        const int64_t e = J->cand[o.order[t]];
+                        gather(J->masks, J->h, J->w, e, &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
+                        const double q = probability(J->win, &J->y, yc, i, &J->x, xc, j, J->sigmoid_first);
+                        const double v = J->scores[e] * q;
+                        if (t == 0 || v > top || (v == top && e < w)) {
+                            top = v;
+                            w = e;
+                            pw = q;
+                        }
+                    }
+                } else if (!J->sigmoid_first && fabs(pw - J->threshold) <= p_err) { /* ownership: exactly */
+                    gather(J->masks, J->h, J->w, w, &J->y, yc, &J->x, xc, 0, J->win);
+                    pw = probability(J->win, &J->y, yc, i, &J->x, xc, j, 0);
+                }
                 J->out_idx[slot] = J->y_pixel[yc * ry + i] * J->width + J->x_pixel[xc * rx + j];
                 J->out_open[slot] = decided < 0;
-                double best = -INFINITY, best_p = 0.0;
-                int64_t best_e = -1;
-                for (int64_t t = 0; t < n; t++) {
-                    const int64_t c = order_at(&o, t);
-                    if (J->up[c] < best) break; /* in bound order: no later candidate reaches the best value */
-                    const int64_t e = J->cand[c];
-                    const double p = probability(J->win + c * s, &J->y, yc, i, &J->x, xc, j, J->sigmoid_first);
-                    const double v = J->scores[e] * p;
-                    if (best_e < 0 || v > best || (v == best && e < best_e)) {
-                        best = v;
-                        best_e = e;
-                        best_p = p;
-                    }
-                }
-                J->out_win[slot] = best_e;
-                J->out_own[slot++] = best_p >= J->threshold;
+                J->out_win[slot] = w;
+                J->out_own[slot++] = pw >= J->threshold;
             }
         }
     }
+done:
     whole_free(J);
+    free(prob);
+    free(rows);
+    free(best);
+    free(second);
+    free(best_p);
+    free(best_e);
     return NULL;
 }
 
