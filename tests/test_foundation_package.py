@@ -134,6 +134,7 @@ def test_colcon_build_in_a_workspace(tmp_path: Path) -> None:
     site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     assert (prefix / "lib" / "bisenetformer_ros" / "bisenetformer_node").is_file()
     assert (prefix / "share" / "bisenetformer_ros" / "package.xml").is_file()
+    assert (site / "bisenetformer_ros" / "model" / "cellmerge_kernels.c").is_file()  # built at first use (native.py)
     code = (
         "import bisenetformer_ros, bisenetformer_ros.msg as m, bisenetformer_ros.cli.main\n"
         "from rclpy.serialization import serialize_message, deserialize_message\n"

@@ -510,6 +510,41 @@ static int64_t candidates(whole_job *J, int64_t yc, int64_t xc) {
     return count;
 }
 
+/* Each query's largest logit on each mask row that cell rows u0..u1 read: [n, rows] from row *first (one pass over
+ * those rows). A query whose largest logit on a cell row's window rows is below the far cut is far from every cell
+ * of the row, and that maximum bounds its logit in each of them: its rows are not read again. */
+static float *row_maxima(const float *masks, int64_t n, int64_t h, int64_t w, const int64_t *n_of, const axis_t *ay,
+                         int64_t u0, int64_t u1, int64_t *first, int64_t *rows) {
+    if (u1 <= u0) {
+        *first = 0;
+        *rows = 0;
+        return malloc(sizeof(float));
+    }
+    const int64_t r0 = ay->start[u0], r1 = ay->start[u1 - 1] + ay->window;
+    float *out = malloc(sizeof(float) * (size_t)(n * (r1 - r0) + 1));
+    if (!out) return NULL;
+    for (int64_t e = 0; e < n; e++) {
+        const int64_t q = n_of ? n_of[e] : e;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *row = masks + (q * h + r) * w;
+            float m = row[0];
+            for (int64_t j = 1; j < w; j++) m = row[j] > m ? row[j] : m;
+            out[e * (r1 - r0) + r - r0] = m;
+        }
+    }
+    *first = r0;
+    *rows = r1 - r0;
+    return out;
+}
+
+static float window_row_max(const float *maxima, int64_t rows, int64_t first, int64_t e, const axis_t *ay,
+                            int64_t yc) {
+    const float *m = maxima + e * rows + ay->start[yc] - first;
+    float top = m[0];
+    for (int64_t a = 1; a < ay->window; a++) top = m[a] > top ? m[a] : top;
+    return top;
+}
+
 /* decide, one cell row at a time: each query's window extremes for the whole row first (vector loops over the mask
  * row), so that the queries far from the row - most of them - cost a few vector operations and no per-cell work. */
 static void *decide_run(void *arg) {
@@ -523,8 +558,10 @@ static void *decide_run(void *arg) {
     int64_t *near_e = malloc(sizeof(int64_t) * (size_t)(n * cx_n + 1));
     double *near_lo = malloc(sizeof(double) * (size_t)(n * cx_n + 1));
     double *near_hi = malloc(sizeof(double) * (size_t)(n * cx_n + 1));
+    int64_t first = 0, nrows = 0;
+    float *maxima = row_maxima(J->masks, n, J->h, w, NULL, &J->y, J->u0, J->u1, &first, &nrows);
     if (!lo_t || !hi_t || !col_lo || !col_hi || !far_hi || !far_s || !near_n || !near_e || !near_lo ||
-        !near_hi) {
+        !near_hi || !maxima) {
         J->status = 1;
         goto done;
     }
@@ -536,6 +573,17 @@ static void *decide_run(void *arg) {
             near_n[c] = 0;
         }
         for (int64_t e = 0; e < n; e++) {
+            const float row_top = window_row_max(maxima, nrows, first, e, &J->y, yc);
+            if (row_top < J->far) { /* far from the whole cell row: bounded by its row maximum everywhere */
+                const double score = J->scores[e];
+                float *lo = lo_t + e * cx_n, *hi = hi_t + e * cx_n;
+                for (int64_t c = 0; c < cx_n; c++) {
+                    lo[c] = hi[c] = row_top;
+                    far_s[c] = score > far_s[c] ? score : far_s[c];
+                    far_hi[c] = row_top > far_hi[c] ? row_top : far_hi[c];
+                }
+                continue;
+            }
             const float *rows = J->masks + e * J->h * w + J->y.start[yc] * w;
             for (int64_t j = 0; j < w; j++) col_lo[j] = col_hi[j] = rows[j];
             for (int64_t a = 1; a < sy; a++)
@@ -621,6 +669,7 @@ done:
     free(near_e);
     free(near_lo);
     free(near_hi);
+    free(maxima);
     return NULL;
 }
 
@@ -1012,7 +1061,9 @@ static void *semdecide_run(void *arg) {
     int64_t *nn = malloc(sizeof(int64_t) * (size_t)(cx_n + 1));
     int64_t *near_l = malloc(sizeof(int64_t) * (size_t)(cx_n * L + 1));
     double *slo = malloc(sizeof(double) * (size_t)(cx_n * L + 1)), *shi = malloc(sizeof(double) * (size_t)(cx_n * L + 1));
-    if (!semwhole_alloc(J, &S) || !col_lo || !col_hi || !far_hi || !nn || !near_l || !slo || !shi) {
+    int64_t first = 0, nrows = 0;
+    float *maxima = row_maxima(B->masks, L, B->h, w, B->live, &B->y, J->u0, J->u1, &first, &nrows);
+    if (!semwhole_alloc(J, &S) || !col_lo || !col_hi || !far_hi || !nn || !near_l || !slo || !shi || !maxima) {
         J->status = 1;
         goto done;
     }
@@ -1022,6 +1073,11 @@ static void *semdecide_run(void *arg) {
             nn[c] = 0;
         }
         for (int64_t l = 0; l < L; l++) {
+            const float row_top = window_row_max(maxima, nrows, first, l, &B->y, yc);
+            if (row_top < J->near) { /* far from the whole cell row: bounded by its row maximum everywhere */
+                for (int64_t c = 0; c < cx_n; c++) far_hi[c] = row_top > far_hi[c] ? row_top : far_hi[c];
+                continue;
+            }
             const float *rows = B->masks + B->live[l] * B->h * w + B->y.start[yc] * w;
             for (int64_t j = 0; j < w; j++) col_lo[j] = col_hi[j] = rows[j];
             for (int64_t a = 1; a < sy; a++)
@@ -1064,6 +1120,7 @@ done:
     free(near_l);
     free(slo);
     free(shi);
+    free(maxima);
     return NULL;
 }
 
