@@ -510,38 +510,50 @@ static int64_t candidates(whole_job *J, int64_t yc, int64_t xc) {
     return count;
 }
 
-/* Each query's largest logit on each mask row that cell rows u0..u1 read: [n, rows] from row *first (one pass over
- * those rows). A query whose largest logit on a cell row's window rows is below the far cut is far from every cell
- * of the row, and that maximum bounds its logit in each of them: its rows are not read again. */
-static float *row_maxima(const float *masks, int64_t n, int64_t h, int64_t w, const int64_t *n_of, const axis_t *ay,
-                         int64_t u0, int64_t u1, int64_t *first, int64_t *rows) {
-    if (u1 <= u0) {
-        *first = 0;
-        *rows = 0;
-        return malloc(sizeof(float));
-    }
-    const int64_t r0 = ay->start[u0], r1 = ay->start[u1 - 1] + ay->window;
-    float *out = malloc(sizeof(float) * (size_t)(n * (r1 - r0) + 1));
-    if (!out) return NULL;
-    for (int64_t e = 0; e < n; e++) {
-        const int64_t q = n_of ? n_of[e] : e;
-        for (int64_t r = r0; r < r1; r++) {
-            const float *row = masks + (q * h + r) * w;
-            float m = row[0];
-            for (int64_t j = 1; j < w; j++) m = row[j] > m ? row[j] : m;
-            out[e * (r1 - r0) + r - r0] = m;
-        }
-    }
-    *first = r0;
-    *rows = r1 - r0;
-    return out;
+/* Each query's largest logit on each mask row that cell rows u0..u1 read ([n, rows] from row *first), computed when
+ * first asked for (window_row_max), so that a row is read for it right before the window extremes read it again (the
+ * masks do not fit in the cache; a separate pass over them was the kernels' largest memory traffic). A query whose
+ * largest logit on a cell row's window rows is below the far cut is far from every cell of the row, and that maximum
+ * bounds its logit in each of them: its rows are not read again. */
+typedef struct {
+    const float *masks;
+    const int64_t *ids; /* query of each entry (NULL: the entry itself) */
+    int64_t h, w, first, rows;
+    float *maxima;
+    uint8_t *known;
+} row_maxima_t;
+
+static int row_maxima_init(row_maxima_t *R, const float *masks, const int64_t *ids, int64_t n, int64_t h, int64_t w,
+                           const axis_t *ay, int64_t u0, int64_t u1) {
+    R->masks = masks;
+    R->ids = ids;
+    R->h = h;
+    R->w = w;
+    R->first = u1 > u0 ? ay->start[u0] : 0;
+    R->rows = u1 > u0 ? ay->start[u1 - 1] + ay->window - R->first : 0;
+    R->maxima = malloc(sizeof(float) * (size_t)(n * R->rows + 1));
+    R->known = calloc((size_t)(n * R->rows + 1), 1);
+    return R->maxima && R->known;
 }
 
-static float window_row_max(const float *maxima, int64_t rows, int64_t first, int64_t e, const axis_t *ay,
-                            int64_t yc) {
-    const float *m = maxima + e * rows + ay->start[yc] - first;
-    float top = m[0];
-    for (int64_t a = 1; a < ay->window; a++) top = m[a] > top ? m[a] : top;
+static void row_maxima_free(row_maxima_t *R) {
+    free(R->maxima);
+    free(R->known);
+}
+
+static float window_row_max(row_maxima_t *R, int64_t e, const axis_t *ay, int64_t yc) {
+    float top = -INFINITY;
+    for (int64_t a = 0; a < ay->window; a++) {
+        const int64_t at = e * R->rows + ay->start[yc] + a - R->first;
+        if (!R->known[at]) {
+            const float *row = R->masks + ((R->ids ? R->ids[e] : e) * R->h + ay->start[yc] + a) * R->w;
+            float m = row[0];
+            for (int64_t j = 1; j < R->w; j++) m = row[j] > m ? row[j] : m;
+            R->maxima[at] = m;
+            R->known[at] = 1;
+        }
+        top = R->maxima[at] > top ? R->maxima[at] : top;
+    }
     return top;
 }
 
@@ -558,10 +570,10 @@ static void *decide_run(void *arg) {
     int64_t *near_e = malloc(sizeof(int64_t) * (size_t)(n * cx_n + 1));
     double *near_lo = malloc(sizeof(double) * (size_t)(n * cx_n + 1));
     double *near_hi = malloc(sizeof(double) * (size_t)(n * cx_n + 1));
-    int64_t first = 0, nrows = 0;
-    float *maxima = row_maxima(J->masks, n, J->h, w, NULL, &J->y, J->u0, J->u1, &first, &nrows);
+    row_maxima_t R;
+    const int rows_ok = row_maxima_init(&R, J->masks, NULL, n, J->h, w, &J->y, J->u0, J->u1);
     if (!lo_t || !hi_t || !col_lo || !col_hi || !far_hi || !far_s || !near_n || !near_e || !near_lo ||
-        !near_hi || !maxima) {
+        !near_hi || !rows_ok) {
         J->status = 1;
         goto done;
     }
@@ -573,7 +585,7 @@ static void *decide_run(void *arg) {
             near_n[c] = 0;
         }
         for (int64_t e = 0; e < n; e++) {
-            const float row_top = window_row_max(maxima, nrows, first, e, &J->y, yc);
+            const float row_top = window_row_max(&R, e, &J->y, yc);
             if (row_top < J->far) { /* far from the whole cell row: bounded by its row maximum everywhere */
                 const double score = J->scores[e];
                 float *lo = lo_t + e * cx_n, *hi = hi_t + e * cx_n;
@@ -669,7 +681,7 @@ done:
     free(near_e);
     free(near_lo);
     free(near_hi);
-    free(maxima);
+    row_maxima_free(&R);
     return NULL;
 }
 
@@ -1061,9 +1073,9 @@ static void *semdecide_run(void *arg) {
     int64_t *nn = malloc(sizeof(int64_t) * (size_t)(cx_n + 1));
     int64_t *near_l = malloc(sizeof(int64_t) * (size_t)(cx_n * L + 1));
     double *slo = malloc(sizeof(double) * (size_t)(cx_n * L + 1)), *shi = malloc(sizeof(double) * (size_t)(cx_n * L + 1));
-    int64_t first = 0, nrows = 0;
-    float *maxima = row_maxima(B->masks, L, B->h, w, B->live, &B->y, J->u0, J->u1, &first, &nrows);
-    if (!semwhole_alloc(J, &S) || !col_lo || !col_hi || !far_hi || !nn || !near_l || !slo || !shi || !maxima) {
+    row_maxima_t R;
+    const int rows_ok = row_maxima_init(&R, B->masks, B->live, L, B->h, w, &B->y, J->u0, J->u1);
+    if (!semwhole_alloc(J, &S) || !col_lo || !col_hi || !far_hi || !nn || !near_l || !slo || !shi || !rows_ok) {
         J->status = 1;
         goto done;
     }
@@ -1073,7 +1085,7 @@ static void *semdecide_run(void *arg) {
             nn[c] = 0;
         }
         for (int64_t l = 0; l < L; l++) {
-            const float row_top = window_row_max(maxima, nrows, first, l, &B->y, yc);
+            const float row_top = window_row_max(&R, l, &B->y, yc);
             if (row_top < J->near) { /* far from the whole cell row: bounded by its row maximum everywhere */
                 for (int64_t c = 0; c < cx_n; c++) far_hi[c] = row_top > far_hi[c] ? row_top : far_hi[c];
                 continue;
@@ -1120,7 +1132,7 @@ done:
     free(near_l);
     free(slo);
     free(shi);
-    free(maxima);
+    row_maxima_free(&R);
     return NULL;
 }
 
