@@ -118,3 +118,32 @@ def test_a_compiler_without_march_native_gets_the_portable_build(
     cfg = PostprocessConfig(merge="cells", dense_fallback=1.0)
     out = postprocess_batch(logits, masks, [meta], ("semantic",), cfg)[0]
     np.testing.assert_array_equal(out.semantic, dense_reference(logits, masks, [meta], ("semantic",), cfg)[0].semantic)
+
+
+@pytest.mark.parametrize("order", ["upsample_logits", "sigmoid_first"])
+def test_work_split_over_threads_gives_the_same_result(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels hand out cell rows / cells to their threads as they finish (a shared counter): with 3 threads on
+    a frame of many overlapping queries, semantic and panoptic outputs equal the float64 brute force."""
+    from bisenetformer_ros.model import cellmerge
+
+    if not native.available_for(torch.zeros(1)):
+        pytest.skip("native kernels unavailable: no C compiler on this machine")
+    monkeypatch.setattr(cellmerge, "native_threads", lambda: 3)
+    gen = torch.Generator().manual_seed(11)
+    q, k = 40, 7
+    logits = torch.randn(1, q, k + 1, generator=gen)
+    logits[0, torch.arange(q), torch.arange(q) % k] += 6
+    low = torch.randn(1, q, 7, 9, generator=gen) * 9 - 2
+    masks = torch.nn.functional.interpolate(low, size=(21, 27), mode="bilinear", align_corners=False)
+    meta = PreprocessMeta((163, 211), (168, 216), (168, 216))
+    table = ClassTable("t7", tuple("abcdefg"), ((0, 0, 0),) * 7, (False, True) * 3 + (True,), 255)
+    cfg = PostprocessConfig(
+        merge="cells", mask_order=order, dense_fallback=1.0, object_mask_threshold=0.3, overlap_threshold=0.0
+    )
+    tasks = ("semantic", "panoptic")
+    out = postprocess_batch(logits, masks, [meta], tasks, cfg, table)[0]
+    ref = dense_reference(logits, masks, [meta], tasks, cfg, table)[0]
+    np.testing.assert_array_equal(out.semantic, ref.semantic)
+    np.testing.assert_array_equal(out.panoptic.id_map, ref.panoptic.id_map)
+    assert out.panoptic.segments == ref.panoptic.segments and len(ref.panoptic.segments) >= 1
+    assert len(np.unique(ref.semantic)) >= 5

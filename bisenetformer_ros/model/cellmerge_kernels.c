@@ -363,6 +363,12 @@ static void run_jobs(void *jobs, size_t size, int threads, void *(*fn)(void *)) 
     }
 }
 
+/* Work items u0..u1 claimed `chunk` at a time from a counter the threads share: a thread whose core is busier (a
+ * contended host, the other merge) takes fewer, instead of the others waiting for its fixed half. */
+#define FOR_CLAIMED(J, var)                                                                                          \
+    for (int64_t claim_; (claim_ = (J)->u0 + __atomic_fetch_add((J)->next, (J)->chunk, __ATOMIC_RELAXED)) < (J)->u1;) \
+        for (int64_t var = claim_; var < claim_ + (J)->chunk && var < (J)->u1; var++)
+
 static int clamp_threads(int32_t threads, int64_t work) {
     int t = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
     return work < t ? (work > 0 ? (int)work : 1) : t;
@@ -389,7 +395,8 @@ typedef struct {
     axis_t y, x;
     const int64_t *y_len, *x_len; /* pixels per cell along each axis */
     int64_t cells_x;
-    int64_t u0, u1;               /* decide: flat cells u0..u1; resolve / edge: entries u0..u1 of list */
+    int64_t u0, u1;               /* decide: cell rows u0..u1; resolve: entries of list; edge: cells */
+    int64_t *next, chunk;         /* the shared claim counter (FOR_CLAIMED) */
     const int64_t *list;          /* resolve: flat cells; edge: queries */
     int64_t *cell_winner;         /* [Cy * Cx]: -1 undecided */
     uint8_t *cell_owned, *cell_partly;
@@ -577,7 +584,7 @@ static void *decide_run(void *arg) {
         J->status = 1;
         goto done;
     }
-    for (int64_t yc = J->u0; yc < J->u1; yc++) {
+    FOR_CLAIMED(J, yc) {
         const int64_t height = J->y_len[yc];
         for (int64_t c = 0; c < cx_n; c++) {
             far_s[c] = 0.0;
@@ -705,7 +712,7 @@ static void *resolve_run(void *arg) {
     for (int64_t e = 0; e < J->n; e++) smax = J->scores[e] > smax ? J->scores[e] : smax;
     const double p_err = J->sigmoid_first ? 0x1p-50 : FAST_SIGMOID_ERROR + 0x1p-50; /* per probability */
     const double err = smax * p_err;                                                /* per score */
-    for (int64_t u = J->u0; u < J->u1; u++) {
+    FOR_CLAIMED(J, u) {
         const int64_t cell = J->list[u], yc = cell / J->cells_x, xc = cell % J->cells_x;
         const int64_t decided = J->cell_winner[cell];
         int64_t n;
@@ -797,7 +804,7 @@ static void *edge_run(void *arg) {
     if (!whole_alloc(J)) return NULL;
     const int64_t ry = J->y.len, rx = J->x.len;
     const int64_t m = J->n; /* J->n: the number of listed queries here */
-    for (int64_t u = J->u0; u < J->u1; u++) {
+    FOR_CLAIMED(J, u) {
         const int64_t yc = u / J->cells_x, xc = u % J->cells_x;
         for (int64_t k = 0; k < m; k++) {
             const int64_t e = J->list[k];
@@ -860,13 +867,16 @@ static whole_job whole_base(const float *masks, int64_t n, int64_t h, int64_t w,
 int64_t bfr_panoptic_decide(WHOLE_ARGS, int64_t *cell_winner, uint8_t *cell_owned, uint8_t *cell_partly,
                             int64_t *inside_area, int64_t *edge_area, int32_t threads) {
     const int nt = clamp_threads(threads, cells_y);
+    int64_t next = 0; /* the claim counter of FOR_CLAIMED */
     whole_job jobs[MAX_THREADS];
     int64_t *sums = calloc((size_t)(2 * n * nt + 1), sizeof(int64_t));
     if (!sums) return -1;
     for (int t = 0; t < nt; t++) { /* by cell rows */
         jobs[t] = WHOLE_BASE;
-        jobs[t].u0 = cells_y * t / nt;
-        jobs[t].u1 = cells_y * (t + 1) / nt;
+        jobs[t].u0 = 0;
+        jobs[t].u1 = cells_y;
+        jobs[t].next = &next;
+        jobs[t].chunk = 1;
         jobs[t].cell_winner = cell_winner;
         jobs[t].cell_owned = cell_owned;
         jobs[t].cell_partly = cell_partly;
@@ -894,11 +904,14 @@ int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_c
                              int32_t threads) {
     (void)cells_y;
     const int nt = clamp_threads(threads, u_count);
+    int64_t next = 0; /* the claim counter of FOR_CLAIMED */
     whole_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++) {
         jobs[t] = WHOLE_BASE;
-        jobs[t].u0 = u_count * t / nt;
-        jobs[t].u1 = u_count * (t + 1) / nt;
+        jobs[t].u0 = 0;
+        jobs[t].u1 = u_count;
+        jobs[t].next = &next;
+        jobs[t].chunk = 8;
         jobs[t].list = list;
         jobs[t].cell_winner = (int64_t *)cell_winner;
         jobs[t].out_win = out_win;
@@ -921,14 +934,17 @@ int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_c
 int64_t bfr_panoptic_edges(WHOLE_ARGS, int64_t m, const int64_t *list, int64_t *counts, int32_t threads) {
     const int64_t cells = cells_y * cells_x;
     const int nt = clamp_threads(threads, cells);
+    int64_t next = 0; /* the claim counter of FOR_CLAIMED */
     whole_job jobs[MAX_THREADS];
     int64_t *sums = calloc((size_t)(m * nt + 1), sizeof(int64_t));
     if (!sums) return -1;
     for (int t = 0; t < nt; t++) {
         jobs[t] = WHOLE_BASE;
         jobs[t].n = m;
-        jobs[t].u0 = cells * t / nt;
-        jobs[t].u1 = cells * (t + 1) / nt;
+        jobs[t].u0 = 0;
+        jobs[t].u1 = cells;
+        jobs[t].next = &next;
+        jobs[t].chunk = cells_x;
         jobs[t].list = list;
         jobs[t].inside_area = sums + m * t;
     }
@@ -962,6 +978,7 @@ typedef struct {
     float near;
     int64_t cells_x;
     int64_t u0, u1;             /* decide: cell rows; resolve: entries of list */
+    int64_t *next, chunk;       /* the shared claim counter (FOR_CLAIMED) */
     const int64_t *list;
     int64_t *cell_label;        /* decide: [Cy * Cx], -1 where undecided */
     int64_t *out_label;         /* resolve: [U, ry, rx] */
@@ -1079,7 +1096,7 @@ static void *semdecide_run(void *arg) {
         J->status = 1;
         goto done;
     }
-    for (int64_t yc = J->u0; yc < J->u1; yc++) {
+    FOR_CLAIMED(J, yc) {
         for (int64_t c = 0; c < cx_n; c++) {
             far_hi[c] = -INFINITY;
             nn[c] = 0;
@@ -1164,7 +1181,7 @@ static void *semresolve_run(void *arg) {
     const int ok = semwhole_alloc(J, &S) && T.win && T.scratch && T.probs && T.pc && T.slack && T.err && T.value &&
                    T.prob && T.all_win && T.active && T.hl && T.sums && T.order && T.heap && near_l && slo && shi && cell_labels;
     if (!ok) J->status = 1;
-    for (int64_t u = J->u0; ok && u < J->u1; u++) {
+    if (ok) FOR_CLAIMED(J, u) {
         const int64_t cell = J->list[u];
         int64_t yc = cell / J->cells_x, xc = cell % J->cells_x, nn = 0;
         float far_hi = -INFINITY;
@@ -1285,11 +1302,14 @@ static semwhole_job semwhole_base(SEMWHOLE_ARGS) {
 /* Every cell's class where the bounds decide it, else -1 ([Cy * Cx]). */
 int64_t bfr_semantic_decide(SEMWHOLE_ARGS, int64_t *cell_label, int32_t threads) {
     const int nt = clamp_threads(threads, cells_y);
+    int64_t next = 0; /* the claim counter of FOR_CLAIMED */
     semwhole_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++) { /* by cell rows */
         jobs[t] = SEMWHOLE_BASE;
-        jobs[t].u0 = cells_y * t / nt;
-        jobs[t].u1 = cells_y * (t + 1) / nt;
+        jobs[t].u0 = 0;
+        jobs[t].u1 = cells_y;
+        jobs[t].next = &next;
+        jobs[t].chunk = 1;
         jobs[t].cell_label = cell_label;
     }
     run_jobs(jobs, sizeof jobs[0], nt, semdecide_run);
@@ -1304,11 +1324,14 @@ int64_t bfr_semantic_resolve(SEMWHOLE_ARGS, int64_t u_count, const int64_t *list
                              const int64_t *x_pixel, int64_t width, const int64_t *offsets, int64_t *out_idx,
                              int64_t *out_label, int32_t threads) {
     const int nt = clamp_threads(threads, u_count);
+    int64_t next = 0; /* the claim counter of FOR_CLAIMED */
     semwhole_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++) {
         jobs[t] = SEMWHOLE_BASE;
-        jobs[t].u0 = u_count * t / nt;
-        jobs[t].u1 = u_count * (t + 1) / nt;
+        jobs[t].u0 = 0;
+        jobs[t].u1 = u_count;
+        jobs[t].next = &next;
+        jobs[t].chunk = 8;
         jobs[t].list = list;
         jobs[t].out_label = out_label;
         jobs[t].out_idx = out_idx;
