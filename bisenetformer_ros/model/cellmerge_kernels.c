@@ -23,6 +23,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Scratch memory of one kernel thread: every allocation is remembered, failures too, so that a function checks once
+ * (bag.failed) and frees once (bag_free). */
+typedef struct {
+    void *ptr[40];
+    int n, failed;
+} bag_t;
+
+static void *grab(bag_t *b, size_t bytes, int zero) {
+    void *p = b->n < 40 ? (zero ? calloc(bytes, 1) : malloc(bytes)) : NULL;
+    if (!p) {
+        b->failed = 1;
+        return NULL;
+    }
+    b->ptr[b->n++] = p;
+    return p;
+}
+
+static void bag_free(bag_t *b) {
+    for (int i = 0; i < b->n; i++) free(b->ptr[i]);
+    b->n = 0;
+}
+
+#define TAKE(bag, type, count) ((type *)grab((bag), sizeof(type) * (size_t)(count), 0))
+#define TAKE0(bag, type, count) ((type *)grab((bag), sizeof(type) * (size_t)(count), 1))
+
 typedef struct {
     int64_t window;         /* S */
     int64_t len;            /* r: padded pixels per cell */
@@ -369,6 +394,17 @@ static void run_jobs(void *jobs, size_t size, int threads, void *(*fn)(void *)) 
     for (int64_t claim_; (claim_ = (J)->u0 + __atomic_fetch_add((J)->next, (J)->chunk, __ATOMIC_RELAXED)) < (J)->u1;) \
         for (int64_t var = claim_; var < claim_ + (J)->chunk && var < (J)->u1; var++)
 
+/* A job's share of the work: items 0..total claimed `chunk` at a time from the entry point's counter. */
+#define CLAIM_FROM(job, counter, total, size) ((job).u0 = 0, (job).u1 = (total), (job).next = &(counter), (job).chunk = (size))
+
+/* Whether any of the first nt jobs failed (their status field). */
+#define ANY_FAILED(jobs, nt) any_failed(&(jobs)[0].status, sizeof((jobs)[0]), (nt))
+static int any_failed(const int *first, size_t stride, int nt) {
+    for (int t = 0; t < nt; t++)
+        if (*(const int *)((const char *)first + (size_t)t * stride)) return 1;
+    return 0;
+}
+
 static int clamp_threads(int32_t threads, int64_t work) {
     int t = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
     return work < t ? (work > 0 ? (int)work : 1) : t;
@@ -412,50 +448,71 @@ typedef struct {
     double *up, *nlo, *nhi;
     int64_t *cand, *order, *heap, *ne;
     double *win;
+    bag_t bag;
     int status;
 } whole_job;
 
 static int whole_alloc(whole_job *J) {
     const int64_t n = J->n + 1, s = J->y.window * J->x.window;
-    J->lo = malloc(sizeof(float) * (size_t)n);
-    J->hi = malloc(sizeof(float) * (size_t)n);
-    J->up = malloc(sizeof(double) * (size_t)n);
-    J->cand = malloc(sizeof(int64_t) * (size_t)n);
-    J->order = malloc(sizeof(int64_t) * (size_t)n);
-    J->heap = malloc(sizeof(int64_t) * (size_t)n);
-    J->win = malloc(sizeof(double) * (size_t)(n * s));
-    J->nlo = malloc(sizeof(double) * (size_t)n);
-    J->nhi = malloc(sizeof(double) * (size_t)n);
-    J->ne = malloc(sizeof(int64_t) * (size_t)n);
-    J->status = !(J->lo && J->hi && J->up && J->cand && J->order && J->heap && J->win && J->nlo && J->nhi && J->ne);
+    bag_t *B = &J->bag;
+    J->lo = TAKE(B, float, n);
+    J->hi = TAKE(B, float, n);
+    J->up = TAKE(B, double, n);
+    J->cand = TAKE(B, int64_t, n);
+    J->order = TAKE(B, int64_t, n);
+    J->heap = TAKE(B, int64_t, n);
+    J->win = TAKE(B, double, n * s);
+    J->nlo = TAKE(B, double, n);
+    J->nhi = TAKE(B, double, n);
+    J->ne = TAKE(B, int64_t, n);
+    J->status = B->failed;
     return !J->status;
 }
 
-static void whole_free(whole_job *J) {
-    free(J->lo);
-    free(J->hi);
-    free(J->up);
-    free(J->cand);
-    free(J->order);
-    free(J->heap);
-    free(J->win);
-    free(J->nlo);
-    free(J->nhi);
-    free(J->ne);
-}
+static void whole_free(whole_job *J) { bag_free(&J->bag); }
 
-/* Window extremes of query e at cell (yc, xc). */
-static void extremes(const whole_job *J, int64_t e, int64_t yc, int64_t xc, float *lo, float *hi) {
-    const float *base = J->masks + e * J->h * J->w + J->y.start[yc] * J->w + J->x.start[xc];
+/* The smallest and largest value of a mask plane [h, w] on cell (yc, xc)'s window. */
+static void window_extremes(const float *plane, int64_t w, const axis_t *ay, int64_t yc, const axis_t *ax,
+                            int64_t xc, float *lo, float *hi) {
+    const float *base = plane + ay->start[yc] * w + ax->start[xc];
     float a = base[0], b = base[0];
-    for (int64_t i = 0; i < J->y.window; i++)
-        for (int64_t j = 0; j < J->x.window; j++) {
-            const float v = base[i * J->w + j];
+    for (int64_t i = 0; i < ay->window; i++)
+        for (int64_t j = 0; j < ax->window; j++) {
+            const float v = base[i * w + j];
             a = v < a ? v : a;
             b = v > b ? v : b;
         }
     *lo = a;
     *hi = b;
+}
+
+/* The same for every cell of cell row yc at once: lo / hi [cx_n], by vector loops over the mask rows (col_lo /
+ * col_hi: scratch of w values). */
+static void row_extremes(const float *plane, int64_t w, const axis_t *ay, int64_t yc, const axis_t *ax, int64_t cx_n,
+                         float *col_lo, float *col_hi, float *lo, float *hi) {
+    const float *rows = plane + ay->start[yc] * w;
+    for (int64_t j = 0; j < w; j++) col_lo[j] = col_hi[j] = rows[j];
+    for (int64_t a = 1; a < ay->window; a++)
+        for (int64_t j = 0; j < w; j++) {
+            const float v = rows[a * w + j];
+            col_lo[j] = v < col_lo[j] ? v : col_lo[j];
+            col_hi[j] = v > col_hi[j] ? v : col_hi[j];
+        }
+    for (int64_t c = 0; c < cx_n; c++) {
+        const int64_t x0 = ax->start[c];
+        float l = col_lo[x0], h = col_hi[x0];
+        for (int64_t b = 1; b < ax->window; b++) {
+            l = col_lo[x0 + b] < l ? col_lo[x0 + b] : l;
+            h = col_hi[x0 + b] > h ? col_hi[x0 + b] : h;
+        }
+        lo[c] = l;
+        hi[c] = h;
+    }
+}
+
+/* Window extremes of query e at cell (yc, xc). */
+static void extremes(const whole_job *J, int64_t e, int64_t yc, int64_t xc, float *lo, float *hi) {
+    window_extremes(J->masks + e * J->h * J->w, J->w, &J->y, yc, &J->x, xc, lo, hi);
 }
 
 /* Candidates of cell (yc, xc) (ascending query ids into J->cand, their upper bounds in J->up[c]); J->lo / hi hold
@@ -530,22 +587,17 @@ typedef struct {
     uint8_t *known;
 } row_maxima_t;
 
-static int row_maxima_init(row_maxima_t *R, const float *masks, const int64_t *ids, int64_t n, int64_t h, int64_t w,
-                           const axis_t *ay, int64_t u0, int64_t u1) {
+static int row_maxima_init(row_maxima_t *R, bag_t *bag, const float *masks, const int64_t *ids, int64_t n, int64_t h,
+                           int64_t w, const axis_t *ay, int64_t u0, int64_t u1) {
     R->masks = masks;
     R->ids = ids;
     R->h = h;
     R->w = w;
     R->first = u1 > u0 ? ay->start[u0] : 0;
     R->rows = u1 > u0 ? ay->start[u1 - 1] + ay->window - R->first : 0;
-    R->maxima = malloc(sizeof(float) * (size_t)(n * R->rows + 1));
-    R->known = calloc((size_t)(n * R->rows + 1), 1);
-    return R->maxima && R->known;
-}
-
-static void row_maxima_free(row_maxima_t *R) {
-    free(R->maxima);
-    free(R->known);
+    R->maxima = TAKE(bag, float, n * R->rows + 1);
+    R->known = TAKE0(bag, uint8_t, n * R->rows + 1);
+    return !bag->failed;
 }
 
 static float window_row_max(row_maxima_t *R, int64_t e, const axis_t *ay, int64_t yc) {
@@ -568,19 +620,18 @@ static float window_row_max(row_maxima_t *R, int64_t e, const axis_t *ay, int64_
  * row), so that the queries far from the row - most of them - cost a few vector operations and no per-cell work. */
 static void *decide_run(void *arg) {
     whole_job *J = arg;
-    const int64_t n = J->n, cx_n = J->cells_x, w = J->w, sy = J->y.window, sx = J->x.window;
-    float *lo_t = malloc(sizeof(float) * (size_t)(n * cx_n + 1)), *hi_t = malloc(sizeof(float) * (size_t)(n * cx_n + 1));
-    float *col_lo = malloc(sizeof(float) * (size_t)(w + 1)), *col_hi = malloc(sizeof(float) * (size_t)(w + 1));
-    float *far_hi = malloc(sizeof(float) * (size_t)(cx_n + 1));
-    double *far_s = malloc(sizeof(double) * (size_t)(cx_n + 1));
-    int64_t *near_n = malloc(sizeof(int64_t) * (size_t)(cx_n + 1));
-    int64_t *near_e = malloc(sizeof(int64_t) * (size_t)(n * cx_n + 1));
-    double *near_lo = malloc(sizeof(double) * (size_t)(n * cx_n + 1));
-    double *near_hi = malloc(sizeof(double) * (size_t)(n * cx_n + 1));
+    const int64_t n = J->n, cx_n = J->cells_x, w = J->w;
+    bag_t bag = {0};
+    float *lo_t = TAKE(&bag, float, n * cx_n + 1), *hi_t = TAKE(&bag, float, n * cx_n + 1);
+    float *col_lo = TAKE(&bag, float, w + 1), *col_hi = TAKE(&bag, float, w + 1);
+    float *far_hi = TAKE(&bag, float, cx_n + 1);
+    double *far_s = TAKE(&bag, double, cx_n + 1);
+    int64_t *near_n = TAKE(&bag, int64_t, cx_n + 1);
+    int64_t *near_e = TAKE(&bag, int64_t, n * cx_n + 1);
+    double *near_lo = TAKE(&bag, double, n * cx_n + 1);
+    double *near_hi = TAKE(&bag, double, n * cx_n + 1);
     row_maxima_t R;
-    const int rows_ok = row_maxima_init(&R, J->masks, NULL, n, J->h, w, &J->y, J->u0, J->u1);
-    if (!lo_t || !hi_t || !col_lo || !col_hi || !far_hi || !far_s || !near_n || !near_e || !near_lo ||
-        !near_hi || !rows_ok) {
+    if (!row_maxima_init(&R, &bag, J->masks, NULL, n, J->h, w, &J->y, J->u0, J->u1)) {
         J->status = 1;
         goto done;
     }
@@ -603,25 +654,8 @@ static void *decide_run(void *arg) {
                 }
                 continue;
             }
-            const float *rows = J->masks + e * J->h * w + J->y.start[yc] * w;
-            for (int64_t j = 0; j < w; j++) col_lo[j] = col_hi[j] = rows[j];
-            for (int64_t a = 1; a < sy; a++)
-                for (int64_t j = 0; j < w; j++) {
-                    const float v = rows[a * w + j];
-                    col_lo[j] = v < col_lo[j] ? v : col_lo[j];
-                    col_hi[j] = v > col_hi[j] ? v : col_hi[j];
-                }
             float *lo = lo_t + e * cx_n, *hi = hi_t + e * cx_n;
-            for (int64_t c = 0; c < cx_n; c++) {
-                const int64_t x0 = J->x.start[c];
-                float l = col_lo[x0], h = col_hi[x0];
-                for (int64_t b = 1; b < sx; b++) {
-                    l = col_lo[x0 + b] < l ? col_lo[x0 + b] : l;
-                    h = col_hi[x0 + b] > h ? col_hi[x0 + b] : h;
-                }
-                lo[c] = l;
-                hi[c] = h;
-            }
+            row_extremes(J->masks + e * J->h * w, w, &J->y, yc, &J->x, cx_n, col_lo, col_hi, lo, hi);
             const double score = J->scores[e];
             float top = -INFINITY;
             for (int64_t c = 0; c < cx_n; c++) top = hi[c] > top ? hi[c] : top;
@@ -678,17 +712,7 @@ static void *decide_run(void *arg) {
         }
     }
 done:
-    free(lo_t);
-    free(hi_t);
-    free(col_lo);
-    free(col_hi);
-    free(far_hi);
-    free(far_s);
-    free(near_n);
-    free(near_e);
-    free(near_lo);
-    free(near_hi);
-    row_maxima_free(&R);
+    bag_free(&bag);
     return NULL;
 }
 
@@ -700,11 +724,12 @@ done:
 static void *resolve_run(void *arg) {
     whole_job *J = arg;
     const int64_t ry = J->y.len, rx = J->x.len, P = ry * rx;
-    double *prob = malloc(sizeof(double) * (size_t)(P + 1)), *rows = malloc(sizeof(double) * (size_t)(J->y.window * rx + 1));
-    double *best = malloc(sizeof(double) * (size_t)(P + 1)), *second = malloc(sizeof(double) * (size_t)(P + 1));
-    double *best_p = malloc(sizeof(double) * (size_t)(P + 1));
-    int64_t *best_e = malloc(sizeof(int64_t) * (size_t)(P + 1));
-    if (!whole_alloc(J) || !prob || !rows || !best || !second || !best_p || !best_e) {
+    const int ok = whole_alloc(J); /* the job's bag holds these too */
+    double *prob = TAKE(&J->bag, double, P + 1), *rows = TAKE(&J->bag, double, J->y.window * rx + 1);
+    double *best = TAKE(&J->bag, double, P + 1), *second = TAKE(&J->bag, double, P + 1);
+    double *best_p = TAKE(&J->bag, double, P + 1);
+    int64_t *best_e = TAKE(&J->bag, int64_t, P + 1);
+    if (!ok || J->bag.failed) {
         J->status = 1;
         goto done;
     }
@@ -788,12 +813,6 @@ static void *resolve_run(void *arg) {
     }
 done:
     whole_free(J);
-    free(prob);
-    free(rows);
-    free(best);
-    free(second);
-    free(best_p);
-    free(best_e);
     return NULL;
 }
 
@@ -873,10 +892,7 @@ int64_t bfr_panoptic_decide(WHOLE_ARGS, int64_t *cell_winner, uint8_t *cell_owne
     if (!sums) return -1;
     for (int t = 0; t < nt; t++) { /* by cell rows */
         jobs[t] = WHOLE_BASE;
-        jobs[t].u0 = 0;
-        jobs[t].u1 = cells_y;
-        jobs[t].next = &next;
-        jobs[t].chunk = 1;
+        CLAIM_FROM(jobs[t], next, cells_y, 1);
         jobs[t].cell_winner = cell_winner;
         jobs[t].cell_owned = cell_owned;
         jobs[t].cell_partly = cell_partly;
@@ -884,9 +900,8 @@ int64_t bfr_panoptic_decide(WHOLE_ARGS, int64_t *cell_winner, uint8_t *cell_owne
         jobs[t].edge_area = sums + 2 * n * t + n;
     }
     run_jobs(jobs, sizeof jobs[0], nt, decide_run);
-    int64_t status = 0;
+    const int64_t status = ANY_FAILED(jobs, nt);
     for (int t = 0; t < nt; t++) {
-        status |= jobs[t].status;
         for (int64_t e = 0; e < n; e++) {
             inside_area[e] += jobs[t].inside_area[e];
             edge_area[e] += jobs[t].edge_area[e];
@@ -908,10 +923,7 @@ int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_c
     whole_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++) {
         jobs[t] = WHOLE_BASE;
-        jobs[t].u0 = 0;
-        jobs[t].u1 = u_count;
-        jobs[t].next = &next;
-        jobs[t].chunk = 8;
+        CLAIM_FROM(jobs[t], next, u_count, 8);
         jobs[t].list = list;
         jobs[t].cell_winner = (int64_t *)cell_winner;
         jobs[t].out_win = out_win;
@@ -924,9 +936,7 @@ int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_c
         jobs[t].width = width;
     }
     run_jobs(jobs, sizeof jobs[0], nt, resolve_run);
-    for (int t = 0; t < nt; t++)
-        if (jobs[t].status) return -1;
-    return 0;
+    return ANY_FAILED(jobs, nt) ? -1 : 0;
 }
 
 /* For the m listed queries: pixels with probability >= threshold in the cells their mask edge crosses (counts [m],
@@ -941,19 +951,14 @@ int64_t bfr_panoptic_edges(WHOLE_ARGS, int64_t m, const int64_t *list, int64_t *
     for (int t = 0; t < nt; t++) {
         jobs[t] = WHOLE_BASE;
         jobs[t].n = m;
-        jobs[t].u0 = 0;
-        jobs[t].u1 = cells;
-        jobs[t].next = &next;
-        jobs[t].chunk = cells_x;
+        CLAIM_FROM(jobs[t], next, cells, cells_x);
         jobs[t].list = list;
         jobs[t].inside_area = sums + m * t;
     }
     run_jobs(jobs, sizeof jobs[0], nt, edge_run);
-    int64_t status = 0;
-    for (int t = 0; t < nt; t++) {
-        status |= jobs[t].status;
+    const int64_t status = ANY_FAILED(jobs, nt);
+    for (int t = 0; t < nt; t++)
         for (int64_t k = 0; k < m; k++) counts[k] += jobs[t].inside_area[k];
-    }
     free(sums);
     return status ? -1 : 0;
 }
@@ -997,11 +1002,9 @@ typedef struct {
 } semwhole_scratch;
 
 static float window_max(const float *plane, int64_t w, const axis_t *ay, int64_t yc, const axis_t *ax, int64_t xc) {
-    const float *base = plane + ay->start[yc] * w + ax->start[xc];
-    float m = base[0];
-    for (int64_t a = 0; a < ay->window; a++)
-        for (int64_t b = 0; b < ax->window; b++) m = base[a * w + b] > m ? base[a * w + b] : m;
-    return m;
+    float lo, hi;
+    window_extremes(plane, w, ay, yc, ax, xc, &lo, &hi);
+    return hi;
 }
 
 /* Candidates of a cell from its near queries (nn of them: live indices near_l, probability bounds slo / shi), the
@@ -1058,24 +1061,14 @@ static int64_t class_candidates(const semwhole_job *J, semwhole_scratch *S, int6
     return 0; /* not reached */
 }
 
-static int semwhole_alloc(const semwhole_job *J, semwhole_scratch *S) {
+static void semwhole_alloc(const semwhole_job *J, semwhole_scratch *S, bag_t *bag) {
     const int64_t K = J->base.k + 1;
-    S->lower = malloc(sizeof(double) * (size_t)K);
-    S->upper = malloc(sizeof(double) * (size_t)K);
-    S->outside = malloc(sizeof(double) * (size_t)K);
-    S->cand = malloc(sizeof(int64_t) * (size_t)K);
-    S->cand_up = malloc(sizeof(double) * (size_t)K);
-    S->cand_out = malloc(sizeof(double) * (size_t)K);
-    return S->lower && S->upper && S->outside && S->cand && S->cand_up && S->cand_out;
-}
-
-static void semwhole_free(semwhole_scratch *S) {
-    free(S->lower);
-    free(S->upper);
-    free(S->outside);
-    free(S->cand);
-    free(S->cand_up);
-    free(S->cand_out);
+    S->lower = TAKE(bag, double, K);
+    S->upper = TAKE(bag, double, K);
+    S->outside = TAKE(bag, double, K);
+    S->cand = TAKE(bag, int64_t, K);
+    S->cand_up = TAKE(bag, double, K);
+    S->cand_out = TAKE(bag, double, K);
 }
 
 /* decide, one cell row at a time (as the panoptic decide_run): the live queries' window extremes for the whole row
@@ -1083,16 +1076,18 @@ static void semwhole_free(semwhole_scratch *S) {
 static void *semdecide_run(void *arg) {
     semwhole_job *J = arg;
     const semantic_job *B = &J->base;
-    const int64_t L = B->n_live, cx_n = J->cells_x, w = B->w, sy = B->y.window, sx = B->x.window;
+    const int64_t L = B->n_live, cx_n = J->cells_x, w = B->w;
     semwhole_scratch S;
-    float *col_lo = malloc(sizeof(float) * (size_t)(w + 1)), *col_hi = malloc(sizeof(float) * (size_t)(w + 1));
-    float *far_hi = malloc(sizeof(float) * (size_t)(cx_n + 1));
-    int64_t *nn = malloc(sizeof(int64_t) * (size_t)(cx_n + 1));
-    int64_t *near_l = malloc(sizeof(int64_t) * (size_t)(cx_n * L + 1));
-    double *slo = malloc(sizeof(double) * (size_t)(cx_n * L + 1)), *shi = malloc(sizeof(double) * (size_t)(cx_n * L + 1));
+    bag_t bag = {0};
+    semwhole_alloc(J, &S, &bag);
+    float *col_lo = TAKE(&bag, float, w + 1), *col_hi = TAKE(&bag, float, w + 1);
+    float *row_lo = TAKE(&bag, float, cx_n + 1), *row_hi = TAKE(&bag, float, cx_n + 1);
+    float *far_hi = TAKE(&bag, float, cx_n + 1);
+    int64_t *nn = TAKE(&bag, int64_t, cx_n + 1);
+    int64_t *near_l = TAKE(&bag, int64_t, cx_n * L + 1);
+    double *slo = TAKE(&bag, double, cx_n * L + 1), *shi = TAKE(&bag, double, cx_n * L + 1);
     row_maxima_t R;
-    const int rows_ok = row_maxima_init(&R, B->masks, B->live, L, B->h, w, &B->y, J->u0, J->u1);
-    if (!semwhole_alloc(J, &S) || !col_lo || !col_hi || !far_hi || !nn || !near_l || !slo || !shi || !rows_ok) {
+    if (!row_maxima_init(&R, &bag, B->masks, B->live, L, B->h, w, &B->y, J->u0, J->u1)) {
         J->status = 1;
         goto done;
     }
@@ -1107,21 +1102,9 @@ static void *semdecide_run(void *arg) {
                 for (int64_t c = 0; c < cx_n; c++) far_hi[c] = row_top > far_hi[c] ? row_top : far_hi[c];
                 continue;
             }
-            const float *rows = B->masks + B->live[l] * B->h * w + B->y.start[yc] * w;
-            for (int64_t j = 0; j < w; j++) col_lo[j] = col_hi[j] = rows[j];
-            for (int64_t a = 1; a < sy; a++)
-                for (int64_t j = 0; j < w; j++) {
-                    const float v = rows[a * w + j];
-                    col_lo[j] = v < col_lo[j] ? v : col_lo[j];
-                    col_hi[j] = v > col_hi[j] ? v : col_hi[j];
-                }
+            row_extremes(B->masks + B->live[l] * B->h * w, w, &B->y, yc, &B->x, cx_n, col_lo, col_hi, row_lo, row_hi);
             for (int64_t c = 0; c < cx_n; c++) {
-                const int64_t x0 = B->x.start[c];
-                float lo = col_lo[x0], hi = col_hi[x0];
-                for (int64_t b = 1; b < sx; b++) {
-                    lo = col_lo[x0 + b] < lo ? col_lo[x0 + b] : lo;
-                    hi = col_hi[x0 + b] > hi ? col_hi[x0 + b] : hi;
-                }
+                const float lo = row_lo[c], hi = row_hi[c];
                 if (hi < J->near) {
                     far_hi[c] = hi > far_hi[c] ? hi : far_hi[c];
                 } else {
@@ -1141,15 +1124,7 @@ static void *semdecide_run(void *arg) {
         }
     }
 done:
-    semwhole_free(&S);
-    free(col_lo);
-    free(col_hi);
-    free(far_hi);
-    free(nn);
-    free(near_l);
-    free(slo);
-    free(shi);
-    row_maxima_free(&R);
+    bag_free(&bag);
     return NULL;
 }
 
@@ -1160,40 +1135,34 @@ static void *semresolve_run(void *arg) {
     semantic_scratch T;
     const int64_t K = B->k, L = B->n_live, q = B->q, s = B->y.window * B->x.window, hw = B->h * B->w;
     const int64_t rx = B->x.len, P = B->y.len * rx;
-    memset(&T, 0, sizeof T);
-    T.win = malloc(sizeof(double) * (size_t)(s + 1));
-    T.scratch = malloc(sizeof(double) * (size_t)(B->y.window * rx + 1));
-    T.probs = malloc(sizeof(double) * (size_t)(L * P + 1));
-    T.pc = malloc(sizeof(double) * (size_t)(K * L + 1));
-    T.slack = malloc(sizeof(double) * (size_t)(K + 1));
-    T.err = malloc(sizeof(double) * (size_t)(K + 1));
-    T.value = malloc(sizeof(double) * (size_t)(K + 1));
-    T.prob = malloc(sizeof(double) * (size_t)(q + 1));
-    T.all_win = malloc(sizeof(double) * (size_t)(q * s + 1));
-    T.active = malloc(sizeof(int64_t) * (size_t)(L + 1));
-    T.hl = malloc(sizeof(double) * (size_t)(L + 1));
-    T.sums = malloc(sizeof(double) * (size_t)(K * P + 1));
-    T.order = malloc(sizeof(int64_t) * (size_t)(K + 1));
-    T.heap = malloc(sizeof(int64_t) * (size_t)(K + 1));
-    int64_t *near_l = malloc(sizeof(int64_t) * (size_t)(L + 1));
-    double *slo = malloc(sizeof(double) * (size_t)(L + 1)), *shi = malloc(sizeof(double) * (size_t)(L + 1));
-    int64_t *cell_labels = malloc(sizeof(int64_t) * (size_t)(P + 1));
-    const int ok = semwhole_alloc(J, &S) && T.win && T.scratch && T.probs && T.pc && T.slack && T.err && T.value &&
-                   T.prob && T.all_win && T.active && T.hl && T.sums && T.order && T.heap && near_l && slo && shi && cell_labels;
+    bag_t bag = {0};
+    semwhole_alloc(J, &S, &bag);
+    T.win = TAKE(&bag, double, s + 1);
+    T.scratch = TAKE(&bag, double, B->y.window * rx + 1);
+    T.probs = TAKE(&bag, double, L * P + 1);
+    T.pc = TAKE(&bag, double, K * L + 1);
+    T.slack = TAKE(&bag, double, K + 1);
+    T.err = TAKE(&bag, double, K + 1);
+    T.value = TAKE(&bag, double, K + 1);
+    T.prob = TAKE(&bag, double, q + 1);
+    T.all_win = TAKE(&bag, double, q * s + 1);
+    T.active = TAKE(&bag, int64_t, L + 1);
+    T.hl = TAKE(&bag, double, L + 1);
+    T.sums = TAKE(&bag, double, K * P + 1);
+    T.order = TAKE(&bag, int64_t, K + 1);
+    T.heap = TAKE(&bag, int64_t, K + 1);
+    int64_t *near_l = TAKE(&bag, int64_t, L + 1);
+    double *slo = TAKE(&bag, double, L + 1), *shi = TAKE(&bag, double, L + 1);
+    int64_t *cell_labels = TAKE(&bag, int64_t, P + 1);
+    const int ok = !bag.failed;
     if (!ok) J->status = 1;
     if (ok) FOR_CLAIMED(J, u) {
         const int64_t cell = J->list[u];
         int64_t yc = cell / J->cells_x, xc = cell % J->cells_x, nn = 0;
         float far_hi = -INFINITY;
         for (int64_t l = 0; l < L; l++) { /* the same near / far split and bounds as semdecide_run */
-            const float *base = B->masks + B->live[l] * hw + B->y.start[yc] * B->w + B->x.start[xc];
-            float lo = base[0], hi = base[0];
-            for (int64_t a = 0; a < B->y.window; a++)
-                for (int64_t b = 0; b < B->x.window; b++) {
-                    const float v = base[a * B->w + b];
-                    lo = v < lo ? v : lo;
-                    hi = v > hi ? v : hi;
-                }
+            float lo, hi;
+            window_extremes(B->masks + B->live[l] * hw, B->w, &B->y, yc, &B->x, xc, &lo, &hi);
             T.hl[l] = (double)hi;
             if (hi < J->near) {
                 far_hi = hi > far_hi ? hi : far_hi;
@@ -1234,25 +1203,7 @@ static void *semresolve_run(void *arg) {
             }
         }
     }
-    semwhole_free(&S);
-    free(T.win);
-    free(T.scratch);
-    free(T.probs);
-    free(T.pc);
-    free(T.slack);
-    free(T.err);
-    free(T.value);
-    free(T.prob);
-    free(T.all_win);
-    free(T.active);
-    free(T.hl);
-    free(T.sums);
-    free(T.order);
-    free(T.heap);
-    free(near_l);
-    free(slo);
-    free(shi);
-    free(cell_labels);
+    bag_free(&bag);
     return NULL;
 }
 
@@ -1306,16 +1257,11 @@ int64_t bfr_semantic_decide(SEMWHOLE_ARGS, int64_t *cell_label, int32_t threads)
     semwhole_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++) { /* by cell rows */
         jobs[t] = SEMWHOLE_BASE;
-        jobs[t].u0 = 0;
-        jobs[t].u1 = cells_y;
-        jobs[t].next = &next;
-        jobs[t].chunk = 1;
+        CLAIM_FROM(jobs[t], next, cells_y, 1);
         jobs[t].cell_label = cell_label;
     }
     run_jobs(jobs, sizeof jobs[0], nt, semdecide_run);
-    for (int t = 0; t < nt; t++)
-        if (jobs[t].status) return -1;
-    return 0;
+    return ANY_FAILED(jobs, nt) ? -1 : 0;
 }
 
 /* Labels of the pixels of the listed (flat) cells, as records; returns the number of pixels evaluated with every
@@ -1328,10 +1274,7 @@ int64_t bfr_semantic_resolve(SEMWHOLE_ARGS, int64_t u_count, const int64_t *list
     semwhole_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++) {
         jobs[t] = SEMWHOLE_BASE;
-        jobs[t].u0 = 0;
-        jobs[t].u1 = u_count;
-        jobs[t].next = &next;
-        jobs[t].chunk = 8;
+        CLAIM_FROM(jobs[t], next, u_count, 8);
         jobs[t].list = list;
         jobs[t].out_label = out_label;
         jobs[t].out_idx = out_idx;
@@ -1341,10 +1284,8 @@ int64_t bfr_semantic_resolve(SEMWHOLE_ARGS, int64_t u_count, const int64_t *list
         jobs[t].width = width;
     }
     run_jobs(jobs, sizeof jobs[0], nt, semresolve_run);
+    if (ANY_FAILED(jobs, nt)) return -1;
     int64_t redone = 0;
-    for (int t = 0; t < nt; t++) {
-        if (jobs[t].status) return -1;
-        redone += jobs[t].redone;
-    }
+    for (int t = 0; t < nt; t++) redone += jobs[t].redone;
     return redone;
 }

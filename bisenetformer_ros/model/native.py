@@ -200,7 +200,29 @@ def _axis_args(axis: object) -> list:
     ]
 
 
-class SemanticKernels:
+class _Bound:
+    """Arguments of one image's kernel calls, bound once: the grid's shape and pixel tables, the tensors they point
+    into (kept alive here) and the thread count."""
+
+    def __init__(self, cells: object, threads: int, keep: tuple) -> None:
+        lib = library()
+        if lib is None:
+            raise RuntimeError("native kernels unavailable")
+        self._lib = lib
+        self._keep = keep
+        self.shape = tuple(int(v) for v in cells.shape)
+        self.slots = (int(cells.y.max_len), int(cells.x.max_len))
+        self._pixels = (_ptr(cells.y.pixel), _ptr(cells.x.pixel), int(cells.size[1]))
+        self._lengths = (cells.y.cell_len, cells.x.cell_len, self.shape[1])
+        self.threads = int(threads)
+
+    @staticmethod
+    def _check(status: int, what: str) -> None:
+        if status < 0:
+            raise MemoryError(f"cell merge: the native {what} ran out of memory")
+
+
+class SemanticKernels(_Bound):
     """The whole semantic merge of one image on the CPU (``cellmerge_kernels.c``, "whole semantic"): the arguments
     every call shares, bound once."""
 
@@ -219,31 +241,22 @@ class SemanticKernels:
         cells: object,
         threads: int,
     ) -> None:
-        lib = library()
-        assert lib is not None
-        self._lib = lib
         p_live = class_probs.index_select(0, live).contiguous()
         tensors = (masks32, class_probs, live, p_live, p_live.sum(0), dead.contiguous(), dead_probs.contiguous())
         major = None if tier[0] is None else tier[0].contiguous()
-        self._keep = (*tensors, envelope, major)
+        super().__init__(cells, threads, (*tensors, envelope, major))
         q, h, w = (int(v) for v in masks32.shape)
-        self.shape = tuple(int(v) for v in cells.shape)
-        self.slots = (int(cells.y.max_len), int(cells.x.max_len))
-        self._pixels = (_ptr(cells.y.pixel), _ptr(cells.x.pixel), int(cells.size[1]))
-        self._lengths = (cells.y.cell_len, cells.x.cell_len, self.shape[1])
         self._args = [
             _ptr(masks32), q, h, w, _ptr(class_probs), int(class_probs.shape[1]), _ptr(live), int(live.numel()),
             *(_ptr(t) for t in tensors[3:]), None if envelope is None else _ptr(envelope),
             None if major is None else _ptr(major), 0 if major is None else int(major.numel()), float(tier[1]),
             int(sigmoid_first), float(prune), float(near), *_axis_args(cells.y), *_axis_args(cells.x), *self.shape,
         ]  # fmt: skip
-        self.threads = int(threads)
 
     def decide(self) -> torch.Tensor:
         """``[Cy, Cx]``: each cell's class where its bounds decide it, else -1."""
         labels = torch.empty(self.shape, dtype=torch.int64)
-        if self._lib.bfr_semantic_decide(*self._args, _ptr(labels), self.threads) < 0:
-            raise MemoryError("cell merge: the native semantic decision ran out of memory")
+        self._check(self._lib.bfr_semantic_decide(*self._args, _ptr(labels), self.threads), "semantic decision")
         return labels
 
     def resolve(self, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -256,12 +269,11 @@ class SemanticKernels:
             *self._args, int(cells.numel()), _ptr(cells), *self._pixels, _ptr(offsets), _ptr(index), _ptr(labels),
             self.threads,
         )  # fmt: skip
-        if redone < 0:
-            raise MemoryError("cell merge: the native semantic resolution ran out of memory")
+        self._check(redone, "semantic resolution")
         return index, labels, int(redone)
 
 
-class PanopticKernels:
+class PanopticKernels(_Bound):
     """The whole panoptic merge of one image on the CPU (see ``cellmerge_kernels.c``, "whole panoptic"): the
     arguments every call shares, bound once."""
 
@@ -276,16 +288,9 @@ class PanopticKernels:
         cells: object,
         threads: int,
     ) -> None:
-        lib = library()
-        assert lib is not None
-        self._lib = lib
-        self._keep = (masks32, scores)
+        super().__init__(cells, threads, (masks32, scores))
         n, h, w = (int(v) for v in masks32.shape)
         y, x = cells.y, cells.x
-        self.shape = tuple(int(v) for v in cells.shape)
-        self.slots = (int(y.max_len), int(x.max_len))
-        self._pixels = (_ptr(y.pixel), _ptr(x.pixel), int(cells.size[1]))
-        self._lengths = (y.cell_len, x.cell_len, self.shape[1])
         self._args = [
             _ptr(masks32),
             n,
@@ -304,11 +309,6 @@ class PanopticKernels:
             *self.shape,
         ]
         self.n = n
-        self.threads = int(threads)
-
-    def _check(self, status: int, what: str) -> None:
-        if status < 0:
-            raise MemoryError(f"cell merge: the native panoptic {what} ran out of memory")
 
     def decide(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``[Cy, Cx]`` winners (-1: undecided), owned and partly-owned flags, and ``[n]`` areas of the cells inside
@@ -319,7 +319,9 @@ class PanopticKernels:
         inside = torch.zeros(self.n, dtype=torch.int64)
         edge = torch.zeros(self.n, dtype=torch.int64)
         outs = (winner, owned, partly, inside, edge)
-        self._check(self._lib.bfr_panoptic_decide(*self._args, *(_ptr(t) for t in outs), self.threads), "decision")
+        self._check(
+            self._lib.bfr_panoptic_decide(*self._args, *(_ptr(t) for t in outs), self.threads), "panoptic decision"
+        )
         return outs
 
     def resolve(self, winner: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -332,7 +334,7 @@ class PanopticKernels:
             *self._args, _ptr(winner), int(cells.numel()), _ptr(cells), *self._pixels, _ptr(offsets), _ptr(index),
             _ptr(win), _ptr(own), _ptr(undecided), self.threads,
         )  # fmt: skip
-        self._check(status, "resolution")
+        self._check(status, "panoptic resolution")
         return index, win, own, undecided
 
     def edge_areas(self, queries: torch.Tensor) -> torch.Tensor:
@@ -341,5 +343,5 @@ class PanopticKernels:
         status = self._lib.bfr_panoptic_edges(
             *self._args, int(queries.numel()), _ptr(queries), _ptr(counts), self.threads
         )
-        self._check(status, "edge areas")
+        self._check(status, "panoptic edge areas")
         return counts
