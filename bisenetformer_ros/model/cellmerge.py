@@ -40,7 +40,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, partial
 
 import torch
@@ -1049,12 +1049,20 @@ class PanopticCells:
     pix_win: torch.Tensor
     pix_own: torch.Tensor
     cells: CellGrid
+    _pixel_ids: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    def pixel_ids(self, lut: torch.Tensor) -> torch.Tensor:
+        """The per-pixel records' segment ids (int64, 0 = not owned or dropped), kept for the last ``lut``: the id
+        map and the segment table both read them (~100k records in a crowded frame)."""
+        if self._pixel_ids is None or self._pixel_ids[0] is not lut:
+            self._pixel_ids = (lut, torch.where(self.pix_own, lut.long()[self.pix_win], 0))
+        return self._pixel_ids[1]
 
     def id_map(self, lut: torch.Tensor) -> torch.Tensor:
         """``[H, W]`` int32 segment ids given ``lut`` (kept query -> segment id, 0 = dropped)."""
         cell_ids = torch.where(self.cell_owned, lut[self.cell_winner.clamp(min=0)], 0)
         ids = self.cells.expand(cell_ids.to(torch.int32))
-        ids.view(-1)[self.pix_idx] = torch.where(self.pix_own, lut[self.pix_win], 0).to(torch.int32)
+        ids.view(-1)[self.pix_idx] = self.pixel_ids(lut).to(torch.int32)
         return ids
 
     def segment_stats(self, lut: torch.Tensor, n: int) -> dict[str, list]:
@@ -1073,7 +1081,7 @@ class PanopticCells:
         area = ylen * xlen
         sum_y = xlen * (ylen * y0 + ylen * (ylen - 1) // 2)  # sum of the row index over the cell's pixels
         sum_x = ylen * (xlen * x0 + xlen * (xlen - 1) // 2)
-        pix_id = torch.where(self.pix_own, lut[self.pix_win], 0).long()
+        pix_id = self.pixel_ids(lut)
         # The records as two small histograms, (id, row) and (id, column): everything per id follows from them.
         rows = torch.bincount(pix_id * h + self.pix_idx // w, minlength=nb * h).reshape(nb, h)
         cols = torch.bincount(pix_id * w + self.pix_idx % w, minlength=nb * w).reshape(nb, w)
@@ -1313,7 +1321,7 @@ def _panoptic_native(
     else:
         pix_idx, pix_win = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
         pix_own, pix_open = torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.bool)
-    won += torch.bincount(pix_win[pix_open], minlength=n)
+    won += torch.bincount(pix_win, weights=pix_open.double(), minlength=n).long()
     fin += torch.bincount(pix_win, weights=pix_own.double(), minlength=n).long()
     open_rule, passes = _overlap_bounds(won, fin, inside, inside + edge, overlap)
     orig = torch.where(passes, inside + edge, inside)
