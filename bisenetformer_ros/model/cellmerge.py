@@ -1143,15 +1143,22 @@ def panoptic_cells(
     order: str,
     threshold: float,
     overlap: float | None = None,
+    ids: torch.Tensor | None = None,
 ) -> PanopticCells:
     """Per pixel: the kept query with the highest ``scores[q] * prob_q`` (first maximum) and whether its probability
-    reaches ``threshold``; ``scores [n]`` float64, ``masks [n, h, w]`` the kept queries' mask logits (n >= 1).
+    reaches ``threshold``; ``scores [n]`` float64, ``masks [n, h, w]`` the kept queries' mask logits (n >= 1), or
+    every query's with ``ids [n]`` the kept ones (the native kernels read them in place, no copy of the masks).
 
     ``overlap``: the rule that reads the mask areas (a query that wins pixels and owns some is dropped when
     ``won / orig < overlap``). Given, a query's area is counted per pixel along its mask edge only when its bounds
     (cells inside the mask / also those the edge crosses) leave the rule open: with many kept queries most of them
     win nothing (duplicates) or clearly pass, and their edges were most of the per-pixel work. None: every area
     exactly."""
+    cut = _logit_cut(threshold)
+    if cut is not None and native.available_for(masks):
+        return _panoptic_native(scores, masks, ids, cells, order, threshold, overlap, cut)
+    if ids is not None:
+        masks = masks.index_select(0, ids)
     n = int(scores.numel())
     dev = masks.device
     s32 = scores.float()
@@ -1170,9 +1177,6 @@ def panoptic_cells(
     resolved_records: list[tuple[torch.Tensor, ...]] = []
     ppc = cells.y.max_len * cells.x.max_len
 
-    cut = _logit_cut(threshold)
-    if cut is not None and native.available_for(masks):
-        return _panoptic_native(scores, masks, cells, order, threshold, overlap, cut)
     for c0, c1 in cells.bands(n, _NEAR_ROWS if n >= _NEAR_MIN_QUERIES else None):
         r0, r1 = cells.band_rows(c0, c1)
         band = m32[:, r0:r1]
@@ -1286,6 +1290,7 @@ def panoptic_cells(
 def _panoptic_native(
     scores: torch.Tensor,
     masks: torch.Tensor,
+    ids: torch.Tensor | None,
     cells: CellGrid,
     order: str,
     threshold: float,
@@ -1298,6 +1303,7 @@ def _panoptic_native(
     n = int(scores.numel())
     k = native.PanopticKernels(
         masks.float().contiguous(),
+        None if ids is None else ids.contiguous(),
         scores.to(EXACT).contiguous(),
         order == "sigmoid_first",
         threshold,

@@ -422,7 +422,8 @@ static int clamp_threads(int32_t threads, int64_t work) {
 #define BOUND_ABS 1e-30
 
 typedef struct {
-    const float *masks;
+    const float *masks;           /* [Q, h, w] */
+    const int64_t *ids;           /* [n] the kept queries' planes in masks (NULL: the first n) */
     int64_t n, h, w;
     const double *scores;
     int sigmoid_first;
@@ -451,6 +452,9 @@ typedef struct {
     bag_t bag;
     int status;
 } whole_job;
+
+/* The mask plane of entity e. */
+static int64_t query(const whole_job *J, int64_t e) { return J->ids ? J->ids[e] : e; }
 
 static int whole_alloc(whole_job *J) {
     const int64_t n = J->n + 1, s = J->y.window * J->x.window;
@@ -512,7 +516,7 @@ static void row_extremes(const float *plane, int64_t w, const axis_t *ay, int64_
 
 /* Window extremes of query e at cell (yc, xc). */
 static void extremes(const whole_job *J, int64_t e, int64_t yc, int64_t xc, float *lo, float *hi) {
-    window_extremes(J->masks + e * J->h * J->w, J->w, &J->y, yc, &J->x, xc, lo, hi);
+    window_extremes(J->masks + query(J, e) * J->h * J->w, J->w, &J->y, yc, &J->x, xc, lo, hi);
 }
 
 /* Candidates of cell (yc, xc) (ascending query ids into J->cand, their upper bounds in J->up[c]); J->lo / hi hold
@@ -631,7 +635,7 @@ static void *decide_run(void *arg) {
     double *near_lo = TAKE(&bag, double, n * cx_n + 1);
     double *near_hi = TAKE(&bag, double, n * cx_n + 1);
     row_maxima_t R;
-    if (!row_maxima_init(&R, &bag, J->masks, NULL, n, J->h, w, &J->y, J->u0, J->u1)) {
+    if (!row_maxima_init(&R, &bag, J->masks, J->ids, n, J->h, w, &J->y, J->u0, J->u1)) {
         J->status = 1;
         goto done;
     }
@@ -655,7 +659,7 @@ static void *decide_run(void *arg) {
                 continue;
             }
             float *lo = lo_t + e * cx_n, *hi = hi_t + e * cx_n;
-            row_extremes(J->masks + e * J->h * w, w, &J->y, yc, &J->x, cx_n, col_lo, col_hi, lo, hi);
+            row_extremes(J->masks + query(J, e) * J->h * w, w, &J->y, yc, &J->x, cx_n, col_lo, col_hi, lo, hi);
             const double score = J->scores[e];
             float top = -INFINITY;
             for (int64_t c = 0; c < cx_n; c++) top = hi[c] > top ? hi[c] : top;
@@ -762,7 +766,7 @@ static void *resolve_run(void *arg) {
             if (evaluated > 0 && J->up[c] < low - err) break;
             const int64_t e = J->cand[c];
             const double score = J->scores[e];
-            gather(J->masks, J->h, J->w, e, &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
+            gather(J->masks, J->h, J->w, query(J, e), &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
             interpolate_cell(J->win, &J->y, yc, &J->x, xc, rows, prob);
             if (!J->sigmoid_first) sigmoid_fast(prob, P);
             low = INFINITY;
@@ -791,7 +795,7 @@ static void *resolve_run(void *arg) {
                     double top = -INFINITY;
                     for (int64_t t = 0; t < evaluated; t++) {
                         const int64_t e = J->cand[o.order[t]];
-                        gather(J->masks, J->h, J->w, e, &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
+                        gather(J->masks, J->h, J->w, query(J, e), &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
                         const double q = probability(J->win, &J->y, yc, i, &J->x, xc, j, J->sigmoid_first);
                         const double v = J->scores[e] * q;
                         if (t == 0 || v > top || (v == top && e < w)) {
@@ -801,7 +805,7 @@ static void *resolve_run(void *arg) {
                         }
                     }
                 } else if (!J->sigmoid_first && fabs(pw - J->threshold) <= p_err) { /* ownership: exactly */
-                    gather(J->masks, J->h, J->w, w, &J->y, yc, &J->x, xc, 0, J->win);
+                    gather(J->masks, J->h, J->w, query(J, w), &J->y, yc, &J->x, xc, 0, J->win);
                     pw = probability(J->win, &J->y, yc, i, &J->x, xc, j, 0);
                 }
                 J->out_idx[slot] = J->y_pixel[yc * ry + i] * J->width + J->x_pixel[xc * rx + j];
@@ -830,7 +834,7 @@ static void *edge_run(void *arg) {
             float lo, hi;
             extremes(J, e, yc, xc, &lo, &hi);
             if (lo >= J->cut_in || hi < J->cut_reach) continue;
-            gather(J->masks, J->h, J->w, e, &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
+            gather(J->masks, J->h, J->w, query(J, e), &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
             int64_t hits = 0;
             for (int64_t i = 0; i < ry; i++) {
                 if (!J->y.valid[yc * ry + i]) continue;
@@ -845,7 +849,7 @@ static void *edge_run(void *arg) {
     return NULL;
 }
 
-static whole_job whole_base(const float *masks, int64_t n, int64_t h, int64_t w, const double *scores,
+static whole_job whole_base(const float *masks, const int64_t *ids, int64_t n, int64_t h, int64_t w, const double *scores,
                             int32_t sigmoid_first, double threshold, float cut_in, float cut_reach, float far,
                             int64_t sy, int64_t ry, const uint8_t *y_valid, const double *y_weights,
                             const int64_t *y_start, const int64_t *y_len, int64_t sx, int64_t rx,
@@ -854,6 +858,7 @@ static whole_job whole_base(const float *masks, int64_t n, int64_t h, int64_t w,
     whole_job J;
     memset(&J, 0, sizeof J);
     J.masks = masks;
+    J.ids = ids;
     J.n = n;
     J.h = h;
     J.w = w;
@@ -872,13 +877,14 @@ static whole_job whole_base(const float *masks, int64_t n, int64_t h, int64_t w,
 }
 
 #define WHOLE_ARGS                                                                                                   \
-    const float *masks, int64_t n, int64_t h, int64_t w, const double *scores, int32_t sigmoid_first,                \
+    const float *masks, const int64_t *ids, int64_t n, int64_t h, int64_t w, const double *scores,                   \
+        int32_t sigmoid_first,                                                                                       \
         double threshold, float cut_in, float cut_reach, float far, int64_t sy, int64_t ry, const uint8_t *y_valid,  \
         const double *y_weights, const int64_t *y_start, const int64_t *y_len, int64_t sx, int64_t rx,               \
         const uint8_t *x_valid, const double *x_weights, const int64_t *x_start, const int64_t *x_len,               \
         int64_t cells_y, int64_t cells_x
 #define WHOLE_BASE                                                                                                   \
-    whole_base(masks, n, h, w, scores, sigmoid_first, threshold, cut_in, cut_reach, far, sy, ry, y_valid, y_weights, \
+    whole_base(masks, ids, n, h, w, scores, sigmoid_first, threshold, cut_in, cut_reach, far, sy, ry, y_valid, y_weights, \
                y_start, y_len, sx, rx, x_valid, x_weights, x_start, x_len, cells_x)
 
 /* Every cell's winner (-1: undecided), whether it owns the whole cell, whether its mask edge crosses it, and each

@@ -58,9 +58,9 @@ _STATE: dict[str, object] = {}
 
 _I64, _I32, _F32, _F64, _PTR = ctypes.c_int64, ctypes.c_int32, ctypes.c_float, ctypes.c_double, ctypes.c_void_p
 _AXIS = [_I64, _I64, _PTR, _PTR, _PTR]  # window, cell length, valid, weights, start
-# The panoptic kernels' shared arguments: masks, n, h, w, scores, sigmoid_first, threshold, cut_in, cut_reach, far,
-# each axis with its cell lengths, cells_y, cells_x.
-_WHOLE = [_PTR, _I64, _I64, _I64, _PTR, _I32, _F64, _F32, _F32, _F32, *_AXIS, _PTR, *_AXIS, _PTR, _I64, _I64]
+# The panoptic kernels' shared arguments: masks, ids, n, h, w, scores, sigmoid_first, threshold, cut_in, cut_reach,
+# far, each axis with its cell lengths, cells_y, cells_x.
+_WHOLE = [_PTR, _PTR, _I64, _I64, _I64, _PTR, _I32, _F64, _F32, _F32, _F32, *_AXIS, _PTR, *_AXIS, _PTR, _I64, _I64]
 # The semantic kernels' shared arguments: masks, q, h, w, class_probs, k, live, n_live; p_live, reach, dead,
 # dead_probs, envelope, major; n_major, beyond, sigmoid_first, prune, near, the two axes, cells_y, cells_x.
 _SEMANTIC = [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64] + [_PTR] * 6
@@ -241,9 +241,10 @@ class SemanticKernels(_Bound):
         cells: object,
         threads: int,
     ) -> None:
+        live = live.to(torch.int64).contiguous()
         p_live = class_probs.index_select(0, live).contiguous()
         tensors = (masks32, class_probs, live, p_live, p_live.sum(0), dead.contiguous(), dead_probs.contiguous())
-        major = None if tier[0] is None else tier[0].contiguous()
+        major = None if tier[0] is None else tier[0].to(torch.int64).contiguous()
         super().__init__(cells, threads, (*tensors, envelope, major))
         q, h, w = (int(v) for v in masks32.shape)
         self._args = [
@@ -280,6 +281,7 @@ class PanopticKernels(_Bound):
     def __init__(
         self,
         masks32: torch.Tensor,
+        ids: torch.Tensor | None,
         scores: torch.Tensor,
         sigmoid_first: bool,
         threshold: float,
@@ -288,11 +290,14 @@ class PanopticKernels(_Bound):
         cells: object,
         threads: int,
     ) -> None:
-        super().__init__(cells, threads, (masks32, scores))
-        n, h, w = (int(v) for v in masks32.shape)
+        ids = None if ids is None else ids.to(torch.int64).contiguous()
+        super().__init__(cells, threads, (masks32, ids, scores))
+        n = int(scores.numel())
+        h, w = (int(v) for v in masks32.shape[1:])
         y, x = cells.y, cells.x
         self._args = [
             _ptr(masks32),
+            None if ids is None else _ptr(ids),
             n,
             h,
             w,

@@ -666,11 +666,12 @@ def _postprocess(
                     if kept.ids.numel():
                         pc = cellmerge.panoptic_cells(
                             kept.scores,
-                            pred_masks[i][kept.ids],
+                            pred_masks[i],
                             cells,
                             cfg.mask_order,
                             cfg.mask_threshold,
                             cfg.overlap_threshold,
+                            ids=kept.ids,
                         )
                         areas, id_map_of, stats_of = (pc.won, pc.fin, pc.orig), pc.id_map, pc.segment_stats
                     else:
