@@ -523,8 +523,20 @@ def _resolve(
 
 
 def native_threads() -> int:
-    """Threads of one native kernel call: torch's intra-op count (the merges' side-by-side split shares them)."""
+    """Threads of one native kernel call: torch's intra-op count (the native merges run one after the other, each on
+    every thread)."""
     return max(1, torch.get_num_threads())
+
+
+def _native_chunks(cells: CellGrid, n: int) -> list[tuple[int, int]]:
+    """Listed cells per native resolve call: the records of a chunk stay within the per-pixel chunk budget."""
+    return _chunks(n, cells.y.max_len * cells.x.max_len * 4)
+
+
+def _label_dtype(k: int) -> torch.dtype:
+    """The smallest integer type that holds ``k`` class labels: the full-resolution map is the merge's largest
+    tensor."""
+    return torch.uint8 if k <= 255 else torch.int32
 
 
 def _count_groups(counts: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -751,8 +763,7 @@ def semantic_labels(
     m_live = masks.index_select(0, live_at)  # [L, h, w]
     live_probs, p32, m32 = p_live.t().contiguous(), p_live.float(), m_live.float()
     fast = m32 if ieee_float32_products(masks.device) else None  # the per-pixel first pass (CellGrid.first_pass)
-    # Labels in the smallest integer type that holds them: the full-resolution map is the merge's largest tensor.
-    label_dtype = torch.uint8 if k <= 255 else torch.int32
+    label_dtype = _label_dtype(k)
     cell_label = torch.empty(cells.shape, dtype=label_dtype, device=masks.device)
     pix_idx, pix_val = [], []
     ppc = cells.y.max_len * cells.x.max_len
@@ -891,10 +902,10 @@ def _semantic_native(
     undecided = cell_label < 0
     if int((cells.cell_pixels * undecided).sum()) > max_undecided * cells.size[0] * cells.size[1]:
         return None
-    label_dtype = torch.uint8 if k <= 255 else torch.int32
+    label_dtype = _label_dtype(k)
     labels = cells.expand(cell_label.clamp(min=0).to(label_dtype))
     listed = torch.nonzero(undecided.flatten()).flatten()
-    for a, b in _chunks(int(listed.numel()), cells.y.max_len * cells.x.max_len * 4):
+    for a, b in _native_chunks(cells, int(listed.numel())):
         index, values, _redone = kernels.resolve(listed[a:b])
         labels.view(-1)[index] = values.to(label_dtype)
     return labels
@@ -1320,8 +1331,7 @@ def _panoptic_native(
     won = torch.bincount(w, weights=(sizes * decided).flatten(), minlength=n).long()
     fin = torch.bincount(w, weights=(sizes * cell_owned).flatten(), minlength=n).long()
     listed = torch.nonzero(pixelwise.flatten()).flatten()
-    chunks = _chunks(int(listed.numel()), cells.y.max_len * cells.x.max_len * 4)
-    records = [k.resolve(cell_winner, listed[a:b]) for a, b in chunks]
+    records = [k.resolve(cell_winner, listed[a:b]) for a, b in _native_chunks(cells, int(listed.numel()))]
     if records:
         pix_idx, pix_win, pix_own, pix_open = (torch.cat([r[i] for r in records]) for i in range(4))
     else:

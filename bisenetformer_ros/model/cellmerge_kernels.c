@@ -1,21 +1,22 @@
-/* Per-pixel resolution of the cell merge's undecided cells (bisenetformer_ros/model/cellmerge.py), compiled at first
- * use by bisenetformer_ros/model/native.py and called through ctypes (which releases the GIL).
+/* The cell merge (bisenetformer_ros/model/cellmerge.py) of CPU tensors: semantic labels and panoptic winners, every
+ * cell decided from bounds and only the cells the bounds leave open evaluated per pixel. Compiled at first use by
+ * bisenetformer_ros/model/native.py and called through ctypes (which releases the GIL).
  *
- * Why C: in the cells the bounds leave open, every pixel needs the exact (float64) values of a few candidates; as
- * tensor ops that is a long chain of small operations (gathers, interpolations, masks, candidate lists padded per
- * group) whose dispatch costs more than the arithmetic, and which keeps the interpreter lock busy while the semantic
- * and panoptic merges run side by side. Here one pass per pixel evaluates the candidates in the order of their upper
- * bounds and stops as soon as no remaining one can reach the best value found.
+ * Why C: as tensor ops the same work is a long chain of small operations (window extremes, bound tables, gathers,
+ * interpolations, candidate lists padded per group) whose dispatch costs more than the arithmetic. Here each cell is
+ * decided in one pass over its queries, and each open cell evaluates its candidates at every pixel in the order of
+ * their upper bounds until none can reach the best value found; the work is split over threads.
  *
- * Exactness: each value is computed with the same operations in the same order as the tensor path
- * (CellGrid.interpolate: columns first, then rows, a product then a sum per term, then 1 / (1 + exp(-x))), with
- * floating-point contraction off (-ffp-contract=off), so values equal the tensor path's up to the last bit of exp
- * (which PyTorch itself computes with two different routines in one tensor). Ties keep the first maximum in entity
- * order like max(0).
+ * Exactness: bounds are float64, widened by far more than their rounding. A fast vectorised sigmoid (sigmoid_fast)
+ * ranks the candidates; its answer is kept only where the winner leads by more than its error bound, and the other
+ * pixels are evaluated with the same operations in the same order as the tensor path (CellGrid.interpolate: columns
+ * first, then rows, a product then a sum per term, then 1 / (1 + exp(-x))), with floating-point contraction off
+ * (-ffp-contract=off), so values equal the tensor path's up to the last bit of exp (which PyTorch itself computes with
+ * two different routines in one tensor). Ties keep the first maximum in entity order like max(0).
  *
  * Layouts (all C-contiguous): masks float32 [E, h, w]; per axis: pixel int64 [C, r], valid uint8 [C, r], weights
  * float64 [C, r, S], start int64 [C]. Per-pixel outputs are records in row-major order within each listed cell, the
- * cell's first at offsets[u]. Work is split over `threads` POSIX threads by cells.
+ * cell's first at offsets[u]. Work is handed to `threads` POSIX threads a few rows or cells at a time.
  */
 #include <math.h>
 #include <pthread.h>
@@ -58,14 +59,14 @@ typedef struct {
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-/* Largest error of sigmoid_fast against the exact sigmoid, as used in the semantic kernel's tests (the polynomial's
- * truncation and rounding add up to a few 1e-16; this bound is ~1000x that, checked by the test suite through
- * bfr_sigmoid_fast over the whole range). */
+/* The largest error of sigmoid_fast against the exact sigmoid that the kernels assume (the polynomial's truncation
+ * and rounding add up to a few 1e-16; this bound is ~1000x that, checked by the test suite through bfr_sigmoid_fast
+ * over the whole range). */
 #define FAST_SIGMOID_ERROR 0x1p-40
 
 /* values[i] <- 1 / (1 + exp(-values[i])) with exp by range reduction to |r| <= ln2 / 2 and a degree-13 Taylor
- * polynomial, branch-free so that the compiler vectorises the loop (a libm call per value cost ~14 ns here: most of
- * the semantic kernel with 20-30 active queries per pixel). */
+ * polynomial, branch-free so that the compiler vectorises the loop (a libm call per value cost ~14 ns here, most
+ * of the per-pixel work with 20-30 active queries per pixel). */
 static void sigmoid_fast(double *values, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         double y = -values[i];
@@ -89,13 +90,12 @@ static void sigmoid_fast(double *values, int64_t n) {
         q = q * r + 0.5;
         q = q * r + 1.0;
         q = q * r + 1.0;
-        int64_t bits, scale;
+        int64_t bits;
         memcpy(&bits, &t, sizeof bits);
         bits = bits - 0x4338000000000000LL + 1023; /* k + 1023, k in [-1022, 1022] */
         bits = bits << 52;
         double two_k;
         memcpy(&two_k, &bits, sizeof two_k);
-        (void)scale;
         values[i] = 1.0 / (1.0 + q * two_k);
     }
 }
@@ -230,42 +230,42 @@ typedef struct {
     int64_t n_live;
     int sigmoid_first;
     double prune;
-    const int64_t *cy, *cx;
-    int64_t c_max;
-    const int64_t *cand;        /* [U, c_max] class ids, ascending */
-    const int64_t *count;
-    const double *outside;      /* [U, c_max] bound of what the queries that are not live add to the candidate */
-    const double *upper;        /* [U, c_max] at least every score of the candidate in the cell */
     axis_t y, x;
-    int64_t *out_label;         /* [U, ry, rx] */
-    int64_t u0, u1;
+} semantic_frame;
+
+typedef struct {                /* one cell the bounds leave open */
+    int64_t yc, xc, n;
+    const int64_t *cand;        /* [n] its candidate classes, ascending */
+    const double *up;           /* [n] at least every score of the candidate in the cell */
+    const double *outside;      /* [n] bound of what the queries that are not live add to the candidate */
+    int64_t *labels;            /* [ry * rx] the pixel slots' labels */
     int64_t redone;             /* pixels evaluated with every query */
-    int status;
-} semantic_job;
+} semantic_open_cell;
 
 typedef struct {
     double *win, *scratch, *probs, *pc, *slack, *err, *value, *prob, *all_win, *hl, *sums;
     int64_t *active, *order, *heap;
 } semantic_scratch;
 
-/* Cell u with the first m candidates in bound order (o->order[0..m)), S->hl holding each live query's sigmoid of its
+/* Open cell C with its first m candidates in bound order (o->order[0..m)), S->hl holding each live query's sigmoid of its
  * window's largest logit (from sigmoid_fast: its error is added where used): per pixel, the sums of the active queries
  * (each at most the exact score, up to err) in bound order until the best sum beats every remaining bound of the
  * m; the winner must beat every evaluated one's sum plus its slack too, else the pixel is evaluated exactly with
  * every query and every candidate. Returns 0 when no candidate beyond the m reaches any pixel's best (the labels
  * hold), else the number of candidates that reach the lowest (the cell is done again with that many). */
-static int64_t semantic_cell(semantic_job *J, semantic_scratch *S, int64_t u, lazy_order *o, int64_t m) {
-    const int64_t s = J->y.window * J->x.window, L = J->n_live, c_max = J->c_max, K = J->k;
+static int64_t semantic_cell(const semantic_frame *J, semantic_scratch *S, semantic_open_cell *C, lazy_order *o,
+                             int64_t m) {
+    const int64_t s = J->y.window * J->x.window, L = J->n_live, K = J->k;
     const int64_t ry = J->y.len, rx = J->x.len, P = ry * rx;
-    const int64_t yc = J->cy[u], xc = J->cx[u], n = J->count[u];
-    const int64_t *cand = J->cand + u * c_max;
-    const double *up = J->upper + u * c_max;
+    const int64_t yc = C->yc, xc = C->xc, n = C->n;
+    const int64_t *cand = C->cand;
+    const double *up = C->up;
     for (int64_t t = 0; t < m; t++) order_at(o, t);
     const int64_t *sel = o->order; /* positions in the candidate list (ascending class ids) */
     /* Bound of each live query's probability in the cell (sigmoid of its window's largest logit); the queries that
      * can add more than `prune` to one of the m are summed per pixel, the others enter as a slack per candidate. */
     int64_t na = 0;
-    for (int64_t t = 0; t < m; t++) S->slack[t] = J->outside[u * c_max + sel[t]];
+    for (int64_t t = 0; t < m; t++) S->slack[t] = C->outside[sel[t]];
     for (int64_t l = 0; l < L; l++) { /* S->hl: the sigmoids of the windows' largest logits (semresolve_run) */
         const int64_t qi = J->live[l];
         const double h_l = S->hl[l] + FAST_SIGMOID_ERROR;
@@ -354,9 +354,9 @@ static int64_t semantic_cell(semantic_job *J, semantic_scratch *S, int64_t u, la
                     }
                 }
                 label = cand[c_best];
-                J->redone++;
+                C->redone++;
             }
-            J->out_label[(u * ry + i) * rx + j] = label;
+            C->labels[i * rx + j] = label;
         }
     }
     if (m >= n || up[order_at(o, m)] < floor) return 0;
@@ -411,7 +411,7 @@ static int clamp_threads(int32_t threads, int64_t work) {
 }
 
 /* ------------------------------------------------------------------------------------------------ whole panoptic */
-/* The panoptic merge's per-cell work too (bisenetformer_ros/model/cellmerge.py, panoptic_native): per cell, every
+/* The panoptic merge (cellmerge.py, _panoptic_native): per cell, every
  * query's window extremes give its mask tests (inside / crossing the threshold's logit cuts, as the tensor path's
  * float32 comparisons) and, for the queries near the cell (largest logit >= far), float64 bounds of its score
  * s * sigmoid(logit); the others are bounded together by their largest score times the sigmoid of their largest
@@ -519,21 +519,32 @@ static void extremes(const whole_job *J, int64_t e, int64_t yc, int64_t xc, floa
     window_extremes(J->masks + query(J, e) * J->h * J->w, J->w, &J->y, yc, &J->x, xc, lo, hi);
 }
 
-/* Candidates of cell (yc, xc) (ascending query ids into J->cand, their upper bounds in J->up[c]); J->lo / hi hold
- * every query's window extremes afterwards. Returns the count. */
-/* The floor of a cell's decision: the best lower bound among its near queries (ids ne, probability bounds slo / shi
- * from near_sigmoids), widened; *all: whether the far queries (largest score, largest logit) can reach it, so that
- * every query is a candidate there. */
-static double near_floor(const double *scores, int64_t nn, const int64_t *ne, const double *slo, int any_far,
-                         double far_score, float far_hi, int *all) {
+/* A cell's candidates from its near queries (ids ne, logits nlo / nhi: turned into widened probability bounds here)
+ * and the far ones' largest score and logit: ascending query ids into cand, their widened upper bounds into up, at
+ * most `limit` of them. Where the far queries can reach the near ones' best lower bound, every query is a candidate,
+ * bounded by the exact sigmoid of hi[e * stride] (its largest window logit). Returns the count. */
+static int64_t cell_candidates(const double *scores, int64_t n, int64_t nn, const int64_t *ne, double *nlo,
+                               double *nhi, int any_far, double far_score, float far_hi, const float *hi,
+                               int64_t stride, int64_t limit, int64_t *cand, double *up) {
+    near_sigmoids(nlo, nhi, nn);
     double best = -INFINITY;
     for (int64_t t = 0; t < nn; t++) {
-        const double low = scores[ne[t]] * (slo[t] > 0.0 ? slo[t] : 0.0);
+        const double low = scores[ne[t]] * (nlo[t] > 0.0 ? nlo[t] : 0.0);
         best = low > best ? low : best;
     }
     const double floor = best * (1.0 - BOUND_REL) - BOUND_ABS;
-    *all = any_far && far_score * sigmoid((double)far_hi) * (1.0 + BOUND_REL) + BOUND_ABS >= floor;
-    return floor;
+    const int all = any_far && far_score * sigmoid((double)far_hi) * (1.0 + BOUND_REL) + BOUND_ABS >= floor;
+    int64_t count = 0;
+    for (int64_t t = 0; t < (all ? n : nn) && count < limit; t++) {
+        const int64_t e = all ? t : ne[t];
+        const double bound = all ? scores[e] * sigmoid((double)hi[e * stride]) : scores[e] * nhi[t];
+        const double u = bound * (1.0 + BOUND_REL) + BOUND_ABS;
+        if (u >= floor) {
+            up[count] = u;
+            cand[count++] = e;
+        }
+    }
+    return count;
 }
 
 /* Candidates of cell (yc, xc) (ascending query ids into J->cand, their upper bounds in J->up[c]); J->lo / hi hold
@@ -541,7 +552,7 @@ static double near_floor(const double *scores, int64_t nn, const int64_t *ne, co
 static int64_t candidates(whole_job *J, int64_t yc, int64_t xc) {
     double far_score = 0.0;
     float far_hi = -INFINITY;
-    int any_far = 0, all;
+    int any_far = 0;
     int64_t nn = 0;
     for (int64_t e = 0; e < J->n; e++) {
         extremes(J, e, yc, xc, &J->lo[e], &J->hi[e]);
@@ -555,30 +566,11 @@ static int64_t candidates(whole_job *J, int64_t yc, int64_t xc) {
             far_hi = J->hi[e] > far_hi ? J->hi[e] : far_hi;
         }
     }
-    near_sigmoids(J->nlo, J->nhi, nn);
-    const double floor = near_floor(J->scores, nn, J->ne, J->nlo, any_far, far_score, far_hi, &all);
-    int64_t count = 0;
-    if (!all) {
-        for (int64_t t = 0; t < nn; t++) {
-            const double up = J->scores[J->ne[t]] * J->nhi[t] * (1.0 + BOUND_REL) + BOUND_ABS;
-            if (up >= floor) {
-                J->up[count] = up;
-                J->cand[count++] = J->ne[t];
-            }
-        }
-        return count;
-    }
-    for (int64_t e = 0; e < J->n; e++) { /* exact sigmoids: bounds of near and far queries alike */
-        const double up = J->scores[e] * sigmoid((double)J->hi[e]) * (1.0 + BOUND_REL) + BOUND_ABS;
-        if (up >= floor) {
-            J->up[count] = up;
-            J->cand[count++] = e;
-        }
-    }
-    return count;
+    return cell_candidates(J->scores, J->n, nn, J->ne, J->nlo, J->nhi, any_far, far_score, far_hi, J->hi, 1, J->n,
+                           J->cand, J->up);
 }
 
-/* Each query's largest logit on each mask row that cell rows u0..u1 read ([n, rows] from row *first), computed when
+/* Each query's largest logit on each mask row that cell rows u0..u1 read ([n, rows] from mask row `first`), computed when
  * first asked for (window_row_max), so that a row is read for it right before the window extremes read it again (the
  * masks do not fit in the cache; a separate pass over them was the kernels' largest memory traffic). A query whose
  * largest logit on a cell row's window rows is below the far cut is far from every cell of the row, and that maximum
@@ -686,30 +678,12 @@ static void *decide_run(void *arg) {
             }
         }
         for (int64_t c = 0; c < cx_n; c++) {
-            const int64_t *ne = near_e + c * n, nn = near_n[c];
-            double *nlo = near_lo + c * n, *nhi = near_hi + c * n;
-            near_sigmoids(nlo, nhi, nn);
-            int all;
-            const double floor =
-                near_floor(J->scores, nn, ne, nlo, far_hi[c] > -INFINITY, far_s[c], far_hi[c], &all);
-            int64_t count = 0, winner = -1;
-            if (all) { /* no near query is confident enough here: every query's exact bound */
-                for (int64_t e = 0; e < n && count < 2; e++) {
-                    const double up = J->scores[e] * sigmoid((double)hi_t[e * cx_n + c]) * (1.0 + BOUND_REL) + BOUND_ABS;
-                    if (up >= floor) {
-                        count++;
-                        winner = e;
-                    }
-                }
-            } else {
-                for (int64_t t = 0; t < nn && count < 2; t++)
-                    if (J->scores[ne[t]] * nhi[t] * (1.0 + BOUND_REL) + BOUND_ABS >= floor) {
-                        count++;
-                        winner = ne[t];
-                    }
-            }
-            const int64_t u = yc * cx_n + c;
-            winner = count == 1 ? winner : -1;
+            int64_t two[2]; /* a cell is decided when it has exactly one candidate */
+            double two_up[2];
+            const int64_t count = cell_candidates(J->scores, n, near_n[c], near_e + c * n, near_lo + c * n,
+                                                  near_hi + c * n, far_hi[c] > -INFINITY, far_s[c], far_hi[c],
+                                                  hi_t + c, cx_n, 2, two, two_up);
+            const int64_t u = yc * cx_n + c, winner = count == 1 ? two[0] : -1;
             J->cell_winner[u] = winner;
             J->cell_owned[u] = winner >= 0 && lo_t[winner * cx_n + c] >= J->cut_in;
             J->cell_partly[u] = winner >= 0 && !J->cell_owned[u] && hi_t[winner * cx_n + c] >= J->cut_reach;
@@ -824,7 +798,10 @@ done:
  * edge crosses (cells u0..u1 of the grid; counts into inside_area[m]). */
 static void *edge_run(void *arg) {
     whole_job *J = arg;
-    if (!whole_alloc(J)) return NULL;
+    if (!whole_alloc(J)) {
+        whole_free(J);
+        return NULL;
+    }
     const int64_t ry = J->y.len, rx = J->x.len;
     const int64_t m = J->n; /* J->n: the number of listed queries here */
     FOR_CLAIMED(J, u) {
@@ -945,8 +922,8 @@ int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_c
     return ANY_FAILED(jobs, nt) ? -1 : 0;
 }
 
-/* For the m listed queries: pixels with probability >= threshold in the cells their mask edge crosses (counts [m],
- * added to). Here n is the number of queries in masks; m of them are listed. */
+/* For the m listed kept queries (entity ids, as in the other calls): pixels with probability >= threshold in the cells
+ * their mask edge crosses (counts [m], added to). */
 int64_t bfr_panoptic_edges(WHOLE_ARGS, int64_t m, const int64_t *list, int64_t *counts, int32_t threads) {
     const int64_t cells = cells_y * cells_x;
     const int nt = clamp_threads(threads, cells);
@@ -970,7 +947,7 @@ int64_t bfr_panoptic_edges(WHOLE_ARGS, int64_t m, const int64_t *list, int64_t *
 }
 
 /* ------------------------------------------------------------------------------------------------ whole semantic */
-/* The semantic merge's per-cell work too (cellmerge.py, _semantic_native): per cell, every class score's bounds from
+/* The semantic merge (cellmerge.py, _semantic_native): per cell, every class score's bounds from
  * the live queries near the cell (window max >= near: each query's probability between the sigmoids of its window's
  * extreme logits), the live queries far from it together (the sigmoid of their largest logit times each class's sum
  * of their class probabilities) and the queries that are not live (`outside`, as the tensor path bounds them). A cell
@@ -978,7 +955,7 @@ int64_t bfr_panoptic_edges(WHOLE_ARGS, int64_t m, const int64_t *list, int64_t *
  * classes whose upper bound reaches it. Bounds are float64, widened by BOUND_REL (their rounding, and the per-pixel
  * sums', is ~1e-14 relative: non-negative terms). */
 typedef struct {
-    semantic_job base;          /* masks, q, h, w, class_probs, k, live, n_live, sigmoid_first, prune, axes */
+    semantic_frame base;        /* masks, q, h, w, class_probs, k, live, n_live, sigmoid_first, prune, axes */
     const double *p_live;       /* [L, K] class probabilities of the live queries */
     const double *reach;        /* [K] their sum over the live queries */
     const double *dead, *dead_probs; /* [K] what the other queries add: at most dead, and dead_probs x their prob */
@@ -992,7 +969,7 @@ typedef struct {
     int64_t *next, chunk;       /* the shared claim counter (FOR_CLAIMED) */
     const int64_t *list;
     int64_t *cell_label;        /* decide: [Cy * Cx], -1 where undecided */
-    int64_t *out_label;         /* resolve: [U, ry, rx] */
+    int64_t *out_label;         /* resolve: label of each record */
     int64_t *out_idx;           /* resolve: flat output pixel of each record */
     const int64_t *offsets;     /* resolve: first record of each listed cell */
     const int64_t *y_pixel, *x_pixel;
@@ -1081,7 +1058,7 @@ static void semwhole_alloc(const semwhole_job *J, semwhole_scratch *S, bag_t *ba
  * by vector loops, each cell's near queries listed with their logits, then their sigmoids in one vector pass. */
 static void *semdecide_run(void *arg) {
     semwhole_job *J = arg;
-    const semantic_job *B = &J->base;
+    const semantic_frame *B = &J->base;
     const int64_t L = B->n_live, cx_n = J->cells_x, w = B->w;
     semwhole_scratch S;
     bag_t bag = {0};
@@ -1136,7 +1113,7 @@ done:
 
 static void *semresolve_run(void *arg) {
     semwhole_job *J = arg;
-    const semantic_job *B = &J->base;
+    const semantic_frame *B = &J->base;
     semwhole_scratch S;
     semantic_scratch T;
     const int64_t K = B->k, L = B->n_live, q = B->q, s = B->y.window * B->x.window, hw = B->h * B->w;
@@ -1159,12 +1136,13 @@ static void *semresolve_run(void *arg) {
     T.heap = TAKE(&bag, int64_t, K + 1);
     int64_t *near_l = TAKE(&bag, int64_t, L + 1);
     double *slo = TAKE(&bag, double, L + 1), *shi = TAKE(&bag, double, L + 1);
-    int64_t *cell_labels = TAKE(&bag, int64_t, P + 1);
+    int64_t *cell_labels = TAKE(&bag, int64_t, P + 1); /* one cell's pixel slots */
     const int ok = !bag.failed;
     if (!ok) J->status = 1;
     if (ok) FOR_CLAIMED(J, u) {
         const int64_t cell = J->list[u];
-        int64_t yc = cell / J->cells_x, xc = cell % J->cells_x, nn = 0;
+        const int64_t yc = cell / J->cells_x, xc = cell % J->cells_x;
+        int64_t nn = 0;
         float far_hi = -INFINITY;
         for (int64_t l = 0; l < L; l++) { /* the same near / far split and bounds as semdecide_run */
             float lo, hi;
@@ -1181,24 +1159,14 @@ static void *semresolve_run(void *arg) {
         near_sigmoids(slo, shi, nn);
         sigmoid_fast(T.hl, L);
         const float env_hi = J->envelope ? window_max(J->envelope, B->w, &B->y, yc, &B->x, xc) : 0.0f;
-        int64_t n = class_candidates(J, &S, nn, near_l, slo, shi, far_hi, env_hi);
-        /* semantic_cell() on a job of this one cell */
-        semantic_job one = *B;
-        one.cy = &yc;
-        one.cx = &xc;
-        one.c_max = n;
-        one.cand = S.cand;
-        one.count = &n;
-        one.outside = S.cand_out;
-        one.upper = S.cand_up;
-        one.out_label = cell_labels; /* the cell's slots, then its records */
-        one.redone = 0;
+        const int64_t n = class_candidates(J, &S, nn, near_l, slo, shi, far_hi, env_hi);
+        semantic_open_cell C = {yc, xc, n, S.cand, S.cand_up, S.cand_out, cell_labels, 0};
         lazy_order o;
         order_init(&o, S.cand_up, n, T.heap, T.order);
         int64_t m = n < 2 ? n : 2;
-        while ((m = semantic_cell(&one, &T, 0, &o, m)) != 0) {
+        while ((m = semantic_cell(B, &T, &C, &o, m)) != 0) {
         }
-        J->redone += one.redone;
+        J->redone += C.redone;
         int64_t rec = J->offsets[u];
         for (int64_t i = 0; i < B->y.len; i++) {
             if (!B->y.valid[yc * B->y.len + i]) continue;
@@ -1224,7 +1192,7 @@ static void *semresolve_run(void *arg) {
 static semwhole_job semwhole_base(SEMWHOLE_ARGS) {
     semwhole_job J;
     memset(&J, 0, sizeof J);
-    semantic_job *B = &J.base;
+    semantic_frame *B = &J.base;
     B->masks = masks;
     B->q = q;
     B->h = h;

@@ -1,21 +1,19 @@
-"""The cell merge's per-pixel kernels in C (``cellmerge_kernels.c``): built once with the machine's C compiler, cached,
+"""The cell merge of CPU tensors in C (``cellmerge_kernels.c``): built once with the machine's C compiler, cached,
 loaded with ctypes.
 
-Why: in the cells whose bounds leave the answer open, the exact per-pixel values of a few candidates are cheap
-arithmetic, but as tensor operations they are long chains of small ops (gathers, interpolations, candidate lists
-padded per group) whose dispatch costs more than the arithmetic - most of the merge in frames with many kept queries -
-and the interpreter lock they hold between ops keeps the semantic and panoptic merges from overlapping on two cores.
-A C loop evaluates the candidates pixel by pixel in the order of their upper bounds, stops once none can win, and
-runs without the interpreter lock (ctypes releases it), split over threads.
+Why: as tensor operations the merge is a long chain of small ops (window extremes, bound tables, gathers,
+interpolations, candidate lists padded per group) whose dispatch costs more than the arithmetic - most of the merge
+in frames with many kept queries. In C each cell is decided in one pass over its queries, each open cell evaluates
+its candidates pixel by pixel in the order of their upper bounds until none can win, and the work runs without the
+interpreter lock (ctypes releases it), split over threads.
 
-Like the TensorRT engine cache: the shared library is compiled at first use (well under a second; ``$CC``, else the
-compiler Python was built with, else ``cc``) into ``$BISENETFORMER_NATIVE_DIR`` (default
-``$XDG_CACHE_HOME/bisenetformer_ros/native``), named by a hash of the source, flags, compiler and machine, written
+Like the TensorRT engine cache: the shared library is compiled at first use (about 3 s; ``$CC``, else the compiler
+Python was built with, else ``cc``) into ``$BISENETFORMER_NATIVE_DIR`` (default
+``$XDG_CACHE_HOME/bisenetformer_ros/native``), named by a hash of the source, flags, compiler and CPU, written
 atomically, and reused by every later process. Without a compiler (or with ``BISENETFORMER_NATIVE=0``) the merge uses
 its tensor path, with one log line: the results are the same (tests compare both with the float64 brute force).
 CPU tensors only; on CUDA the tensor path runs on the device.
 """
-
 from __future__ import annotations
 
 import ctypes
@@ -211,7 +209,6 @@ class _Bound:
         self._lib = lib
         self._keep = keep
         self.shape = tuple(int(v) for v in cells.shape)
-        self.slots = (int(cells.y.max_len), int(cells.x.max_len))
         self._pixels = (_ptr(cells.y.pixel), _ptr(cells.x.pixel), int(cells.size[1]))
         self._lengths = (cells.y.cell_len, cells.x.cell_len, self.shape[1])
         self.threads = int(threads)
