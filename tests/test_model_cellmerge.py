@@ -531,14 +531,15 @@ def test_near_ties_go_to_the_exact_computation(order: str, monkeypatch: pytest.M
     else:  # the C kernel counts the pixels it evaluated with every query
         from bisenetformer_ros.model import native
 
-        real_kernel = native.SemanticKernels.resolve
+        real_kernel = native.SemanticKernels.labels
 
-        def spy_kernel(self: native.SemanticKernels, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-            index, labels, redone = real_kernel(self, cells)
-            deferred.append(redone)
-            return index, labels, redone
+        def spy_kernel(self: native.SemanticKernels, budget: int, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+            done = real_kernel(self, budget, dtype)
+            assert done is not None
+            deferred.append(done[1])
+            return done
 
-        monkeypatch.setattr(native.SemanticKernels, "resolve", spy_kernel)
+        monkeypatch.setattr(native.SemanticKernels, "labels", spy_kernel)
     assert_same(postprocess_batch(logits, masks, [meta], ("semantic",), cfg, table(k))[0], ref)
     assert sum(deferred) > 0  # cells / pixels near the crossing were left to the exact computation
     assert cellmerge.ieee_float32_products(torch.device("cpu"))

@@ -898,17 +898,9 @@ def _semantic_native(
         cells,
         native_threads(),
     )
-    cell_label = kernels.decide()
-    undecided = cell_label < 0
-    if int((cells.cell_pixels * undecided).sum()) > max_undecided * cells.size[0] * cells.size[1]:
-        return None
-    label_dtype = _label_dtype(k)
-    labels = cells.expand(cell_label.clamp(min=0).to(label_dtype))
-    listed = torch.nonzero(undecided.flatten()).flatten()
-    for a, b in _native_chunks(cells, int(listed.numel())):
-        index, values, _redone = kernels.resolve(listed[a:b])
-        labels.view(-1)[index] = values.to(label_dtype)
-    return labels
+    budget = math.floor(max_undecided * cells.size[0] * cells.size[1])
+    done = kernels.labels(budget, _label_dtype(k))
+    return None if done is None else done[0]
 
 
 def _class_values(masks: torch.Tensor, pc: torch.Tensor, queries: torch.Tensor, blk: _Block, cells: CellGrid,

@@ -15,8 +15,9 @@
  * two different routines in one tensor). Ties keep the first maximum in entity order like max(0).
  *
  * Layouts (all C-contiguous): masks float32 [E, h, w]; per axis: pixel int64 [C, r], valid uint8 [C, r], weights
- * float64 [C, r, S], start int64 [C]. Per-pixel outputs are records in row-major order within each listed cell, the
- * cell's first at offsets[u]. Work is handed to `threads` POSIX threads a few rows or cells at a time.
+ * float64 [C, r, S], start int64 [C]. The semantic merge writes the label map itself; the panoptic per-pixel outputs
+ * are records in row-major order within each listed cell, the cell's first at offsets[u]. Work is handed to
+ * `threads` POSIX threads a few rows or cells at a time.
  */
 #include <math.h>
 #include <pthread.h>
@@ -64,9 +65,18 @@ static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
  * over the whole range). */
 #define FAST_SIGMOID_ERROR 0x1p-40
 
-/* values[i] <- 1 / (1 + exp(-values[i])) with exp by range reduction to |r| <= ln2 / 2 and a degree-13 Taylor
- * polynomial, branch-free so that the compiler vectorises the loop (a libm call per value cost ~14 ns here, most
- * of the per-pixel work with 20-30 active queries per pixel). */
+/* a * b + c for the fast sigmoid's polynomial: one fused operation where the target has it (the build turns
+ * contraction off everywhere else, since the exact paths must round like the tensor path; this polynomial only
+ * has to stay within its error bound, which the tests check). */
+#ifdef __FP_FAST_FMA
+#define MADD(a, b, c) fma((a), (b), (c))
+#else
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* values[i] <- 1 / (1 + exp(-values[i])) with exp by range reduction to |r| <= ln2 / 2 and a degree-12 Taylor
+ * polynomial (truncation ~2e-16 relative), branch-free so that the compiler vectorises the loop (a libm call per
+ * value cost ~14 ns here, most of the per-pixel work with 20-30 active queries per pixel). */
 static void sigmoid_fast(double *values, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         double y = -values[i];
@@ -76,20 +86,19 @@ static void sigmoid_fast(double *values, int64_t n) {
         double t = y * 0x1.71547652b82fep0 + shift; /* log2(e): t - shift = round(y / ln 2) */
         double k = t - shift;
         double r = (y - k * 0x1.62e42fee00000p-1) - k * 0x1.a39ef35793c76p-33; /* ln 2 = hi + lo, k * hi exact */
-        double q = 1.0 / 6227020800.0;
-        q = q * r + 1.0 / 479001600.0;
-        q = q * r + 1.0 / 39916800.0;
-        q = q * r + 1.0 / 3628800.0;
-        q = q * r + 1.0 / 362880.0;
-        q = q * r + 1.0 / 40320.0;
-        q = q * r + 1.0 / 5040.0;
-        q = q * r + 1.0 / 720.0;
-        q = q * r + 1.0 / 120.0;
-        q = q * r + 1.0 / 24.0;
-        q = q * r + 1.0 / 6.0;
-        q = q * r + 0.5;
-        q = q * r + 1.0;
-        q = q * r + 1.0;
+        double q = 1.0 / 479001600.0;
+        q = MADD(q, r, 1.0 / 39916800.0);
+        q = MADD(q, r, 1.0 / 3628800.0);
+        q = MADD(q, r, 1.0 / 362880.0);
+        q = MADD(q, r, 1.0 / 40320.0);
+        q = MADD(q, r, 1.0 / 5040.0);
+        q = MADD(q, r, 1.0 / 720.0);
+        q = MADD(q, r, 1.0 / 120.0);
+        q = MADD(q, r, 1.0 / 24.0);
+        q = MADD(q, r, 1.0 / 6.0);
+        q = MADD(q, r, 0.5);
+        q = MADD(q, r, 1.0);
+        q = MADD(q, r, 1.0);
         int64_t bits;
         memcpy(&bits, &t, sizeof bits);
         bits = bits - 0x4338000000000000LL + 1023; /* k + 1023, k in [-1022, 1022] */
@@ -243,8 +252,8 @@ typedef struct {                /* one cell the bounds leave open */
 } semantic_open_cell;
 
 typedef struct {
-    double *win, *scratch, *probs, *pc, *slack, *err, *value, *prob, *all_win, *hl, *sums;
-    int64_t *active, *order, *heap;
+    double *win, *scratch, *probs, *pc, *slack, *err, *value, *prob, *all_win, *hl, *sums, *slo, *shi;
+    int64_t *active, *order, *heap, *near_l;
 } semantic_scratch;
 
 /* Open cell C with its first m candidates in bound order (o->order[0..m)), S->hl holding each live query's sigmoid of its
@@ -266,7 +275,7 @@ static int64_t semantic_cell(const semantic_frame *J, semantic_scratch *S, seman
      * can add more than `prune` to one of the m are summed per pixel, the others enter as a slack per candidate. */
     int64_t na = 0;
     for (int64_t t = 0; t < m; t++) S->slack[t] = C->outside[sel[t]];
-    for (int64_t l = 0; l < L; l++) { /* S->hl: the sigmoids of the windows' largest logits (semresolve_run) */
+    for (int64_t l = 0; l < L; l++) { /* S->hl: the sigmoids of the windows' largest logits (semantic_resolve_cell) */
         const int64_t qi = J->live[l];
         const double h_l = S->hl[l] + FAST_SIGMOID_ERROR;
         double top = 0.0;
@@ -475,6 +484,21 @@ static int whole_alloc(whole_job *J) {
 
 static void whole_free(whole_job *J) { bag_free(&J->bag); }
 
+/* The largest of values[0..n) (n >= 1), in 16 lanes: the compiler keeps a one-accumulator maximum scalar (it may not
+ * reorder the comparisons of a reduction without -ffast-math), which made the row maxima a chain of n dependent
+ * compares; the maximum of finite values does not depend on the order. */
+static float largest(const float *values, int64_t n) {
+    float lane[16];
+    for (int64_t l = 0; l < 16; l++) lane[l] = values[0];
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int64_t l = 0; l < 16; l++) lane[l] = values[j + l] > lane[l] ? values[j + l] : lane[l];
+    float m = lane[0];
+    for (int64_t l = 1; l < 16; l++) m = lane[l] > m ? lane[l] : m;
+    for (; j < n; j++) m = values[j] > m ? values[j] : m;
+    return m;
+}
+
 /* The smallest and largest value of a mask plane [h, w] on cell (yc, xc)'s window. */
 static void window_extremes(const float *plane, int64_t w, const axis_t *ay, int64_t yc, const axis_t *ax,
                             int64_t xc, float *lo, float *hi) {
@@ -602,9 +626,7 @@ static float window_row_max(row_maxima_t *R, int64_t e, const axis_t *ay, int64_
         const int64_t at = e * R->rows + ay->start[yc] + a - R->first;
         if (!R->known[at]) {
             const float *row = R->masks + ((R->ids ? R->ids[e] : e) * R->h + ay->start[yc] + a) * R->w;
-            float m = row[0];
-            for (int64_t j = 1; j < R->w; j++) m = row[j] > m ? row[j] : m;
-            R->maxima[at] = m;
+            R->maxima[at] = largest(row, R->w);
             R->known[at] = 1;
         }
         top = R->maxima[at] > top ? R->maxima[at] : top;
@@ -653,9 +675,7 @@ static void *decide_run(void *arg) {
             float *lo = lo_t + e * cx_n, *hi = hi_t + e * cx_n;
             row_extremes(J->masks + query(J, e) * J->h * w, w, &J->y, yc, &J->x, cx_n, col_lo, col_hi, lo, hi);
             const double score = J->scores[e];
-            float top = -INFINITY;
-            for (int64_t c = 0; c < cx_n; c++) top = hi[c] > top ? hi[c] : top;
-            if (top < J->far) { /* far from the whole row (most queries): one vector pass */
+            if (largest(hi, cx_n) < J->far) { /* far from the whole row (most queries): one vector pass */
                 for (int64_t c = 0; c < cx_n; c++) {
                     far_s[c] = score > far_s[c] ? score : far_s[c];
                     far_hi[c] = hi[c] > far_hi[c] ? hi[c] : far_hi[c];
@@ -964,16 +984,16 @@ typedef struct {
     int64_t n_major;
     double beyond;              /* at least every score of every other class anywhere */
     float near;
-    int64_t cells_x;
-    int64_t u0, u1;             /* decide: cell rows; resolve: entries of list */
+    int64_t cells_x, cells_y;
+    int64_t u0, u1;             /* cell rows */
     int64_t *next, chunk;       /* the shared claim counter (FOR_CLAIMED) */
-    const int64_t *list;
-    int64_t *cell_label;        /* decide: [Cy * Cx], -1 where undecided */
-    int64_t *out_label;         /* resolve: label of each record */
-    int64_t *out_idx;           /* resolve: flat output pixel of each record */
-    const int64_t *offsets;     /* resolve: first record of each listed cell */
-    const int64_t *y_pixel, *x_pixel;
+    const int64_t *y_len, *x_len; /* pixels per cell along each axis */
+    const int64_t *y_pixel, *x_pixel; /* [C, r] output rows / columns of each cell's pixels */
     int64_t width;
+    int64_t budget, *open_pixels; /* most pixels in open cells; their count so far (shared) */
+    int *stop;                  /* shared: past the budget */
+    void *out;                  /* [H * W] labels */
+    int out_bytes;
     int64_t redone;
     int status;
 } semwhole_job;
@@ -1054,129 +1074,199 @@ static void semwhole_alloc(const semwhole_job *J, semwhole_scratch *S, bag_t *ba
     S->cand_out = TAKE(bag, double, K);
 }
 
-/* decide, one cell row at a time (as the panoptic decide_run): the live queries' window extremes for the whole row
- * by vector loops, each cell's near queries listed with their logits, then their sigmoids in one vector pass. */
-static void *semdecide_run(void *arg) {
-    semwhole_job *J = arg;
+/* Row scratch of the semantic decision: the live queries' extremes on one cell row and its cells' near lists. */
+typedef struct {
+    float *col_lo, *col_hi, *row_lo, *row_hi, *far_hi;
+    int64_t *nn, *near_l;
+    double *slo, *shi, *batch_lo, *batch_hi;
+    row_maxima_t R;
+} semrow_scratch;
+
+static int semrow_alloc(const semwhole_job *J, semrow_scratch *W, bag_t *bag) {
     const semantic_frame *B = &J->base;
     const int64_t L = B->n_live, cx_n = J->cells_x, w = B->w;
+    W->col_lo = TAKE(bag, float, w + 1);
+    W->col_hi = TAKE(bag, float, w + 1);
+    W->row_lo = TAKE(bag, float, cx_n + 1);
+    W->row_hi = TAKE(bag, float, cx_n + 1);
+    W->far_hi = TAKE(bag, float, cx_n + 1);
+    W->nn = TAKE(bag, int64_t, cx_n + 1);
+    W->near_l = TAKE(bag, int64_t, cx_n * L + 1);
+    W->slo = TAKE(bag, double, cx_n * L + 1);
+    W->shi = TAKE(bag, double, cx_n * L + 1);
+    W->batch_lo = TAKE(bag, double, cx_n * L + 1);
+    W->batch_hi = TAKE(bag, double, cx_n * L + 1);
+    return row_maxima_init(&W->R, bag, B->masks, B->live, L, B->h, w, &B->y, 0, J->cells_y);
+}
+
+/* The decision of cell row yc, into label[c] (-1 where undecided): the live queries' window extremes for the whole
+ * row by vector loops, each cell's near queries listed with their logits, then the sigmoids of every near bound of
+ * the row in one vector pass (a few per cell did not fill the vectors). */
+static void semantic_decide_row(const semwhole_job *J, semwhole_scratch *S, semrow_scratch *W, int64_t yc,
+                                int64_t *label) {
+    const semantic_frame *B = &J->base;
+    const int64_t L = B->n_live, cx_n = J->cells_x, w = B->w;
+    for (int64_t c = 0; c < cx_n; c++) {
+        W->far_hi[c] = -INFINITY;
+        W->nn[c] = 0;
+    }
+    for (int64_t l = 0; l < L; l++) {
+        const float row_top = window_row_max(&W->R, l, &B->y, yc);
+        if (row_top < J->near) { /* far from the whole cell row: bounded by its row maximum everywhere */
+            for (int64_t c = 0; c < cx_n; c++) W->far_hi[c] = row_top > W->far_hi[c] ? row_top : W->far_hi[c];
+            continue;
+        }
+        row_extremes(B->masks + B->live[l] * B->h * w, w, &B->y, yc, &B->x, cx_n, W->col_lo, W->col_hi, W->row_lo,
+                     W->row_hi);
+        for (int64_t c = 0; c < cx_n; c++) {
+            const float lo = W->row_lo[c], hi = W->row_hi[c];
+            if (hi < J->near) {
+                W->far_hi[c] = hi > W->far_hi[c] ? hi : W->far_hi[c];
+            } else {
+                const int64_t at = c * L + W->nn[c]++;
+                W->near_l[at] = l;
+                W->slo[at] = (double)lo;
+                W->shi[at] = (double)hi;
+            }
+        }
+    }
+    int64_t total = 0;
+    for (int64_t c = 0; c < cx_n; c++)
+        for (int64_t t = 0; t < W->nn[c]; t++) {
+            W->batch_lo[total] = W->slo[c * L + t];
+            W->batch_hi[total++] = W->shi[c * L + t];
+        }
+    near_sigmoids(W->batch_lo, W->batch_hi, total);
+    total = 0;
+    for (int64_t c = 0; c < cx_n; c++)
+        for (int64_t t = 0; t < W->nn[c]; t++) {
+            W->slo[c * L + t] = W->batch_lo[total];
+            W->shi[c * L + t] = W->batch_hi[total++];
+        }
+    for (int64_t c = 0; c < cx_n; c++) {
+        const float env_hi = J->envelope ? window_max(J->envelope, w, &B->y, yc, &B->x, c) : 0.0f;
+        const int64_t n = class_candidates(J, S, W->nn[c], W->near_l + c * L, W->slo + c * L, W->shi + c * L,
+                                           W->far_hi[c], env_hi);
+        label[c] = n == 1 ? S->cand[0] : -1;
+    }
+}
+
+static int semcell_alloc(const semwhole_job *J, semantic_scratch *T, bag_t *bag) {
+    const semantic_frame *B = &J->base;
+    const int64_t K = B->k, L = B->n_live, q = B->q, s = B->y.window * B->x.window;
+    const int64_t rx = B->x.len, P = B->y.len * rx;
+    T->win = TAKE(bag, double, s + 1);
+    T->scratch = TAKE(bag, double, B->y.window * rx + 1);
+    T->probs = TAKE(bag, double, L * P + 1);
+    T->pc = TAKE(bag, double, K * L + 1);
+    T->slack = TAKE(bag, double, K + 1);
+    T->err = TAKE(bag, double, K + 1);
+    T->value = TAKE(bag, double, K + 1);
+    T->prob = TAKE(bag, double, q + 1);
+    T->all_win = TAKE(bag, double, q * s + 1);
+    T->active = TAKE(bag, int64_t, L + 1);
+    T->hl = TAKE(bag, double, L + 1);
+    T->sums = TAKE(bag, double, K * P + 1);
+    T->order = TAKE(bag, int64_t, K + 1);
+    T->heap = TAKE(bag, int64_t, K + 1);
+    T->near_l = TAKE(bag, int64_t, L + 1);
+    T->slo = TAKE(bag, double, L + 1);
+    T->shi = TAKE(bag, double, L + 1);
+    return !bag->failed;
+}
+
+/* The labels of open cell (yc, xc)'s pixel slots into labels [ry * rx]; returns the pixels evaluated with every
+ * query. Its candidates come again from every live query's window extremes (tighter than the decision's row
+ * maxima for the far ones, and still in the cache: the decision of the same row read those mask rows). */
+static int64_t semantic_resolve_cell(const semwhole_job *J, semwhole_scratch *S, semantic_scratch *T, int64_t yc,
+                                     int64_t xc, int64_t *labels) {
+    const semantic_frame *B = &J->base;
+    const int64_t L = B->n_live, hw = B->h * B->w;
+    int64_t nn = 0;
+    float far_hi = -INFINITY;
+    for (int64_t l = 0; l < L; l++) {
+        float lo, hi;
+        window_extremes(B->masks + B->live[l] * hw, B->w, &B->y, yc, &B->x, xc, &lo, &hi);
+        T->hl[l] = (double)hi;
+        if (hi < J->near) {
+            far_hi = hi > far_hi ? hi : far_hi;
+        } else {
+            T->near_l[nn] = l;
+            T->slo[nn] = (double)lo;
+            T->shi[nn++] = (double)hi;
+        }
+    }
+    near_sigmoids(T->slo, T->shi, nn);
+    sigmoid_fast(T->hl, L);
+    const float env_hi = J->envelope ? window_max(J->envelope, B->w, &B->y, yc, &B->x, xc) : 0.0f;
+    const int64_t n = class_candidates(J, S, nn, T->near_l, T->slo, T->shi, far_hi, env_hi);
+    semantic_open_cell C = {yc, xc, n, S->cand, S->cand_up, S->cand_out, labels, 0};
+    lazy_order o;
+    order_init(&o, S->cand_up, n, T->heap, T->order);
+    int64_t m = n < 2 ? n : 2;
+    while ((m = semantic_cell(B, T, &C, &o, m)) != 0) {
+    }
+    return C.redone;
+}
+
+/* Labels of one cell row into the output map out [H * W] (1- or 4-byte integers): each pixel row once, a decided
+ * cell as one span of its label (columns of a cell are consecutive), an open one from open [xc * ry * rx ...]. */
+#define PAINT_ROW(type)                                                                                              \
+    do {                                                                                                             \
+        type *o = (type *)J->out + y_pixel * J->width;                                                               \
+        for (int64_t xc = 0; xc < cx_n; xc++) {                                                                      \
+            const int64_t x0 = J->x_pixel[xc * rx], len = J->x_len[xc], v = label[xc];                             \
+            if (v >= 0) {                                                                                            \
+                for (int64_t j = 0; j < len; j++) o[x0 + j] = (type)v;                                               \
+            } else {                                                                                                 \
+                const int64_t *src = open + (xc * ry + i) * rx;                                                      \
+                for (int64_t j = 0; j < len; j++) o[x0 + j] = (type)src[j];                                          \
+            }                                                                                                        \
+        }                                                                                                            \
+    } while (0)
+
+static void paint_row(const semwhole_job *J, int64_t yc, const int64_t *label, const int64_t *open) {
+    const int64_t cx_n = J->cells_x, ry = J->base.y.len, rx = J->base.x.len;
+    for (int64_t i = 0; i < J->y_len[yc]; i++) {
+        const int64_t y_pixel = J->y_pixel[yc * ry + i];
+        if (J->out_bytes == 1) PAINT_ROW(uint8_t);
+        else PAINT_ROW(int32_t);
+    }
+}
+
+/* The whole semantic merge, one cell row at a time: the row's decision, then right away the per-pixel work of its
+ * open cells (their mask rows still in the cache), every pixel's label written into the output map. Open pixels
+ * are counted against `budget`; past it every thread stops (the caller takes the dense merge instead). */
+static void *semlabels_run(void *arg) {
+    semwhole_job *J = arg;
+    const semantic_frame *B = &J->base;
+    const int64_t cx_n = J->cells_x, ry = B->y.len, rx = B->x.len;
     semwhole_scratch S;
+    semrow_scratch W;
+    semantic_scratch T;
     bag_t bag = {0};
     semwhole_alloc(J, &S, &bag);
-    float *col_lo = TAKE(&bag, float, w + 1), *col_hi = TAKE(&bag, float, w + 1);
-    float *row_lo = TAKE(&bag, float, cx_n + 1), *row_hi = TAKE(&bag, float, cx_n + 1);
-    float *far_hi = TAKE(&bag, float, cx_n + 1);
-    int64_t *nn = TAKE(&bag, int64_t, cx_n + 1);
-    int64_t *near_l = TAKE(&bag, int64_t, cx_n * L + 1);
-    double *slo = TAKE(&bag, double, cx_n * L + 1), *shi = TAKE(&bag, double, cx_n * L + 1);
-    row_maxima_t R;
-    if (!row_maxima_init(&R, &bag, B->masks, B->live, L, B->h, w, &B->y, J->u0, J->u1)) {
+    int64_t *row_label = TAKE(&bag, int64_t, cx_n + 1);
+    int64_t *open = TAKE(&bag, int64_t, cx_n * ry * rx + 1); /* the open cells' pixel slots */
+    if (!semrow_alloc(J, &W, &bag) || !semcell_alloc(J, &T, &bag)) {
         J->status = 1;
         goto done;
     }
     FOR_CLAIMED(J, yc) {
-        for (int64_t c = 0; c < cx_n; c++) {
-            far_hi[c] = -INFINITY;
-            nn[c] = 0;
-        }
-        for (int64_t l = 0; l < L; l++) {
-            const float row_top = window_row_max(&R, l, &B->y, yc);
-            if (row_top < J->near) { /* far from the whole cell row: bounded by its row maximum everywhere */
-                for (int64_t c = 0; c < cx_n; c++) far_hi[c] = row_top > far_hi[c] ? row_top : far_hi[c];
-                continue;
+        if (__atomic_load_n(J->stop, __ATOMIC_RELAXED)) break;
+        semantic_decide_row(J, &S, &W, yc, row_label);
+        for (int64_t xc = 0; xc < cx_n; xc++) {
+            if (row_label[xc] >= 0) continue;
+            const int64_t pixels = J->y_len[yc] * J->x_len[xc];
+            if (__atomic_add_fetch(J->open_pixels, pixels, __ATOMIC_RELAXED) > J->budget) {
+                __atomic_store_n(J->stop, 1, __ATOMIC_RELAXED);
+                break;
             }
-            row_extremes(B->masks + B->live[l] * B->h * w, w, &B->y, yc, &B->x, cx_n, col_lo, col_hi, row_lo, row_hi);
-            for (int64_t c = 0; c < cx_n; c++) {
-                const float lo = row_lo[c], hi = row_hi[c];
-                if (hi < J->near) {
-                    far_hi[c] = hi > far_hi[c] ? hi : far_hi[c];
-                } else {
-                    const int64_t at = c * L + nn[c]++;
-                    near_l[at] = l;
-                    slo[at] = (double)lo;
-                    shi[at] = (double)hi;
-                }
-            }
+            J->redone += semantic_resolve_cell(J, &S, &T, yc, xc, open + xc * ry * rx);
         }
-        for (int64_t c = 0; c < cx_n; c++) {
-            near_sigmoids(slo + c * L, shi + c * L, nn[c]);
-            const float env_hi = J->envelope ? window_max(J->envelope, w, &B->y, yc, &B->x, c) : 0.0f;
-            const int64_t n = class_candidates(J, &S, nn[c], near_l + c * L, slo + c * L, shi + c * L, far_hi[c],
-                                               env_hi);
-            J->cell_label[yc * cx_n + c] = n == 1 ? S.cand[0] : -1;
-        }
+        paint_row(J, yc, row_label, open);
     }
 done:
-    bag_free(&bag);
-    return NULL;
-}
-
-static void *semresolve_run(void *arg) {
-    semwhole_job *J = arg;
-    const semantic_frame *B = &J->base;
-    semwhole_scratch S;
-    semantic_scratch T;
-    const int64_t K = B->k, L = B->n_live, q = B->q, s = B->y.window * B->x.window, hw = B->h * B->w;
-    const int64_t rx = B->x.len, P = B->y.len * rx;
-    bag_t bag = {0};
-    semwhole_alloc(J, &S, &bag);
-    T.win = TAKE(&bag, double, s + 1);
-    T.scratch = TAKE(&bag, double, B->y.window * rx + 1);
-    T.probs = TAKE(&bag, double, L * P + 1);
-    T.pc = TAKE(&bag, double, K * L + 1);
-    T.slack = TAKE(&bag, double, K + 1);
-    T.err = TAKE(&bag, double, K + 1);
-    T.value = TAKE(&bag, double, K + 1);
-    T.prob = TAKE(&bag, double, q + 1);
-    T.all_win = TAKE(&bag, double, q * s + 1);
-    T.active = TAKE(&bag, int64_t, L + 1);
-    T.hl = TAKE(&bag, double, L + 1);
-    T.sums = TAKE(&bag, double, K * P + 1);
-    T.order = TAKE(&bag, int64_t, K + 1);
-    T.heap = TAKE(&bag, int64_t, K + 1);
-    int64_t *near_l = TAKE(&bag, int64_t, L + 1);
-    double *slo = TAKE(&bag, double, L + 1), *shi = TAKE(&bag, double, L + 1);
-    int64_t *cell_labels = TAKE(&bag, int64_t, P + 1); /* one cell's pixel slots */
-    const int ok = !bag.failed;
-    if (!ok) J->status = 1;
-    if (ok) FOR_CLAIMED(J, u) {
-        const int64_t cell = J->list[u];
-        const int64_t yc = cell / J->cells_x, xc = cell % J->cells_x;
-        int64_t nn = 0;
-        float far_hi = -INFINITY;
-        for (int64_t l = 0; l < L; l++) { /* the same near / far split and bounds as semdecide_run */
-            float lo, hi;
-            window_extremes(B->masks + B->live[l] * hw, B->w, &B->y, yc, &B->x, xc, &lo, &hi);
-            T.hl[l] = (double)hi;
-            if (hi < J->near) {
-                far_hi = hi > far_hi ? hi : far_hi;
-            } else {
-                near_l[nn] = l;
-                slo[nn] = (double)lo;
-                shi[nn++] = (double)hi;
-            }
-        }
-        near_sigmoids(slo, shi, nn);
-        sigmoid_fast(T.hl, L);
-        const float env_hi = J->envelope ? window_max(J->envelope, B->w, &B->y, yc, &B->x, xc) : 0.0f;
-        const int64_t n = class_candidates(J, &S, nn, near_l, slo, shi, far_hi, env_hi);
-        semantic_open_cell C = {yc, xc, n, S.cand, S.cand_up, S.cand_out, cell_labels, 0};
-        lazy_order o;
-        order_init(&o, S.cand_up, n, T.heap, T.order);
-        int64_t m = n < 2 ? n : 2;
-        while ((m = semantic_cell(B, &T, &C, &o, m)) != 0) {
-        }
-        J->redone += C.redone;
-        int64_t rec = J->offsets[u];
-        for (int64_t i = 0; i < B->y.len; i++) {
-            if (!B->y.valid[yc * B->y.len + i]) continue;
-            for (int64_t j = 0; j < rx; j++) {
-                if (!B->x.valid[xc * rx + j]) continue;
-                J->out_idx[rec] = J->y_pixel[yc * B->y.len + i] * J->width + J->x_pixel[xc * rx + j];
-                J->out_label[rec++] = cell_labels[i * rx + j];
-            }
-        }
-    }
     bag_free(&bag);
     return NULL;
 }
@@ -1215,7 +1305,7 @@ static semwhole_job semwhole_base(SEMWHOLE_ARGS) {
     J.beyond = beyond;
     J.near = near;
     J.cells_x = cells_x;
-    (void)cells_y;
+    J.cells_y = cells_y;
     return J;
 }
 
@@ -1224,41 +1314,33 @@ static semwhole_job semwhole_base(SEMWHOLE_ARGS) {
                   n_major, beyond, sigmoid_first, prune, near, sy, ry, y_valid, y_weights, y_start, sx, rx, x_valid, x_weights,       \
                   x_start, cells_y, cells_x)
 
-/* Every cell's class where the bounds decide it, else -1 ([Cy * Cx]). */
-int64_t bfr_semantic_decide(SEMWHOLE_ARGS, int64_t *cell_label, int32_t threads) {
+/* Every pixel's label into out [H * W] (out_bytes 1: uint8, 4: int32). Returns the number of pixels evaluated with
+ * every query (near-ties), -2 when more than `budget` pixels lie in open cells (out is then incomplete), or -1 when
+ * memory ran out. */
+int64_t bfr_semantic_labels(SEMWHOLE_ARGS, const int64_t *y_len, const int64_t *x_len, const int64_t *y_pixel,
+                            const int64_t *x_pixel, int64_t width, int64_t budget, void *out, int32_t out_bytes,
+                            int32_t threads) {
     const int nt = clamp_threads(threads, cells_y);
-    int64_t next = 0; /* the claim counter of FOR_CLAIMED */
+    int64_t next = 0, open_pixels = 0; /* the claim counter of FOR_CLAIMED; pixels of open cells so far */
+    int stop = 0;
     semwhole_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++) { /* by cell rows */
         jobs[t] = SEMWHOLE_BASE;
         CLAIM_FROM(jobs[t], next, cells_y, 1);
-        jobs[t].cell_label = cell_label;
-    }
-    run_jobs(jobs, sizeof jobs[0], nt, semdecide_run);
-    return ANY_FAILED(jobs, nt) ? -1 : 0;
-}
-
-/* Labels of the pixels of the listed (flat) cells, as records; returns the number of pixels evaluated with every
- * query (near-ties), or -1 when memory ran out. */
-int64_t bfr_semantic_resolve(SEMWHOLE_ARGS, int64_t u_count, const int64_t *list, const int64_t *y_pixel,
-                             const int64_t *x_pixel, int64_t width, const int64_t *offsets, int64_t *out_idx,
-                             int64_t *out_label, int32_t threads) {
-    const int nt = clamp_threads(threads, u_count);
-    int64_t next = 0; /* the claim counter of FOR_CLAIMED */
-    semwhole_job jobs[MAX_THREADS];
-    for (int t = 0; t < nt; t++) {
-        jobs[t] = SEMWHOLE_BASE;
-        CLAIM_FROM(jobs[t], next, u_count, 8);
-        jobs[t].list = list;
-        jobs[t].out_label = out_label;
-        jobs[t].out_idx = out_idx;
-        jobs[t].offsets = offsets;
+        jobs[t].y_len = y_len;
+        jobs[t].x_len = x_len;
         jobs[t].y_pixel = y_pixel;
         jobs[t].x_pixel = x_pixel;
         jobs[t].width = width;
+        jobs[t].budget = budget;
+        jobs[t].open_pixels = &open_pixels;
+        jobs[t].stop = &stop;
+        jobs[t].out = out;
+        jobs[t].out_bytes = out_bytes;
     }
-    run_jobs(jobs, sizeof jobs[0], nt, semresolve_run);
+    run_jobs(jobs, sizeof jobs[0], nt, semlabels_run);
     if (ANY_FAILED(jobs, nt)) return -1;
+    if (stop) return -2;
     int64_t redone = 0;
     for (int t = 0; t < nt; t++) redone += jobs[t].redone;
     return redone;

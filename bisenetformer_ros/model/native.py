@@ -14,6 +14,7 @@ atomically, and reused by every later process. Without a compiler (or with ``BIS
 its tensor path, with one log line: the results are the same (tests compare both with the float64 brute force).
 CPU tensors only; on CUDA the tensor path runs on the device.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -64,8 +65,7 @@ _WHOLE = [_PTR, _PTR, _I64, _I64, _I64, _PTR, _I32, _F64, _F32, _F32, _F32, *_AX
 _SEMANTIC = [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64] + [_PTR] * 6
 _SEMANTIC += [_I64, _F64, _I32, _F64, _F32, *_AXIS, *_AXIS, _I64, _I64]
 _SIGNATURES = {
-    "bfr_semantic_decide": [*_SEMANTIC, _PTR, _I32],
-    "bfr_semantic_resolve": [*_SEMANTIC, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _PTR, _I32],
+    "bfr_semantic_labels": [*_SEMANTIC, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _PTR, _I32, _I32],
     "bfr_panoptic_decide": [*_WHOLE, _PTR, _PTR, _PTR, _PTR, _PTR, _I32],
     "bfr_panoptic_resolve": [*_WHOLE, _PTR, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _I32],
     "bfr_panoptic_edges": [*_WHOLE, _I64, _PTR, _PTR, _I32],
@@ -210,6 +210,7 @@ class _Bound:
         self._keep = keep
         self.shape = tuple(int(v) for v in cells.shape)
         self._pixels = (_ptr(cells.y.pixel), _ptr(cells.x.pixel), int(cells.size[1]))
+        self._size = tuple(int(v) for v in cells.size)
         self._lengths = (cells.y.cell_len, cells.x.cell_len, self.shape[1])
         self.threads = int(threads)
 
@@ -251,24 +252,22 @@ class SemanticKernels(_Bound):
             int(sigmoid_first), float(prune), float(near), *_axis_args(cells.y), *_axis_args(cells.x), *self.shape,
         ]  # fmt: skip
 
-    def decide(self) -> torch.Tensor:
-        """``[Cy, Cx]``: each cell's class where its bounds decide it, else -1."""
-        labels = torch.empty(self.shape, dtype=torch.int64)
-        self._check(self._lib.bfr_semantic_decide(*self._args, _ptr(labels), self.threads), "semantic decision")
-        return labels
-
-    def resolve(self, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """The pixels of the flat ``cells [U]``: flat output indices and labels (``[P]`` each), and the number of pixels
-        evaluated with every query (near-ties)."""
-        offsets, total = _records(self._lengths, cells)
-        labels = torch.empty(total, dtype=torch.int64)
-        index = torch.empty(total, dtype=torch.int64)
-        redone = self._lib.bfr_semantic_resolve(
-            *self._args, int(cells.numel()), _ptr(cells), *self._pixels, _ptr(offsets), _ptr(index), _ptr(labels),
+    def labels(self, budget: int, dtype: torch.dtype) -> tuple[torch.Tensor, int] | None:
+        """Every pixel's label (``[H, W]`` of ``dtype``: uint8 or int32) and the number of pixels evaluated with every
+        query (near-ties); None when more than ``budget`` pixels lie in cells the bounds leave open (the caller's
+        dense fallback: the kernel stops there)."""
+        if dtype not in (torch.uint8, torch.int32):
+            raise ValueError(f"semantic labels: unsupported dtype {dtype}")
+        out = torch.empty(self._size, dtype=dtype)
+        y_len, x_len = self._lengths[0], self._lengths[1]
+        redone = self._lib.bfr_semantic_labels(
+            *self._args, _ptr(y_len), _ptr(x_len), *self._pixels, int(budget), _ptr(out), out.element_size(),
             self.threads,
         )  # fmt: skip
-        self._check(redone, "semantic resolution")
-        return index, labels, int(redone)
+        if redone == -2:
+            return None
+        self._check(redone, "semantic merge")
+        return out, int(redone)
 
 
 class PanopticKernels(_Bound):
