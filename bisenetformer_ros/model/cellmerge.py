@@ -528,11 +528,6 @@ def native_threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def _native_chunks(cells: CellGrid, n: int) -> list[tuple[int, int]]:
-    """Listed cells per native resolve call: the records of a chunk stay within the per-pixel chunk budget."""
-    return _chunks(n, cells.y.max_len * cells.x.max_len * 4)
-
-
 def _label_dtype(k: int) -> torch.dtype:
     """The smallest integer type that holds ``k`` class labels: the full-resolution map is the merge's largest
     tensor."""
@@ -1147,7 +1142,7 @@ def panoptic_cells(
     threshold: float,
     overlap: float | None = None,
     ids: torch.Tensor | None = None,
-) -> PanopticCells:
+) -> PanopticCells | NativePanopticCells:
     """Per pixel: the kept query with the highest ``scores[q] * prob_q`` (first maximum) and whether its probability
     reaches ``threshold``; ``scores [n]`` float64, ``masks [n, h, w]`` the kept queries' mask logits (n >= 1), or
     every query's with ``ids [n]`` the kept ones (the native kernels read them in place, no copy of the masks).
@@ -1299,7 +1294,7 @@ def _panoptic_native(
     threshold: float,
     overlap: float | None,
     cut: tuple[float, float],
-) -> PanopticCells:
+) -> NativePanopticCells:
     """:func:`panoptic_cells` by the native kernels (the same result): every cell decided in C from float64 bounds
     of the queries near it (the others bounded together), per-pixel work in the cells left open and where a decided
     winner's mask edge crosses, areas along the edges only for the queries whose overlap rule needs them."""
@@ -1322,32 +1317,58 @@ def _panoptic_native(
     w = cell_winner.clamp(min=0).flatten()
     won = torch.bincount(w, weights=(sizes * decided).flatten(), minlength=n).long()
     fin = torch.bincount(w, weights=(sizes * cell_owned).flatten(), minlength=n).long()
-    listed = torch.nonzero(pixelwise.flatten()).flatten()
-    records = [k.resolve(cell_winner, listed[a:b]) for a, b in _native_chunks(cells, int(listed.numel()))]
-    if records:
-        pix_idx, pix_win, pix_own, pix_open = (torch.cat([r[i] for r in records]) for i in range(4))
-    else:
-        pix_idx, pix_win = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-        pix_own, pix_open = torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.bool)
-    won += torch.bincount(pix_win, weights=pix_open.double(), minlength=n).long()
-    fin += torch.bincount(pix_win, weights=pix_own.double(), minlength=n).long()
+    pixels, won_open, fin_pixels = k.resolve(cell_winner, torch.nonzero(pixelwise.flatten()).flatten())
+    won += won_open
+    fin += fin_pixels
     open_rule, passes = _overlap_bounds(won, fin, inside, inside + edge, overlap)
     orig = torch.where(passes, inside + edge, inside)
     rule_open = torch.nonzero(open_rule).flatten()
     if rule_open.numel():
         orig[rule_open] += k.edge_areas(rule_open)
-    return PanopticCells(
-        won=won,
-        fin=fin,
-        orig=orig,
-        cell_winner=cell_winner,
-        cell_owned=cell_owned,
-        cell_pixelwise=pixelwise,
-        pix_idx=pix_idx,
-        pix_win=pix_win,
-        pix_own=pix_own,
-        cells=cells,
-    )
+    paint = partial(k.paint, (cell_winner, cell_owned, pixelwise), pixels)
+    return NativePanopticCells(won, fin, orig, pixelwise, paint)
+
+
+@dataclass
+class NativePanopticCells:
+    """:class:`PanopticCells` of the native kernels: the same areas, id map and segment table; the per-pixel results
+    stay in one ``[H, W]`` map that the kernels read again for the id map and the segment table in one pass."""
+
+    won: torch.Tensor
+    fin: torch.Tensor
+    orig: torch.Tensor
+    cell_pixelwise: torch.Tensor
+    paint: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]  # (lut, n) -> id map, [7, n + 1] stats
+    _painted: tuple[torch.Tensor, int, torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    def _paint(self, lut: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The id map and per-id stats for ``lut``, painted once (the id map and the segment table both need them)."""
+        if self._painted is None or self._painted[0] is not lut or self._painted[1] < n:
+            ids, stats = self.paint(lut, max(n, int(lut.max()) if lut.numel() else 0))
+            self._painted = (lut, int(stats.shape[1]) - 1, ids, stats)
+        return self._painted[2], self._painted[3]
+
+    def id_map(self, lut: torch.Tensor) -> torch.Tensor:
+        """``[H, W]`` int32 segment ids given ``lut`` (kept query -> segment id, 0 = dropped)."""
+        return self._paint(lut, 0)[0]
+
+    def segment_stats(self, lut: torch.Tensor, n: int) -> dict[str, list]:
+        """As :meth:`PanopticCells.segment_stats` (the same keys and values), counted by the paint pass."""
+        ids, stats = self._paint(lut, n)
+        stats = stats[:, : n + 1]
+        area = stats[0]
+        denom = area.clamp(min=1).double()
+        absent = area == 0
+        far = max(int(ids.shape[0]), int(ids.shape[1]))
+        return {
+            "area": area.tolist(),
+            "cx": (stats[1].double() / denom).tolist(),
+            "cy": (stats[2].double() / denom).tolist(),
+            "x0": torch.where(absent, far, stats[3]).tolist(),
+            "y0": torch.where(absent, far, stats[4]).tolist(),
+            "x1": stats[5].tolist(),
+            "y1": stats[6].tolist(),
+        }
 
 
 def _near_queries(

@@ -120,6 +120,25 @@ static void near_sigmoids(double *slo, double *shi, int64_t nn) {
     }
 }
 
+/* near_sigmoids for every cell of a cell row at once: cell c's nn[c] bounds at lo / hi [c * stride ...], packed into
+ * the scratch batch_lo / batch_hi for one vector pass (a cell has a few near queries: too few to fill the vectors). */
+static void row_near_sigmoids(double *lo, double *hi, const int64_t *nn, int64_t stride, int64_t cells,
+                              double *batch_lo, double *batch_hi) {
+    int64_t total = 0;
+    for (int64_t c = 0; c < cells; c++)
+        for (int64_t t = 0; t < nn[c]; t++) {
+            batch_lo[total] = lo[c * stride + t];
+            batch_hi[total++] = hi[c * stride + t];
+        }
+    near_sigmoids(batch_lo, batch_hi, total);
+    total = 0;
+    for (int64_t c = 0; c < cells; c++)
+        for (int64_t t = 0; t < nn[c]; t++) {
+            lo[c * stride + t] = batch_lo[total];
+            hi[c * stride + t] = batch_hi[total++];
+        }
+}
+
 /* The fast sigmoid for tests: out[i] = sigmoid_fast(x[i]). */
 void bfr_sigmoid_fast(const double *x, double *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = x[i];
@@ -447,11 +466,8 @@ typedef struct {
     int64_t *cell_winner;         /* [Cy * Cx]: -1 undecided */
     uint8_t *cell_owned, *cell_partly;
     int64_t *inside_area, *edge_area; /* [n] this job's own sums (decide), counts [m] (edge) */
-    int64_t *out_win;
-    uint8_t *out_own;
-    int64_t *out_idx;             /* resolve: flat output pixel of each record */
-    uint8_t *out_open;            /* resolve: whether the record's cell was undecided */
-    const int64_t *offsets;       /* resolve: first record of each listed cell */
+    int32_t *pixels;              /* resolve: [H * W] 2 * winner + owned at the listed cells' pixels */
+    int64_t *won_open, *fin;      /* resolve: [n] this job's pixels won in undecided cells / won and owned */
     const int64_t *y_pixel, *x_pixel; /* [C, r] output rows / columns of each cell's pixels */
     int64_t width;
     float *lo, *hi;                /* [n] scratch */
@@ -543,14 +559,13 @@ static void extremes(const whole_job *J, int64_t e, int64_t yc, int64_t xc, floa
     window_extremes(J->masks + query(J, e) * J->h * J->w, J->w, &J->y, yc, &J->x, xc, lo, hi);
 }
 
-/* A cell's candidates from its near queries (ids ne, logits nlo / nhi: turned into widened probability bounds here)
+/* A cell's candidates from its near queries (ids ne, widened probability bounds nlo / nhi from near_sigmoids)
  * and the far ones' largest score and logit: ascending query ids into cand, their widened upper bounds into up, at
  * most `limit` of them. Where the far queries can reach the near ones' best lower bound, every query is a candidate,
  * bounded by the exact sigmoid of hi[e * stride] (its largest window logit). Returns the count. */
 static int64_t cell_candidates(const double *scores, int64_t n, int64_t nn, const int64_t *ne, double *nlo,
                                double *nhi, int any_far, double far_score, float far_hi, const float *hi,
                                int64_t stride, int64_t limit, int64_t *cand, double *up) {
-    near_sigmoids(nlo, nhi, nn);
     double best = -INFINITY;
     for (int64_t t = 0; t < nn; t++) {
         const double low = scores[ne[t]] * (nlo[t] > 0.0 ? nlo[t] : 0.0);
@@ -590,6 +605,7 @@ static int64_t candidates(whole_job *J, int64_t yc, int64_t xc) {
             far_hi = J->hi[e] > far_hi ? J->hi[e] : far_hi;
         }
     }
+    near_sigmoids(J->nlo, J->nhi, nn);
     return cell_candidates(J->scores, J->n, nn, J->ne, J->nlo, J->nhi, any_far, far_score, far_hi, J->hi, 1, J->n,
                            J->cand, J->up);
 }
@@ -648,6 +664,7 @@ static void *decide_run(void *arg) {
     int64_t *near_e = TAKE(&bag, int64_t, n * cx_n + 1);
     double *near_lo = TAKE(&bag, double, n * cx_n + 1);
     double *near_hi = TAKE(&bag, double, n * cx_n + 1);
+    double *batch_lo = TAKE(&bag, double, n * cx_n + 1), *batch_hi = TAKE(&bag, double, n * cx_n + 1);
     row_maxima_t R;
     if (!row_maxima_init(&R, &bag, J->masks, J->ids, n, J->h, w, &J->y, J->u0, J->u1)) {
         J->status = 1;
@@ -697,6 +714,7 @@ static void *decide_run(void *arg) {
                 else if (hi[c] >= J->cut_reach) J->edge_area[e] += size;
             }
         }
+        row_near_sigmoids(near_lo, near_hi, near_n, n, cx_n, batch_lo, batch_hi);
         for (int64_t c = 0; c < cx_n; c++) {
             int64_t two[2]; /* a cell is decided when it has exactly one candidate */
             double two_up[2];
@@ -777,7 +795,6 @@ static void *resolve_run(void *arg) {
                 low = best[p] < low ? best[p] : low;
             }
         }
-        int64_t slot = J->offsets[u];
         for (int64_t i = 0; i < ry; i++) {
             if (!J->y.valid[yc * ry + i]) continue;
             for (int64_t j = 0; j < rx; j++) {
@@ -802,10 +819,10 @@ static void *resolve_run(void *arg) {
                     gather(J->masks, J->h, J->w, query(J, w), &J->y, yc, &J->x, xc, 0, J->win);
                     pw = probability(J->win, &J->y, yc, i, &J->x, xc, j, 0);
                 }
-                J->out_idx[slot] = J->y_pixel[yc * ry + i] * J->width + J->x_pixel[xc * rx + j];
-                J->out_open[slot] = decided < 0;
-                J->out_win[slot] = w;
-                J->out_own[slot++] = pw >= J->threshold;
+                const int owned = pw >= J->threshold;
+                J->pixels[J->y_pixel[yc * ry + i] * J->width + J->x_pixel[xc * rx + j]] = (int32_t)(2 * w + owned);
+                J->won_open[w] += decided < 0;
+                J->fin[w] += owned;
             }
         }
     }
@@ -914,32 +931,128 @@ int64_t bfr_panoptic_decide(WHOLE_ARGS, int64_t *cell_winner, uint8_t *cell_owne
     return status ? -1 : 0;
 }
 
-/* Per pixel of the listed cells (flat ids), as records: the winner and whether it owns the pixel; decided cells
- * (cell_winner >= 0) only test their winner's ownership. */
+/* Per pixel of the listed cells (flat ids), into pixels [H * W] (2 * winner + owned; other pixels untouched): the
+ * winner and whether it owns the pixel, decided cells (cell_winner >= 0) only testing their winner's ownership;
+ * won_open / fin [n] (added to): each query's pixels won in undecided cells, and won and owned. */
 int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_count, const int64_t *list,
-                             const int64_t *y_pixel, const int64_t *x_pixel, int64_t width, const int64_t *offsets,
-                             int64_t *out_idx, int64_t *out_win, uint8_t *out_own, uint8_t *out_open,
-                             int32_t threads) {
+                             const int64_t *y_pixel, const int64_t *x_pixel, int64_t width, int32_t *pixels,
+                             int64_t *won_open, int64_t *fin, int32_t threads) {
     (void)cells_y;
     const int nt = clamp_threads(threads, u_count);
     int64_t next = 0; /* the claim counter of FOR_CLAIMED */
     whole_job jobs[MAX_THREADS];
+    int64_t *sums = calloc((size_t)(2 * n * nt + 1), sizeof(int64_t));
+    if (!sums) return -1;
     for (int t = 0; t < nt; t++) {
         jobs[t] = WHOLE_BASE;
         CLAIM_FROM(jobs[t], next, u_count, 8);
         jobs[t].list = list;
         jobs[t].cell_winner = (int64_t *)cell_winner;
-        jobs[t].out_win = out_win;
-        jobs[t].out_own = out_own;
-        jobs[t].out_idx = out_idx;
-        jobs[t].out_open = out_open;
-        jobs[t].offsets = offsets;
+        jobs[t].pixels = pixels;
+        jobs[t].won_open = sums + 2 * n * t;
+        jobs[t].fin = sums + 2 * n * t + n;
         jobs[t].y_pixel = y_pixel;
         jobs[t].x_pixel = x_pixel;
         jobs[t].width = width;
     }
     run_jobs(jobs, sizeof jobs[0], nt, resolve_run);
-    return ANY_FAILED(jobs, nt) ? -1 : 0;
+    const int64_t status = ANY_FAILED(jobs, nt);
+    for (int t = 0; t < nt; t++)
+        for (int64_t e = 0; e < n; e++) {
+            won_open[e] += jobs[t].won_open[e];
+            fin[e] += jobs[t].fin[e];
+        }
+    free(sums);
+    return status ? -1 : 0;
+}
+
+/* The id map and the segment table in one pass (postprocess: PanopticResult): each pixel's segment id
+ * (lut[winner] where the winner owns it, else 0) into ids [H * W], a cell without per-pixel results as spans of one
+ * id, the others from pixels (bfr_panoptic_resolve); per id 0..n_ids the area, the sums of the pixels' columns and
+ * rows, and the box (stats [7, n_ids + 1]: area, sum_x, sum_y, x0, y0, x1, y1; sums of integers, exact). */
+typedef struct {
+    const int64_t *cell_winner;
+    const uint8_t *cell_owned, *cell_pixelwise;
+    const int32_t *lut, *pixels;
+    int32_t *ids;
+    const int64_t *y_len, *x_len, *y_pixel, *x_pixel;
+    int64_t ry, rx, cells_x, width, nb;
+    int64_t u0, u1, *next, chunk;
+    int64_t *stats;             /* [7, nb] this job's own */
+    int status;
+} paint_job;
+
+static void add_span(int64_t *st, int64_t nb, int64_t id, int64_t y, int64_t x0, int64_t len) {
+    st[id] += len;
+    st[nb + id] += len * x0 + len * (len - 1) / 2;
+    st[2 * nb + id] += y * len;
+    st[3 * nb + id] = x0 < st[3 * nb + id] ? x0 : st[3 * nb + id];
+    st[4 * nb + id] = y < st[4 * nb + id] ? y : st[4 * nb + id];
+    st[5 * nb + id] = x0 + len - 1 > st[5 * nb + id] ? x0 + len - 1 : st[5 * nb + id];
+    st[6 * nb + id] = y > st[6 * nb + id] ? y : st[6 * nb + id];
+}
+
+static void *paint_run(void *arg) {
+    paint_job *J = arg;
+    FOR_CLAIMED(J, yc) {
+        for (int64_t i = 0; i < J->y_len[yc]; i++) {
+            const int64_t y = J->y_pixel[yc * J->ry + i];
+            int32_t *o = J->ids + y * J->width;
+            const int32_t *px = J->pixels + y * J->width;
+            for (int64_t xc = 0; xc < J->cells_x; xc++) {
+                const int64_t cell = yc * J->cells_x + xc, x0 = J->x_pixel[xc * J->rx], len = J->x_len[xc];
+                if (!J->cell_pixelwise[cell]) {
+                    const int32_t id = J->cell_owned[cell] ? J->lut[J->cell_winner[cell]] : 0;
+                    for (int64_t j = 0; j < len; j++) o[x0 + j] = id;
+                    add_span(J->stats, J->nb, id, y, x0, len);
+                    continue;
+                }
+                for (int64_t j = 0; j < len; j++) {
+                    const int32_t v = px[x0 + j], id = (v & 1) ? J->lut[v >> 1] : 0;
+                    o[x0 + j] = id;
+                    add_span(J->stats, J->nb, id, y, x0 + j, 1);
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
+int64_t bfr_panoptic_paint(int64_t cells_y, int64_t cells_x, int64_t ry, int64_t rx, const int64_t *y_len,
+                           const int64_t *x_len, const int64_t *y_pixel, const int64_t *x_pixel, int64_t width,
+                           const int64_t *cell_winner, const uint8_t *cell_owned, const uint8_t *cell_pixelwise,
+                           const int32_t *pixels, const int32_t *lut, int64_t n_ids, int32_t *ids_out, int64_t *stats,
+                           int32_t threads) {
+    const int nt = clamp_threads(threads, cells_y);
+    const int64_t nb = n_ids + 1, big = INT64_MAX / 4;
+    int64_t next = 0; /* the claim counter of FOR_CLAIMED */
+    paint_job jobs[MAX_THREADS];
+    int64_t *sums = malloc(sizeof(int64_t) * (size_t)(7 * nb * nt + 1));
+    if (!sums) return -1;
+    for (int t = 0; t < nt; t++) {
+        int64_t *st = sums + 7 * nb * t;
+        for (int64_t k = 0; k < nb; k++) {
+            st[k] = st[nb + k] = st[2 * nb + k] = 0;
+            st[3 * nb + k] = st[4 * nb + k] = big;
+            st[5 * nb + k] = st[6 * nb + k] = -1;
+        }
+        jobs[t] = (paint_job){cell_winner, cell_owned, cell_pixelwise, lut, pixels, ids_out, y_len, x_len, y_pixel,
+                              x_pixel, ry, rx, cells_x, width, nb, 0, 0, NULL, 0, st, 0};
+        CLAIM_FROM(jobs[t], next, cells_y, 1);
+    }
+    run_jobs(jobs, sizeof jobs[0], nt, paint_run);
+    for (int64_t k = 0; k < nb; k++) {
+        int64_t v[7] = {0, 0, 0, big, big, -1, -1};
+        for (int t = 0; t < nt; t++) {
+            const int64_t *st = sums + 7 * nb * t;
+            for (int f = 0; f < 3; f++) v[f] += st[f * nb + k];
+            for (int f = 3; f < 5; f++) v[f] = st[f * nb + k] < v[f] ? st[f * nb + k] : v[f];
+            for (int f = 5; f < 7; f++) v[f] = st[f * nb + k] > v[f] ? st[f * nb + k] : v[f];
+        }
+        for (int f = 0; f < 7; f++) stats[f * nb + k] = v[f];
+    }
+    free(sums);
+    return 0;
 }
 
 /* For the m listed kept queries (entity ids, as in the other calls): pixels with probability >= threshold in the cells
@@ -1130,19 +1243,7 @@ static void semantic_decide_row(const semwhole_job *J, semwhole_scratch *S, semr
             }
         }
     }
-    int64_t total = 0;
-    for (int64_t c = 0; c < cx_n; c++)
-        for (int64_t t = 0; t < W->nn[c]; t++) {
-            W->batch_lo[total] = W->slo[c * L + t];
-            W->batch_hi[total++] = W->shi[c * L + t];
-        }
-    near_sigmoids(W->batch_lo, W->batch_hi, total);
-    total = 0;
-    for (int64_t c = 0; c < cx_n; c++)
-        for (int64_t t = 0; t < W->nn[c]; t++) {
-            W->slo[c * L + t] = W->batch_lo[total];
-            W->shi[c * L + t] = W->batch_hi[total++];
-        }
+    row_near_sigmoids(W->slo, W->shi, W->nn, L, cx_n, W->batch_lo, W->batch_hi);
     for (int64_t c = 0; c < cx_n; c++) {
         const float env_hi = J->envelope ? window_max(J->envelope, w, &B->y, yc, &B->x, c) : 0.0f;
         const int64_t n = class_candidates(J, S, W->nn[c], W->near_l + c * L, W->slo + c * L, W->shi + c * L,

@@ -67,7 +67,8 @@ _SEMANTIC += [_I64, _F64, _I32, _F64, _F32, *_AXIS, *_AXIS, _I64, _I64]
 _SIGNATURES = {
     "bfr_semantic_labels": [*_SEMANTIC, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _PTR, _I32, _I32],
     "bfr_panoptic_decide": [*_WHOLE, _PTR, _PTR, _PTR, _PTR, _PTR, _I32],
-    "bfr_panoptic_resolve": [*_WHOLE, _PTR, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _I32],
+    "bfr_panoptic_resolve": [*_WHOLE, _PTR, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _PTR, _I32],
+    "bfr_panoptic_paint": [_I64] * 4 + [_PTR] * 4 + [_I64] + [_PTR] * 5 + [_I64, _PTR, _PTR, _I32],
     "bfr_panoptic_edges": [*_WHOLE, _I64, _PTR, _PTR, _I32],
     "bfr_sigmoid_fast": [_PTR, _PTR, _I64],
 }  # fmt: skip
@@ -179,15 +180,6 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
-def _records(lengths: tuple[torch.Tensor, torch.Tensor, int], cells: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Where each listed cell's pixel records start (its pixels, row-major, follow) and how many there are in all;
-    ``lengths``: the cell lengths along y and x and the number of cell columns."""
-    y_len, x_len, width = lengths
-    count = y_len.index_select(0, cells // width) * x_len.index_select(0, cells % width)
-    ends = torch.cumsum(count, 0)
-    return (ends - count).contiguous(), int(ends[-1]) if ends.numel() else 0
-
-
 def _axis_args(axis: object) -> list:
     return [
         int(axis.window),
@@ -211,6 +203,7 @@ class _Bound:
         self.shape = tuple(int(v) for v in cells.shape)
         self._pixels = (_ptr(cells.y.pixel), _ptr(cells.x.pixel), int(cells.size[1]))
         self._size = tuple(int(v) for v in cells.size)
+        self._cell_pixels = (int(cells.y.max_len), int(cells.x.max_len))  # padded pixel slots per cell and axis
         self._lengths = (cells.y.cell_len, cells.x.cell_len, self.shape[1])
         self.threads = int(threads)
 
@@ -325,18 +318,36 @@ class PanopticKernels(_Bound):
         )
         return outs
 
-    def resolve(self, winner: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The pixels of the flat ``cells [U]``: flat output indices, winners, ownership and whether their cell was
-        undecided (``[P]`` each)."""
-        offsets, total = _records(self._lengths, cells)
-        index, win = torch.empty(total, dtype=torch.int64), torch.empty(total, dtype=torch.int64)
-        own, undecided = torch.empty(total, dtype=torch.bool), torch.empty(total, dtype=torch.bool)
+    def resolve(self, winner: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pixels of the flat ``cells [U]``: ``[H, W]`` int32 ``2 * winner + owned`` there (other pixels
+        undefined), and ``[n]`` each query's pixels won in undecided cells and won and owned."""
+        pixels = torch.empty(self._size, dtype=torch.int32)
+        won_open, fin = torch.zeros(self.n, dtype=torch.int64), torch.zeros(self.n, dtype=torch.int64)
         status = self._lib.bfr_panoptic_resolve(
-            *self._args, _ptr(winner), int(cells.numel()), _ptr(cells), *self._pixels, _ptr(offsets), _ptr(index),
-            _ptr(win), _ptr(own), _ptr(undecided), self.threads,
+            *self._args, _ptr(winner), int(cells.numel()), _ptr(cells), *self._pixels, _ptr(pixels), _ptr(won_open),
+            _ptr(fin), self.threads,
         )  # fmt: skip
         self._check(status, "panoptic resolution")
-        return index, win, own, undecided
+        return pixels, won_open, fin
+
+    def paint(
+        self, cell: tuple[torch.Tensor, torch.Tensor, torch.Tensor], pixels: torch.Tensor, lut: torch.Tensor, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``[H, W]`` int32 id map (``lut [n_kept]`` int32: kept query -> segment id, 0 = dropped) from the cells'
+        winners, owned and per-pixel flags (``cell``) and :meth:`resolve`'s ``pixels``, and ``[7, n + 1]`` int64 per
+        id 0..n: area, sums of columns and rows, x0, y0, x1, y1 (x0 / y0 huge and x1 / y1 -1 for absent ids)."""
+        winner, owned, pixelwise = (t.contiguous() for t in cell)
+        lut = lut.to(torch.int32).contiguous()
+        ids = torch.empty(self._size, dtype=torch.int32)
+        stats = torch.empty((7, n + 1), dtype=torch.int64)
+        y_len, x_len = self._lengths[0], self._lengths[1]
+        status = self._lib.bfr_panoptic_paint(
+            *self.shape, int(self._cell_pixels[0]), int(self._cell_pixels[1]), _ptr(y_len), _ptr(x_len), *self._pixels,
+            _ptr(winner), _ptr(owned), _ptr(pixelwise), _ptr(pixels), _ptr(lut), n, _ptr(ids), _ptr(stats),
+            self.threads,
+        )  # fmt: skip
+        self._check(status, "panoptic id map")
+        return ids, stats
 
     def edge_areas(self, queries: torch.Tensor) -> torch.Tensor:
         """``[m]`` pixels with probability >= threshold in the cells the edges of ``queries [m]`` cross."""
