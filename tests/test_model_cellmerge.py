@@ -393,7 +393,8 @@ def test_panoptic_areas_counted_only_where_the_overlap_rule_needs_them(order: st
 @pytest.mark.parametrize("order", ORDERS)
 def test_semantic_merge_beside_the_panoptic_one(order: str, monkeypatch: pytest.MonkeyPatch, merge_path: str) -> None:
     """On a multi-core CPU the semantic merge runs on a side thread while the panoptic one runs in the caller's, each
-    with half the band budget: the same outputs as the dense reference, and an error there reaches the caller."""
+    with half the band budget and half the native kernels' threads: the same outputs as the dense reference, and an
+    error there reaches the caller."""
     import threading
 
     from bisenetformer_ros.model import cellmerge
@@ -405,6 +406,7 @@ def test_semantic_merge_beside_the_panoptic_one(order: str, monkeypatch: pytest.
     def spy(*args: object, **kwargs: object) -> object:
         threads.append(threading.current_thread().name)
         assert args[2].band_elements == cellmerge._BAND_ELEMENTS // 2  # half the band budget each: same peak memory
+        assert args[2].threads == max(1, torch.get_num_threads() // 2)  # the native kernels: half the threads each
         assert not torch.is_grad_enabled()
         return semantic_labels(*args, **kwargs)
 

@@ -128,7 +128,7 @@ def test_work_split_over_threads_gives_the_same_result(order: str, monkeypatch: 
 
     if not native.available_for(torch.zeros(1)):
         pytest.skip("native kernels unavailable: no C compiler on this machine")
-    monkeypatch.setattr(cellmerge, "native_threads", lambda: 3)
+    monkeypatch.setattr(cellmerge, "native_threads", lambda cells: 3)
     gen = torch.Generator().manual_seed(11)
     q, k = 40, 7
     logits = torch.randn(1, q, k + 1, generator=gen)

@@ -214,12 +214,15 @@ class CellGrid:
         self.shape = (int(self.y.cell_first.numel()), int(self.x.cell_first.numel()))
         self.device = device
         self.band_elements = _BAND_ELEMENTS
+        self.threads = 0  # native kernels' threads: 0 = torch's intra-op count
 
     def sharing(self, parts: int) -> CellGrid:
         """The same grid for one of ``parts`` merges that run at the same time (semantic beside panoptic): each gets
-        that share of the band budget, so together they stay within one merge's peak memory."""
+        that share of the band budget, so together they stay within one merge's peak memory, and of the threads of
+        the native kernels."""
         grid = copy.copy(self)
         grid.band_elements = max(1, self.band_elements // parts)
+        grid.threads = max(1, torch.get_num_threads() // parts)
         return grid
 
     @property
@@ -522,10 +525,10 @@ def _resolve(
                 yield sub, ents[a2:b2], _first_max(values, valid[a2:b2]), aux
 
 
-def native_threads() -> int:
-    """Threads of one native kernel call: torch's intra-op count (the native merges run one after the other, each on
-    every thread)."""
-    return max(1, torch.get_num_threads())
+def native_threads(cells: CellGrid) -> int:
+    """Threads of one native kernel call: the grid's share (:meth:`CellGrid.sharing`: semantic and panoptic side by
+    side), else torch's intra-op count."""
+    return cells.threads or max(1, torch.get_num_threads())
 
 
 def _label_dtype(k: int) -> torch.dtype:
@@ -891,7 +894,7 @@ def _semantic_native(
         _PRUNE,
         _FAR_LOGIT,
         cells,
-        native_threads(),
+        native_threads(cells),
     )
     budget = math.floor(max_undecided * cells.size[0] * cells.size[1])
     done = kernels.labels(budget, _label_dtype(k))
@@ -1308,7 +1311,7 @@ def _panoptic_native(
         cut,
         min(_FAR_LOGIT, cut[1]),
         cells,
-        native_threads(),
+        native_threads(cells),
     )
     cell_winner, cell_owned, partly, inside, edge = k.decide()
     decided = cell_winner >= 0

@@ -433,6 +433,14 @@ static int any_failed(const int *first, size_t stride, int nt) {
     return 0;
 }
 
+/* Cell rows per claim of the row-wise kernels: runs of consecutive rows, since each thread keeps its own row maxima
+ * and the window of a cell row shares a mask row with the next one (single rows handed out in turn made both
+ * threads read every mask row), yet a few runs per thread, so that a thread on a busier core takes fewer. */
+static int64_t row_run(int64_t rows, int threads) {
+    const int64_t run = rows / (4 * (int64_t)threads);
+    return run > 1 ? run : 1;
+}
+
 static int clamp_threads(int32_t threads, int64_t work) {
     int t = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
     return work < t ? (work > 0 ? (int)work : 1) : t;
@@ -912,7 +920,7 @@ int64_t bfr_panoptic_decide(WHOLE_ARGS, int64_t *cell_winner, uint8_t *cell_owne
     if (!sums) return -1;
     for (int t = 0; t < nt; t++) { /* by cell rows */
         jobs[t] = WHOLE_BASE;
-        CLAIM_FROM(jobs[t], next, cells_y, 1);
+        CLAIM_FROM(jobs[t], next, cells_y, row_run(cells_y, nt));
         jobs[t].cell_winner = cell_winner;
         jobs[t].cell_owned = cell_owned;
         jobs[t].cell_partly = cell_partly;
@@ -1038,7 +1046,7 @@ int64_t bfr_panoptic_paint(int64_t cells_y, int64_t cells_x, int64_t ry, int64_t
         }
         jobs[t] = (paint_job){cell_winner, cell_owned, cell_pixelwise, lut, pixels, ids_out, y_len, x_len, y_pixel,
                               x_pixel, ry, rx, cells_x, width, nb, 0, 0, NULL, 0, st, 0};
-        CLAIM_FROM(jobs[t], next, cells_y, 1);
+        CLAIM_FROM(jobs[t], next, cells_y, row_run(cells_y, nt));
     }
     run_jobs(jobs, sizeof jobs[0], nt, paint_run);
     for (int64_t k = 0; k < nb; k++) {
@@ -1427,7 +1435,7 @@ int64_t bfr_semantic_labels(SEMWHOLE_ARGS, const int64_t *y_len, const int64_t *
     semwhole_job jobs[MAX_THREADS];
     for (int t = 0; t < nt; t++) { /* by cell rows */
         jobs[t] = SEMWHOLE_BASE;
-        CLAIM_FROM(jobs[t], next, cells_y, 1);
+        CLAIM_FROM(jobs[t], next, cells_y, row_run(cells_y, nt));
         jobs[t].y_len = y_len;
         jobs[t].x_len = x_len;
         jobs[t].y_pixel = y_pixel;

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from bisenetformer_ros.data.classes import ClassTable
-from bisenetformer_ros.model import cellmerge, native
+from bisenetformer_ros.model import cellmerge
 from bisenetformer_ros.model.cellmerge import CellGrid
 from bisenetformer_ros.model.inference_defaults import MASK_ORDERS
 from bisenetformer_ros.model.preprocess import PreprocessMeta
@@ -580,13 +580,13 @@ def _side_pool() -> ThreadPoolExecutor:
 
 
 def _side_thread_pays(pred_masks: torch.Tensor) -> bool:
-    """Whether the semantic merge runs beside the panoptic one: on the CPU when torch may use more than one thread
-    and the merges run as tensor ops. Those are chains of mostly small ops that keep one core busy (intra-op
-    threading splits only the large ones), so on two cores running them side by side cut the merge's wall time by
-    0-30 % at two torch threads (README, "Third round"). The native kernels split their own work over the threads:
-    one after the other they are as fast, without two merges competing for the cores; on a GPU both only queue
-    kernels on one stream."""
-    return pred_masks.device.type == "cpu" and torch.get_num_threads() > 1 and not native.available_for(pred_masks)
+    """Whether the semantic merge runs beside the panoptic one: on the CPU when torch may use more than one thread.
+    As tensor ops the merges are chains of mostly small ops that keep one core busy (intra-op threading splits only
+    the large ones): side by side they cut the merge's wall time by 0-30 % at two torch threads (README, "Third
+    round"). The native kernels then take half the threads each: one after the other on every thread they were
+    10-15 % slower (their calls start threads, which wait for an idle core to wake, and split a few milliseconds of
+    work). On a GPU both only queue kernels on one stream."""
+    return pred_masks.device.type == "cpu" and torch.get_num_threads() > 1
 
 
 class _Job:
