@@ -360,6 +360,10 @@ def test_segment_stats_from_cells_equal_the_per_pixel_measurement(
     expected = _segment_stats(pc.id_map(lut), n, _nearest_index(h, h), _nearest_index(w, w))
     assert pc.segment_stats(lut, n) == expected
     assert pc.cell_pixelwise.any() and (~pc.cell_pixelwise).any()
+    # Another segment assignment (the native path paints once per lut): the largest segment dropped, the rest alike.
+    ids = pc.id_map(lut)
+    drop = int(torch.bincount(ids.flatten().long())[1:].argmax()) + 1
+    assert torch.equal(pc.id_map(torch.where(lut == drop, 0, lut)), torch.where(ids == drop, 0, ids))
     assert sum(expected["area"][1:]) > 0 and expected["x0"][6] == max(h, w)
 
 

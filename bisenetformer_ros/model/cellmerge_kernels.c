@@ -15,9 +15,9 @@
  * two different routines in one tensor). Ties keep the first maximum in entity order like max(0).
  *
  * Layouts (all C-contiguous): masks float32 [E, h, w]; per axis: pixel int64 [C, r], valid uint8 [C, r], weights
- * float64 [C, r, S], start int64 [C]. The semantic merge writes the label map itself; the panoptic per-pixel outputs
- * are records in row-major order within each listed cell, the cell's first at offsets[u]. Work is handed to
- * `threads` POSIX threads a few rows or cells at a time.
+ * float64 [C, r, S], start int64 [C]. Outputs are maps of the output size [H * W]: the semantic labels, the panoptic
+ * per-pixel results of the open cells (2 * winner + owned) and the panoptic id map. Work is handed to `threads`
+ * POSIX threads a few rows or cells at a time.
  */
 #include <math.h>
 #include <pthread.h>

@@ -204,7 +204,7 @@ class _Bound:
         self._pixels = (_ptr(cells.y.pixel), _ptr(cells.x.pixel), int(cells.size[1]))
         self._size = tuple(int(v) for v in cells.size)
         self._cell_pixels = (int(cells.y.max_len), int(cells.x.max_len))  # padded pixel slots per cell and axis
-        self._lengths = (cells.y.cell_len, cells.x.cell_len, self.shape[1])
+        self._lengths = (cells.y.cell_len, cells.x.cell_len)  # output pixels per cell along y and x
         self.threads = int(threads)
 
     @staticmethod
@@ -252,7 +252,7 @@ class SemanticKernels(_Bound):
         if dtype not in (torch.uint8, torch.int32):
             raise ValueError(f"semantic labels: unsupported dtype {dtype}")
         out = torch.empty(self._size, dtype=dtype)
-        y_len, x_len = self._lengths[0], self._lengths[1]
+        y_len, x_len = self._lengths
         redone = self._lib.bfr_semantic_labels(
             *self._args, _ptr(y_len), _ptr(x_len), *self._pixels, int(budget), _ptr(out), out.element_size(),
             self.threads,
@@ -340,7 +340,7 @@ class PanopticKernels(_Bound):
         lut = lut.to(torch.int32).contiguous()
         ids = torch.empty(self._size, dtype=torch.int32)
         stats = torch.empty((7, n + 1), dtype=torch.int64)
-        y_len, x_len = self._lengths[0], self._lengths[1]
+        y_len, x_len = self._lengths
         status = self._lib.bfr_panoptic_paint(
             *self.shape, int(self._cell_pixels[0]), int(self._cell_pixels[1]), _ptr(y_len), _ptr(x_len), *self._pixels,
             _ptr(winner), _ptr(owned), _ptr(pixelwise), _ptr(pixels), _ptr(lut), n, _ptr(ids), _ptr(stats),
