@@ -1104,6 +1104,9 @@ typedef struct {
     const int64_t *major;       /* [n_major] ascending: the classes that can score high somewhere (or NULL) */
     int64_t n_major;
     double beyond;              /* at least every score of every other class anywhere */
+    const int64_t *top_class;   /* [L] each live query's most probable class (the first of equals) */
+    const double *top_prob, *other_prob; /* [L] its probability, and the largest of the query's other classes */
+    double reach_max, dead_max, dead_probs_max; /* the largest entry of reach, dead, dead_probs */
     float near;
     int64_t cells_x, cells_y;
     int64_t u0, u1;             /* cell rows */
@@ -1131,6 +1134,50 @@ static float window_max(const float *plane, int64_t w, const axis_t *ay, int64_t
     return hi;
 }
 
+/* The cell decided by one class alone, from O(nn) sums instead of every class's (most cells: inside one segment, its
+ * queries' class): the top class c of the near query with the best lower bound, whose lower bound must beat a bound
+ * of every other class at once - per near query the largest probability it gives a class other than c (its top one,
+ * or its second when its top one is c) times its upper bound, plus the largest reach of the far queries and the
+ * largest share of the others. Sound for the same reasons as class_candidates' bounds, of which these are the
+ * loosest; returns 1 with the candidate in S (as class_candidates), else 0. */
+static int dominant_class(const semwhole_job *J, semwhole_scratch *S, int64_t nn, const int64_t *near_l,
+                          const double *slo, const double *shi, double far, double env) {
+    if (nn == 0) return 0;
+    const int64_t K = J->base.k;
+    int64_t best = 0;
+    double best_low = -1.0;
+    for (int64_t t = 0; t < nn; t++) {
+        const double low = J->top_prob[near_l[t]] * (slo[t] > 0.0 ? slo[t] : 0.0);
+        if (low > best_low) {
+            best_low = low;
+            best = t;
+        }
+    }
+    const int64_t c = J->top_class[near_l[best]];
+    double lower = 0.0, upper = 0.0, others = 0.0;
+    for (int64_t t = 0; t < nn; t++) {
+        const int64_t l = near_l[t];
+        const double p = J->p_live[l * K + c];
+        lower = lower + p * (slo[t] > 0.0 ? slo[t] : 0.0);
+        upper = upper + p * shi[t];
+        others = others + (J->top_class[l] == c ? J->other_prob[l] : J->top_prob[l]) * shi[t];
+    }
+    double out = 0.0, out_max = 0.0;
+    if (J->envelope) {
+        out = J->dead_probs[c] * env;
+        out = J->dead[c] < out ? J->dead[c] : out;
+        out_max = J->dead_probs_max * env;
+        out_max = J->dead_max < out_max ? J->dead_max : out_max;
+    }
+    lower = lower * (1.0 - BOUND_REL) - BOUND_ABS;
+    others = (others + far * J->reach_max + out_max) * (1.0 + BOUND_REL) + BOUND_ABS;
+    if (!(lower > others)) return 0;
+    S->cand[0] = c;
+    S->cand_up[0] = (upper + far * J->reach[c] + out) * (1.0 + BOUND_REL) + BOUND_ABS;
+    S->cand_out[0] = out;
+    return 1;
+}
+
 /* Candidates of a cell from its near queries (nn of them: live indices near_l, probability bounds slo / shi), the
  * largest logit of the far live queries and of the other queries (envelope): into S->cand (ascending class ids),
  * cand_up (widened upper bounds), cand_out (the not-live queries' share). The classes that can score high decide
@@ -1140,6 +1187,7 @@ static int64_t class_candidates(const semwhole_job *J, semwhole_scratch *S, int6
     const int64_t K = J->base.k;
     const double far = far_hi > -INFINITY ? sigmoid((double)far_hi) : 0.0;
     const double env = J->envelope ? sigmoid((double)env_hi) : 0.0;
+    if (dominant_class(J, S, nn, near_l, slo, shi, far, env)) return 1;
     for (int pass = J->n_major > 0 ? 0 : 1; pass < 2; pass++) {
         const int64_t ncls = pass == 0 ? J->n_major : K;
         const int64_t *cls = pass == 0 ? J->major : NULL;
@@ -1433,8 +1481,37 @@ int64_t bfr_semantic_labels(SEMWHOLE_ARGS, const int64_t *y_len, const int64_t *
     int64_t next = 0, open_pixels = 0; /* the claim counter of FOR_CLAIMED; pixels of open cells so far */
     int stop = 0;
     semwhole_job jobs[MAX_THREADS];
+    int64_t *top_class = malloc(sizeof(int64_t) * (size_t)(n_live + 1));
+    double *top_prob = malloc(sizeof(double) * (size_t)(2 * n_live + 1)), *other_prob = top_prob + n_live;
+    if (!top_class || !top_prob) {
+        free(top_class);
+        free(top_prob);
+        return -1;
+    }
+    for (int64_t l = 0; l < n_live; l++) { /* dominant_class's tables */
+        const double *row = p_live + l * k;
+        int64_t c = 0;
+        for (int64_t i = 1; i < k; i++) c = row[i] > row[c] ? i : c;
+        double other = 0.0;
+        for (int64_t i = 0; i < k; i++) other = i != c && row[i] > other ? row[i] : other;
+        top_class[l] = c;
+        top_prob[l] = row[c];
+        other_prob[l] = other;
+    }
+    double reach_max = 0.0, dead_max = 0.0, dead_probs_max = 0.0;
+    for (int64_t i = 0; i < k; i++) {
+        reach_max = reach[i] > reach_max ? reach[i] : reach_max;
+        dead_max = dead[i] > dead_max ? dead[i] : dead_max;
+        dead_probs_max = dead_probs[i] > dead_probs_max ? dead_probs[i] : dead_probs_max;
+    }
     for (int t = 0; t < nt; t++) { /* by cell rows */
         jobs[t] = SEMWHOLE_BASE;
+        jobs[t].top_class = top_class;
+        jobs[t].top_prob = top_prob;
+        jobs[t].other_prob = other_prob;
+        jobs[t].reach_max = reach_max;
+        jobs[t].dead_max = dead_max;
+        jobs[t].dead_probs_max = dead_probs_max;
         CLAIM_FROM(jobs[t], next, cells_y, row_run(cells_y, nt));
         jobs[t].y_len = y_len;
         jobs[t].x_len = x_len;
@@ -1448,6 +1525,8 @@ int64_t bfr_semantic_labels(SEMWHOLE_ARGS, const int64_t *y_len, const int64_t *
         jobs[t].out_bytes = out_bytes;
     }
     run_jobs(jobs, sizeof jobs[0], nt, semlabels_run);
+    free(top_class);
+    free(top_prob);
     if (ANY_FAILED(jobs, nt)) return -1;
     if (stop) return -2;
     int64_t redone = 0;
