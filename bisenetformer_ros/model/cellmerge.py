@@ -1301,7 +1301,6 @@ def _panoptic_native(
     """:func:`panoptic_cells` by the native kernels (the same result): every cell decided in C from float64 bounds
     of the queries near it (the others bounded together), per-pixel work in the cells left open and where a decided
     winner's mask edge crosses, areas along the edges only for the queries whose overlap rule needs them."""
-    n = int(scores.numel())
     k = native.PanopticKernels(
         masks.float().contiguous(),
         None if ids is None else ids.contiguous(),
@@ -1313,16 +1312,8 @@ def _panoptic_native(
         cells,
         native_threads(cells),
     )
-    cell_winner, cell_owned, partly, inside, edge = k.decide()
-    decided = cell_winner >= 0
-    pixelwise = ~decided | partly
-    sizes = cells.cell_pixels
-    w = cell_winner.clamp(min=0).flatten()
-    won = torch.bincount(w, weights=(sizes * decided).flatten(), minlength=n).long()
-    fin = torch.bincount(w, weights=(sizes * cell_owned).flatten(), minlength=n).long()
-    pixels, won_open, fin_pixels = k.resolve(cell_winner, torch.nonzero(pixelwise.flatten()).flatten())
-    won += won_open
-    fin += fin_pixels
+    cell_winner, cell_owned, partly, inside, edge, pixels, won, fin = k.merge()
+    pixelwise = (cell_winner < 0) | partly
     open_rule, passes = _overlap_bounds(won, fin, inside, inside + edge, overlap)
     orig = torch.where(passes, inside + edge, inside)
     rule_open = torch.nonzero(open_rule).flatten()

@@ -474,8 +474,8 @@ typedef struct {
     int64_t *cell_winner;         /* [Cy * Cx]: -1 undecided */
     uint8_t *cell_owned, *cell_partly;
     int64_t *inside_area, *edge_area; /* [n] this job's own sums (decide), counts [m] (edge) */
-    int32_t *pixels;              /* resolve: [H * W] 2 * winner + owned at the listed cells' pixels */
-    int64_t *won_open, *fin;      /* resolve: [n] this job's pixels won in undecided cells / won and owned */
+    int32_t *pixels;              /* decide: [H * W] 2 * winner + owned at the pixels of the cells resolved per pixel */
+    int64_t *won, *fin;           /* decide: [n] this job's pixels won / won and owned */
     const int64_t *y_pixel, *x_pixel; /* [C, r] output rows / columns of each cell's pixels */
     int64_t width;
     float *lo, *hi;                /* [n] scratch */
@@ -594,30 +594,6 @@ static int64_t cell_candidates(const double *scores, int64_t n, int64_t nn, cons
     return count;
 }
 
-/* Candidates of cell (yc, xc) (ascending query ids into J->cand, their upper bounds in J->up[c]); J->lo / hi hold
- * every query's window extremes afterwards. Returns the count. */
-static int64_t candidates(whole_job *J, int64_t yc, int64_t xc) {
-    double far_score = 0.0;
-    float far_hi = -INFINITY;
-    int any_far = 0;
-    int64_t nn = 0;
-    for (int64_t e = 0; e < J->n; e++) {
-        extremes(J, e, yc, xc, &J->lo[e], &J->hi[e]);
-        if (J->hi[e] >= J->far) {
-            J->ne[nn] = e;
-            J->nlo[nn] = (double)J->lo[e];
-            J->nhi[nn++] = (double)J->hi[e];
-        } else {
-            any_far = 1;
-            far_score = J->scores[e] > far_score ? J->scores[e] : far_score;
-            far_hi = J->hi[e] > far_hi ? J->hi[e] : far_hi;
-        }
-    }
-    near_sigmoids(J->nlo, J->nhi, nn);
-    return cell_candidates(J->scores, J->n, nn, J->ne, J->nlo, J->nhi, any_far, far_score, far_hi, J->hi, 1, J->n,
-                           J->cand, J->up);
-}
-
 /* Each query's largest logit on each mask row that cell rows u0..u1 read ([n, rows] from mask row `first`), computed when
  * first asked for (window_row_max), so that a row is read for it right before the window extremes read it again (the
  * masks do not fit in the cache; a separate pass over them was the kernels' largest memory traffic). A query whose
@@ -658,12 +634,113 @@ static float window_row_max(row_maxima_t *R, int64_t e, const axis_t *ay, int64_
     return top;
 }
 
+/* Scratch of the per-pixel work of one panoptic cell, and the fast values' error bounds. */
+typedef struct {
+    double *prob, *rows, *best, *second, *best_p;
+    int64_t *best_e;
+    double p_err, err; /* per probability, per score */
+} pixel_scratch;
+
+static int pixel_alloc(const whole_job *J, pixel_scratch *X, bag_t *bag) {
+    const int64_t rx = J->x.len, P = J->y.len * rx;
+    X->prob = TAKE(bag, double, P + 1);
+    X->rows = TAKE(bag, double, J->y.window * rx + 1);
+    X->best = TAKE(bag, double, P + 1);
+    X->second = TAKE(bag, double, P + 1);
+    X->best_p = TAKE(bag, double, P + 1);
+    X->best_e = TAKE(bag, int64_t, P + 1);
+    double smax = 1.0;
+    for (int64_t e = 0; e < J->n; e++) smax = J->scores[e] > smax ? J->scores[e] : smax;
+    X->p_err = J->sigmoid_first ? 0x1p-50 : FAST_SIGMOID_ERROR + 0x1p-50;
+    X->err = smax * X->p_err;
+    return !bag->failed;
+}
+
+/* The pixels of cell (yc, xc), whose n candidates are in J->cand / J->up (decided >= 0: the cell's winner, whose
+ * mask edge crosses it: only its ownership per pixel): the candidates in the order of their upper bounds, each
+ * evaluated at every pixel slot at once (interpolation and, for upsample_logits, the fast sigmoid as vector loops)
+ * until no remaining bound reaches the lowest best value of the cell's pixels. A pixel whose best beats the
+ * runner-up by more than twice the fast values' error (`err`) has that winner; near-ties are evaluated again exactly
+ * (libm sigmoid, first maximum), and so is the winner's probability where it lies within the error of the mask
+ * threshold. Into J->pixels, J->won (undecided cells) and J->fin. */
+static void panoptic_resolve_cell(whole_job *J, pixel_scratch *X, int64_t yc, int64_t xc, int64_t n,
+                                  int64_t decided) {
+    const int64_t ry = J->y.len, rx = J->x.len, P = ry * rx;
+    double *prob = X->prob, *best = X->best, *second = X->second, *best_p = X->best_p;
+    int64_t *best_e = X->best_e;
+    const double err = X->err;
+    lazy_order o;
+    order_init(&o, J->up, n, J->heap, J->order);
+    for (int64_t p = 0; p < P; p++) {
+        best[p] = second[p] = -INFINITY;
+        best_e[p] = -1;
+        best_p[p] = 0.0;
+    }
+    double low = -INFINITY; /* the lowest best value of the cell's slots (padding repeats real pixels) */
+    int64_t evaluated = 0;
+    for (; evaluated < n; evaluated++) {
+        const int64_t c = order_at(&o, evaluated);
+        if (evaluated > 0 && J->up[c] < low - err) break;
+        const int64_t e = J->cand[c];
+        const double score = J->scores[e];
+        gather(J->masks, J->h, J->w, query(J, e), &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
+        interpolate_cell(J->win, &J->y, yc, &J->x, xc, X->rows, prob);
+        if (!J->sigmoid_first) sigmoid_fast(prob, P);
+        low = INFINITY;
+        for (int64_t p = 0; p < P; p++) {
+            const double v = score * prob[p];
+            if (v > best[p] || (v == best[p] && e < best_e[p])) {
+                second[p] = best[p];
+                best[p] = v;
+                best_e[p] = e;
+                best_p[p] = prob[p];
+            } else if (v > second[p]) {
+                second[p] = v;
+            }
+            low = best[p] < low ? best[p] : low;
+        }
+    }
+    for (int64_t i = 0; i < ry; i++) {
+        if (!J->y.valid[yc * ry + i]) continue;
+        for (int64_t j = 0; j < rx; j++) {
+            if (!J->x.valid[xc * rx + j]) continue;
+            const int64_t p = i * rx + j;
+            int64_t w = best_e[p];
+            double pw = best_p[p];
+            if (!(best[p] - err > second[p] + err)) { /* near a tie: the evaluated candidates, exactly */
+                double top = -INFINITY;
+                for (int64_t t = 0; t < evaluated; t++) {
+                    const int64_t e = J->cand[o.order[t]];
+                    gather(J->masks, J->h, J->w, query(J, e), &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
+                    const double q = probability(J->win, &J->y, yc, i, &J->x, xc, j, J->sigmoid_first);
+                    const double v = J->scores[e] * q;
+                    if (t == 0 || v > top || (v == top && e < w)) {
+                        top = v;
+                        w = e;
+                        pw = q;
+                    }
+                }
+            } else if (!J->sigmoid_first && fabs(pw - J->threshold) <= X->p_err) { /* ownership: exactly */
+                gather(J->masks, J->h, J->w, query(J, w), &J->y, yc, &J->x, xc, 0, J->win);
+                pw = probability(J->win, &J->y, yc, i, &J->x, xc, j, 0);
+            }
+            const int owned = pw >= J->threshold;
+            J->pixels[J->y_pixel[yc * ry + i] * J->width + J->x_pixel[xc * rx + j]] = (int32_t)(2 * w + owned);
+            J->won[w] += decided < 0;
+            J->fin[w] += owned;
+        }
+    }
+}
+
 /* decide, one cell row at a time: each query's window extremes for the whole row first (vector loops over the mask
  * row), so that the queries far from the row - most of them - cost a few vector operations and no per-cell work. */
 static void *decide_run(void *arg) {
     whole_job *J = arg;
     const int64_t n = J->n, cx_n = J->cells_x, w = J->w;
     bag_t bag = {0};
+    pixel_scratch X;
+    const int whole_ok = whole_alloc(J); /* J's own bag: the candidates of one cell */
+    const int ok = pixel_alloc(J, &X, &bag) && whole_ok;
     float *lo_t = TAKE(&bag, float, n * cx_n + 1), *hi_t = TAKE(&bag, float, n * cx_n + 1);
     float *col_lo = TAKE(&bag, float, w + 1), *col_hi = TAKE(&bag, float, w + 1);
     float *far_hi = TAKE(&bag, float, cx_n + 1);
@@ -674,7 +751,7 @@ static void *decide_run(void *arg) {
     double *near_hi = TAKE(&bag, double, n * cx_n + 1);
     double *batch_lo = TAKE(&bag, double, n * cx_n + 1), *batch_hi = TAKE(&bag, double, n * cx_n + 1);
     row_maxima_t R;
-    if (!row_maxima_init(&R, &bag, J->masks, J->ids, n, J->h, w, &J->y, J->u0, J->u1)) {
+    if (!row_maxima_init(&R, &bag, J->masks, J->ids, n, J->h, w, &J->y, J->u0, J->u1) || !ok) {
         J->status = 1;
         goto done;
     }
@@ -733,108 +810,24 @@ static void *decide_run(void *arg) {
             J->cell_winner[u] = winner;
             J->cell_owned[u] = winner >= 0 && lo_t[winner * cx_n + c] >= J->cut_in;
             J->cell_partly[u] = winner >= 0 && !J->cell_owned[u] && hi_t[winner * cx_n + c] >= J->cut_reach;
+            const int64_t size = height * J->x_len[c];
+            if (winner >= 0) {
+                J->won[winner] += size;
+                J->fin[winner] += J->cell_owned[u] ? size : 0;
+                if (!J->cell_partly[u]) continue;
+                J->cand[0] = winner; /* its mask edge crosses the cell: ownership per pixel */
+                J->up[0] = INFINITY;
+                panoptic_resolve_cell(J, &X, yc, c, 1, winner);
+            } else { /* open: every candidate, right away (this row's mask rows are in the cache) */
+                const int64_t m = cell_candidates(J->scores, n, near_n[c], near_e + c * n, near_lo + c * n,
+                                                  near_hi + c * n, far_hi[c] > -INFINITY, far_s[c], far_hi[c],
+                                                  hi_t + c, cx_n, n, J->cand, J->up);
+                panoptic_resolve_cell(J, &X, yc, c, m, -1);
+            }
         }
     }
 done:
     bag_free(&bag);
-    return NULL;
-}
-
-/* resolve: per cell, the candidates in the order of their upper bounds, each evaluated at every pixel slot at once
- * (interpolation and, for upsample_logits, the fast sigmoid as vector loops) until no remaining bound reaches the
- * lowest best value of the cell's pixels. A pixel whose best beats the runner-up by more than twice the fast values'
- * error (`err`) has that winner; near-ties are evaluated again exactly (libm sigmoid, first maximum), and so is the
- * winner's probability where it lies within the error of the mask threshold. */
-static void *resolve_run(void *arg) {
-    whole_job *J = arg;
-    const int64_t ry = J->y.len, rx = J->x.len, P = ry * rx;
-    const int ok = whole_alloc(J); /* the job's bag holds these too */
-    double *prob = TAKE(&J->bag, double, P + 1), *rows = TAKE(&J->bag, double, J->y.window * rx + 1);
-    double *best = TAKE(&J->bag, double, P + 1), *second = TAKE(&J->bag, double, P + 1);
-    double *best_p = TAKE(&J->bag, double, P + 1);
-    int64_t *best_e = TAKE(&J->bag, int64_t, P + 1);
-    if (!ok || J->bag.failed) {
-        J->status = 1;
-        goto done;
-    }
-    double smax = 1.0;
-    for (int64_t e = 0; e < J->n; e++) smax = J->scores[e] > smax ? J->scores[e] : smax;
-    const double p_err = J->sigmoid_first ? 0x1p-50 : FAST_SIGMOID_ERROR + 0x1p-50; /* per probability */
-    const double err = smax * p_err;                                                /* per score */
-    FOR_CLAIMED(J, u) {
-        const int64_t cell = J->list[u], yc = cell / J->cells_x, xc = cell % J->cells_x;
-        const int64_t decided = J->cell_winner[cell];
-        int64_t n;
-        if (decided >= 0) { /* decided, its winner's mask edge crosses the cell: ownership per pixel */
-            n = 1;
-            J->cand[0] = decided;
-            J->up[0] = INFINITY;
-        } else {
-            n = candidates(J, yc, xc);
-        }
-        lazy_order o;
-        order_init(&o, J->up, n, J->heap, J->order);
-        for (int64_t p = 0; p < P; p++) {
-            best[p] = second[p] = -INFINITY;
-            best_e[p] = -1;
-            best_p[p] = 0.0;
-        }
-        double low = -INFINITY; /* the lowest best value of the cell's slots (padding repeats real pixels) */
-        int64_t evaluated = 0;
-        for (; evaluated < n; evaluated++) {
-            const int64_t c = order_at(&o, evaluated);
-            if (evaluated > 0 && J->up[c] < low - err) break;
-            const int64_t e = J->cand[c];
-            const double score = J->scores[e];
-            gather(J->masks, J->h, J->w, query(J, e), &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
-            interpolate_cell(J->win, &J->y, yc, &J->x, xc, rows, prob);
-            if (!J->sigmoid_first) sigmoid_fast(prob, P);
-            low = INFINITY;
-            for (int64_t p = 0; p < P; p++) {
-                const double v = score * prob[p];
-                if (v > best[p] || (v == best[p] && e < best_e[p])) {
-                    second[p] = best[p];
-                    best[p] = v;
-                    best_e[p] = e;
-                    best_p[p] = prob[p];
-                } else if (v > second[p]) {
-                    second[p] = v;
-                }
-                low = best[p] < low ? best[p] : low;
-            }
-        }
-        for (int64_t i = 0; i < ry; i++) {
-            if (!J->y.valid[yc * ry + i]) continue;
-            for (int64_t j = 0; j < rx; j++) {
-                if (!J->x.valid[xc * rx + j]) continue;
-                const int64_t p = i * rx + j;
-                int64_t w = best_e[p];
-                double pw = best_p[p];
-                if (!(best[p] - err > second[p] + err)) { /* near a tie: the evaluated candidates, exactly */
-                    double top = -INFINITY;
-                    for (int64_t t = 0; t < evaluated; t++) {
-                        const int64_t e = J->cand[o.order[t]];
-                        gather(J->masks, J->h, J->w, query(J, e), &J->y, yc, &J->x, xc, J->sigmoid_first, J->win);
-                        const double q = probability(J->win, &J->y, yc, i, &J->x, xc, j, J->sigmoid_first);
-                        const double v = J->scores[e] * q;
-                        if (t == 0 || v > top || (v == top && e < w)) {
-                            top = v;
-                            w = e;
-                            pw = q;
-                        }
-                    }
-                } else if (!J->sigmoid_first && fabs(pw - J->threshold) <= p_err) { /* ownership: exactly */
-                    gather(J->masks, J->h, J->w, query(J, w), &J->y, yc, &J->x, xc, 0, J->win);
-                    pw = probability(J->win, &J->y, yc, i, &J->x, xc, j, 0);
-                }
-                const int owned = pw >= J->threshold;
-                J->pixels[J->y_pixel[yc * ry + i] * J->width + J->x_pixel[xc * rx + j]] = (int32_t)(2 * w + owned);
-                J->won_open[w] += decided < 0;
-                J->fin[w] += owned;
-            }
-        }
-    }
-done:
     whole_free(J);
     return NULL;
 }
@@ -909,23 +902,34 @@ static whole_job whole_base(const float *masks, const int64_t *ids, int64_t n, i
     whole_base(masks, ids, n, h, w, scores, sigmoid_first, threshold, cut_in, cut_reach, far, sy, ry, y_valid, y_weights, \
                y_start, y_len, sx, rx, x_valid, x_weights, x_start, x_len, cells_x)
 
-/* Every cell's winner (-1: undecided), whether it owns the whole cell, whether its mask edge crosses it, and each
- * query's area of cells inside its mask / crossed by its edge (inside_area, edge_area [n], added to). */
-int64_t bfr_panoptic_decide(WHOLE_ARGS, int64_t *cell_winner, uint8_t *cell_owned, uint8_t *cell_partly,
-                            int64_t *inside_area, int64_t *edge_area, int32_t threads) {
+/* The whole panoptic merge but the id map: every cell's winner (-1: undecided), whether it owns the whole cell and
+ * whether its mask edge crosses it, each query's area of cells inside its mask / crossed by its edge (inside_area,
+ * edge_area [n]); the pixels of the undecided cells and of those crossed by their winner's edge into pixels [H * W]
+ * (2 * winner + owned; the other pixels untouched), one cell row at a time right after its decision; each query's
+ * pixels won and won and owned (won, fin [n]). The [n] outputs are added to. */
+int64_t bfr_panoptic_merge(WHOLE_ARGS, const int64_t *y_pixel, const int64_t *x_pixel, int64_t width,
+                           int64_t *cell_winner, uint8_t *cell_owned, uint8_t *cell_partly, int64_t *inside_area,
+                           int64_t *edge_area, int32_t *pixels, int64_t *won, int64_t *fin, int32_t threads) {
     const int nt = clamp_threads(threads, cells_y);
     int64_t next = 0; /* the claim counter of FOR_CLAIMED */
     whole_job jobs[MAX_THREADS];
-    int64_t *sums = calloc((size_t)(2 * n * nt + 1), sizeof(int64_t));
+    int64_t *sums = calloc((size_t)(4 * n * nt + 1), sizeof(int64_t));
     if (!sums) return -1;
     for (int t = 0; t < nt; t++) { /* by cell rows */
+        int64_t *own = sums + 4 * n * t;
         jobs[t] = WHOLE_BASE;
         CLAIM_FROM(jobs[t], next, cells_y, row_run(cells_y, nt));
         jobs[t].cell_winner = cell_winner;
         jobs[t].cell_owned = cell_owned;
         jobs[t].cell_partly = cell_partly;
-        jobs[t].inside_area = sums + 2 * n * t;
-        jobs[t].edge_area = sums + 2 * n * t + n;
+        jobs[t].inside_area = own;
+        jobs[t].edge_area = own + n;
+        jobs[t].won = own + 2 * n;
+        jobs[t].fin = own + 3 * n;
+        jobs[t].pixels = pixels;
+        jobs[t].y_pixel = y_pixel;
+        jobs[t].x_pixel = x_pixel;
+        jobs[t].width = width;
     }
     run_jobs(jobs, sizeof jobs[0], nt, decide_run);
     const int64_t status = ANY_FAILED(jobs, nt);
@@ -933,43 +937,10 @@ int64_t bfr_panoptic_decide(WHOLE_ARGS, int64_t *cell_winner, uint8_t *cell_owne
         for (int64_t e = 0; e < n; e++) {
             inside_area[e] += jobs[t].inside_area[e];
             edge_area[e] += jobs[t].edge_area[e];
-        }
-    }
-    free(sums);
-    return status ? -1 : 0;
-}
-
-/* Per pixel of the listed cells (flat ids), into pixels [H * W] (2 * winner + owned; other pixels untouched): the
- * winner and whether it owns the pixel, decided cells (cell_winner >= 0) only testing their winner's ownership;
- * won_open / fin [n] (added to): each query's pixels won in undecided cells, and won and owned. */
-int64_t bfr_panoptic_resolve(WHOLE_ARGS, const int64_t *cell_winner, int64_t u_count, const int64_t *list,
-                             const int64_t *y_pixel, const int64_t *x_pixel, int64_t width, int32_t *pixels,
-                             int64_t *won_open, int64_t *fin, int32_t threads) {
-    (void)cells_y;
-    const int nt = clamp_threads(threads, u_count);
-    int64_t next = 0; /* the claim counter of FOR_CLAIMED */
-    whole_job jobs[MAX_THREADS];
-    int64_t *sums = calloc((size_t)(2 * n * nt + 1), sizeof(int64_t));
-    if (!sums) return -1;
-    for (int t = 0; t < nt; t++) {
-        jobs[t] = WHOLE_BASE;
-        CLAIM_FROM(jobs[t], next, u_count, 8);
-        jobs[t].list = list;
-        jobs[t].cell_winner = (int64_t *)cell_winner;
-        jobs[t].pixels = pixels;
-        jobs[t].won_open = sums + 2 * n * t;
-        jobs[t].fin = sums + 2 * n * t + n;
-        jobs[t].y_pixel = y_pixel;
-        jobs[t].x_pixel = x_pixel;
-        jobs[t].width = width;
-    }
-    run_jobs(jobs, sizeof jobs[0], nt, resolve_run);
-    const int64_t status = ANY_FAILED(jobs, nt);
-    for (int t = 0; t < nt; t++)
-        for (int64_t e = 0; e < n; e++) {
-            won_open[e] += jobs[t].won_open[e];
+            won[e] += jobs[t].won[e];
             fin[e] += jobs[t].fin[e];
         }
+    }
     free(sums);
     return status ? -1 : 0;
 }

@@ -66,8 +66,7 @@ _SEMANTIC = [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64] + [_PTR] * 6
 _SEMANTIC += [_I64, _F64, _I32, _F64, _F32, *_AXIS, *_AXIS, _I64, _I64]
 _SIGNATURES = {
     "bfr_semantic_labels": [*_SEMANTIC, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _PTR, _I32, _I32],
-    "bfr_panoptic_decide": [*_WHOLE, _PTR, _PTR, _PTR, _PTR, _PTR, _I32],
-    "bfr_panoptic_resolve": [*_WHOLE, _PTR, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _PTR, _I32],
+    "bfr_panoptic_merge": [*_WHOLE, _PTR, _PTR, _I64] + [_PTR] * 8 + [_I32],
     "bfr_panoptic_paint": [_I64] * 4 + [_PTR] * 4 + [_I64] + [_PTR] * 5 + [_I64, _PTR, _PTR, _I32],
     "bfr_panoptic_edges": [*_WHOLE, _I64, _PTR, _PTR, _I32],
     "bfr_sigmoid_fast": [_PTR, _PTR, _I64],
@@ -304,37 +303,26 @@ class PanopticKernels(_Bound):
         ]
         self.n = n
 
-    def decide(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``[Cy, Cx]`` winners (-1: undecided), owned and partly-owned flags, and ``[n]`` areas of the cells inside
-        each query's mask and of those its edge crosses."""
+    def merge(self) -> tuple[torch.Tensor, ...]:
+        """The merge up to the id map: ``[Cy, Cx]`` winners (-1: undecided), owned and partly-owned flags; ``[n]``
+        areas of the cells inside each query's mask and of those its edge crosses; ``[H, W]`` int32 ``2 * winner +
+        owned`` at the pixels of the cells that are not decided as a whole (elsewhere undefined); ``[n]`` pixels each
+        query wins, and wins and owns."""
         winner = torch.empty(self.shape, dtype=torch.int64)
         owned = torch.empty(self.shape, dtype=torch.bool)
         partly = torch.empty(self.shape, dtype=torch.bool)
-        inside = torch.zeros(self.n, dtype=torch.int64)
-        edge = torch.zeros(self.n, dtype=torch.int64)
-        outs = (winner, owned, partly, inside, edge)
-        self._check(
-            self._lib.bfr_panoptic_decide(*self._args, *(_ptr(t) for t in outs), self.threads), "panoptic decision"
-        )
-        return outs
-
-    def resolve(self, winner: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The pixels of the flat ``cells [U]``: ``[H, W]`` int32 ``2 * winner + owned`` there (other pixels
-        undefined), and ``[n]`` each query's pixels won in undecided cells and won and owned."""
+        inside, edge, won, fin = (torch.zeros(self.n, dtype=torch.int64) for _ in range(4))
         pixels = torch.empty(self._size, dtype=torch.int32)
-        won_open, fin = torch.zeros(self.n, dtype=torch.int64), torch.zeros(self.n, dtype=torch.int64)
-        status = self._lib.bfr_panoptic_resolve(
-            *self._args, _ptr(winner), int(cells.numel()), _ptr(cells), *self._pixels, _ptr(pixels), _ptr(won_open),
-            _ptr(fin), self.threads,
-        )  # fmt: skip
-        self._check(status, "panoptic resolution")
-        return pixels, won_open, fin
+        outs = (winner, owned, partly, inside, edge, pixels, won, fin)
+        status = self._lib.bfr_panoptic_merge(*self._args, *self._pixels, *(_ptr(t) for t in outs), self.threads)
+        self._check(status, "panoptic merge")
+        return outs
 
     def paint(
         self, cell: tuple[torch.Tensor, torch.Tensor, torch.Tensor], pixels: torch.Tensor, lut: torch.Tensor, n: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``[H, W]`` int32 id map (``lut [n_kept]`` int32: kept query -> segment id, 0 = dropped) from the cells'
-        winners, owned and per-pixel flags (``cell``) and :meth:`resolve`'s ``pixels``, and ``[7, n + 1]`` int64 per
+        winners, owned and per-pixel flags (``cell``) and :meth:`merge`'s ``pixels``, and ``[7, n + 1]`` int64 per
         id 0..n: area, sums of columns and rows, x0, y0, x1, y1 (x0 / y0 huge and x1 / y1 -1 for absent ids)."""
         winner, owned, pixelwise = (t.contiguous() for t in cell)
         lut = lut.to(torch.int32).contiguous()
