@@ -468,14 +468,14 @@ typedef struct {
     axis_t y, x;
     const int64_t *y_len, *x_len; /* pixels per cell along each axis */
     int64_t cells_x;
-    int64_t u0, u1;               /* decide: cell rows u0..u1; resolve: entries of list; edge: cells */
+    int64_t u0, u1;               /* merge: cell rows u0..u1; edge: cells */
     int64_t *next, chunk;         /* the shared claim counter (FOR_CLAIMED) */
-    const int64_t *list;          /* resolve: flat cells; edge: queries */
+    const int64_t *list;          /* edge: queries */
     int64_t *cell_winner;         /* [Cy * Cx]: -1 undecided */
     uint8_t *cell_owned, *cell_partly;
-    int64_t *inside_area, *edge_area; /* [n] this job's own sums (decide), counts [m] (edge) */
-    int32_t *pixels;              /* decide: [H * W] 2 * winner + owned at the pixels of the cells resolved per pixel */
-    int64_t *won, *fin;           /* decide: [n] this job's pixels won / won and owned */
+    int64_t *inside_area, *edge_area; /* [n] this job's own sums (merge), counts [m] (edge) */
+    int32_t *pixels;              /* merge: [H * W] 2 * winner + owned at the pixels of the cells resolved per pixel */
+    int64_t *won, *fin;           /* merge: [n] this job's pixels won / won and owned */
     const int64_t *y_pixel, *x_pixel; /* [C, r] output rows / columns of each cell's pixels */
     int64_t width;
     float *lo, *hi;                /* [n] scratch */
@@ -732,9 +732,12 @@ static void panoptic_resolve_cell(whole_job *J, pixel_scratch *X, int64_t yc, in
     }
 }
 
-/* decide, one cell row at a time: each query's window extremes for the whole row first (vector loops over the mask
- * row), so that the queries far from the row - most of them - cost a few vector operations and no per-cell work. */
-static void *decide_run(void *arg) {
+/* The merge, one cell row at a time: each query's window extremes for the whole row first (vector loops over the
+ * mask row), so that the queries far from the row - most of them - cost a few vector operations and no per-cell
+ * work; then each cell's decision, and right away the per-pixel work of the cells it leaves open or whose winner's
+ * edge crosses them (candidates from the same near lists and row extremes; those mask rows are still in the
+ * cache). */
+static void *merge_run(void *arg) {
     whole_job *J = arg;
     const int64_t n = J->n, cx_n = J->cells_x, w = J->w;
     bag_t bag = {0};
@@ -931,7 +934,7 @@ int64_t bfr_panoptic_merge(WHOLE_ARGS, const int64_t *y_pixel, const int64_t *x_
         jobs[t].x_pixel = x_pixel;
         jobs[t].width = width;
     }
-    run_jobs(jobs, sizeof jobs[0], nt, decide_run);
+    run_jobs(jobs, sizeof jobs[0], nt, merge_run);
     const int64_t status = ANY_FAILED(jobs, nt);
     for (int t = 0; t < nt; t++) {
         for (int64_t e = 0; e < n; e++) {
@@ -947,7 +950,7 @@ int64_t bfr_panoptic_merge(WHOLE_ARGS, const int64_t *y_pixel, const int64_t *x_
 
 /* The id map and the segment table in one pass (postprocess: PanopticResult): each pixel's segment id
  * (lut[winner] where the winner owns it, else 0) into ids [H * W], a cell without per-pixel results as spans of one
- * id, the others from pixels (bfr_panoptic_resolve); per id 0..n_ids the area, the sums of the pixels' columns and
+ * id, the others from pixels (bfr_panoptic_merge); per id 0..n_ids the area, the sums of the pixels' columns and
  * rows, and the box (stats [7, n_ids + 1]: area, sum_x, sum_y, x0, y0, x1, y1; sums of integers, exact). */
 typedef struct {
     const int64_t *cell_winner;
