@@ -478,10 +478,9 @@ typedef struct {
     int64_t *won, *fin;           /* merge: [n] this job's pixels won / won and owned */
     const int64_t *y_pixel, *x_pixel; /* [C, r] output rows / columns of each cell's pixels */
     int64_t width;
-    float *lo, *hi;                /* [n] scratch */
-    double *up, *nlo, *nhi;
-    int64_t *cand, *order, *heap, *ne;
-    double *win;
+    double *up;                   /* [n] scratch: one cell's candidates, their upper bounds and order */
+    int64_t *cand, *order, *heap;
+    double *win;                  /* [Sy * Sx] one query's window */
     bag_t bag;
     int status;
 } whole_job;
@@ -492,16 +491,11 @@ static int64_t query(const whole_job *J, int64_t e) { return J->ids ? J->ids[e] 
 static int whole_alloc(whole_job *J) {
     const int64_t n = J->n + 1, s = J->y.window * J->x.window;
     bag_t *B = &J->bag;
-    J->lo = TAKE(B, float, n);
-    J->hi = TAKE(B, float, n);
     J->up = TAKE(B, double, n);
     J->cand = TAKE(B, int64_t, n);
     J->order = TAKE(B, int64_t, n);
     J->heap = TAKE(B, int64_t, n);
-    J->win = TAKE(B, double, n * s);
-    J->nlo = TAKE(B, double, n);
-    J->nhi = TAKE(B, double, n);
-    J->ne = TAKE(B, int64_t, n);
+    J->win = TAKE(B, double, s);
     J->status = B->failed;
     return !J->status;
 }
@@ -1395,6 +1389,7 @@ static void *semlabels_run(void *arg) {
             }
             J->redone += semantic_resolve_cell(J, &S, &T, yc, xc, open + xc * ry * rx);
         }
+        if (__atomic_load_n(J->stop, __ATOMIC_RELAXED)) break; /* the output is dropped */
         paint_row(J, yc, row_label, open);
     }
 done:

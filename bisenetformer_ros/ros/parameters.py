@@ -492,7 +492,7 @@ def _specs() -> list[ParameterSpec]:
             1,
             "Merge query masks on a grid this many times coarser than the output, then nearest-upsample the label "
             "maps. 1 = exact labels at the output resolution (the cell merge: per-pixel work only along boundaries, "
-            "3-8 % of the default CPU network's time for typical frames at 2 threads, about 10 % with every query "
+            "2-4 % of the default CPU network's time for typical frames at 2 threads, 4-8 % with every query "
             "kept); 4 / 8 save a few more milliseconds and change boundary pixels",
             g,
             minimum=1,
